@@ -1,0 +1,30 @@
+# lps-franka: every target sets up what it needs (idempotently) through scripts/bootstrap.sh.
+# ORT=gpu selects onnxruntime-gpu instead of onnxruntime (machines with an NVIDIA GPU).
+SHELL := /bin/bash
+ORT ?= cpu
+RUN := scripts/with-env
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench lint lock clean
+
+setup:
+	@ORT=$(ORT) scripts/bootstrap.sh
+
+demo: setup
+	@$(RUN) python -m lps_steering.demo
+
+test: setup
+	@$(RUN) python -m pytest tests $(PYTEST_ARGS)
+
+bench: setup
+	@$(RUN) python bench/run_all.py
+
+lint: setup
+	@$(RUN) ruff check ros2_ws/src sim training tests bench
+
+# Re-pin requirements/lock.txt from requirements/base.in (needs the registries).
+lock:
+	@scripts/lock.sh
+
+clean:
+	rm -rf .venv ros2_ws/build ros2_ws/install ros2_ws/log ros2_ws/.stamp-build .ros

@@ -1,0 +1,1 @@
+"""Thin ROS 2 shells around ``lps_steering.core``: topics, parameters, timing, lifecycle."""

@@ -1,0 +1,1 @@
+"""MuJoCo Franka simulation for lps-franka: scene, tasks, experts, randomisation, ROS bridge."""

@@ -1,0 +1,1 @@
+"""lps-franka training pipeline (torch). The runtime never imports this package."""
