@@ -11,7 +11,7 @@ setup:
 	@ORT=$(ORT) scripts/bootstrap.sh
 
 demo: setup
-	@$(RUN) python -m lps_steering.demo
+	@$(RUN) python scripts/demo.py
 
 test: setup
 	@$(RUN) python -m pytest tests $(PYTEST_ARGS)
