@@ -16,6 +16,9 @@ hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 
 step() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
+# pip warns once per package about index folders of this machine's mirror that lack it: noise.
+pip_q() { "$VENV/bin/pip" "$@" 2> >(grep -v '^WARNING: Location' >&2); }
+
 # 1. virtual environment -------------------------------------------------------------------
 if [ ! -x "$VENV/bin/python" ]; then
   step "creating $VENV"
@@ -25,11 +28,11 @@ req_hash=$(hash_of requirements/lock.txt requirements/torch.txt "requirements/or
 if [ "$(cat "$VENV/.stamp-pip" 2>/dev/null)" != "$req_hash" ]; then
   step "installing pinned packages (onnxruntime: $ORT)"
   # torch first and alone, pinned: an unpinned resolution would pull GBs of CUDA wheels.
-  "$VENV/bin/pip" install --quiet -r requirements/torch.txt
+  pip_q install --quiet -r requirements/torch.txt
   other=cpu; [ "$ORT" = cpu ] && other=gpu
-  "$VENV/bin/pip" uninstall --quiet -y "$(cut -d= -f1 "requirements/ort-$other.txt")" 2>/dev/null || true
-  "$VENV/bin/pip" install --quiet -r requirements/lock.txt -r "requirements/ort-$ORT.txt"
-  "$VENV/bin/pip" install --quiet --no-deps -e training
+  pip_q uninstall --quiet -y "$(cut -d= -f1 "requirements/ort-$other.txt")" 2>/dev/null || true
+  pip_q install --quiet -r requirements/lock.txt -r "requirements/ort-$ORT.txt"
+  pip_q install --quiet --no-deps -e training
   echo "$req_hash" > "$VENV/.stamp-pip"
   rm -f "$VENV/.stamp-cmake"
 fi
