@@ -22,6 +22,7 @@ setup(
     entry_points={
         'console_scripts': [
             'policy_node = lps_steering.nodes.policy_node:main',
+            'fake_robot = lps_steering.nodes.fake_robot:main',
         ],
     },
 )

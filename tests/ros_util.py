@@ -1,0 +1,222 @@
+"""Test harness for real ROS nodes: start them as processes, drive them over DDS.
+
+Everything here speaks the real interfaces: lifecycle services (`<node>/change_state`,
+`<node>/get_state`), parameter services (`<node>/set_parameters`) and topics. A background
+executor spins the test's own client node; every wait has a timeout, so a dead node fails a
+test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue, SetParametersResult
+from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+
+TRANSITIONS = {
+    'configure': Transition.TRANSITION_CONFIGURE,
+    'cleanup': Transition.TRANSITION_CLEANUP,
+    'activate': Transition.TRANSITION_ACTIVATE,
+    'deactivate': Transition.TRANSITION_DEACTIVATE,
+    'shutdown_unconfigured': Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
+    'shutdown_inactive': Transition.TRANSITION_INACTIVE_SHUTDOWN,
+    'shutdown_active': Transition.TRANSITION_ACTIVE_SHUTDOWN,
+}
+
+
+def _param_value(value: Any) -> ParameterValue:
+    v = ParameterValue()
+    if isinstance(value, bool):
+        v.type, v.bool_value = ParameterType.PARAMETER_BOOL, value
+    elif isinstance(value, int):
+        v.type, v.integer_value = ParameterType.PARAMETER_INTEGER, value
+    elif isinstance(value, float):
+        v.type, v.double_value = ParameterType.PARAMETER_DOUBLE, value
+    elif isinstance(value, str):
+        v.type, v.string_value = ParameterType.PARAMETER_STRING, value
+    elif isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
+        v.type, v.string_array_value = ParameterType.PARAMETER_STRING_ARRAY, list(value)
+    elif isinstance(value, (list, tuple)):
+        v.type, v.double_array_value = ParameterType.PARAMETER_DOUBLE_ARRAY, [float(x) for x in value]
+    else:
+        raise TypeError(f'no ROS parameter type for {value!r}')
+    return v
+
+
+def ros_arg(name: str, value: Any) -> str:
+    """`-p` argument text for a parameter value (YAML syntax, as rcl parses it)."""
+    if isinstance(value, bool):
+        text = 'true' if value else 'false'
+    elif isinstance(value, (list, tuple)):
+        text = '[' + ', '.join(repr(x) if isinstance(x, str) else str(x) for x in value) + ']'
+    elif isinstance(value, str):
+        text = repr(value)
+    else:
+        text = str(value)
+    return f'{name}:={text}'
+
+
+class NodeProcess:
+    """A node module run as its own process (`python -m module --ros-args ...`), logs to a file.
+
+    Stopped with SIGINT (the node's clean path), then SIGKILL if it does not exit in time.
+    """
+
+    def __init__(self, module: str, log_path: Path, params: dict[str, Any] | None = None,
+                 name: str | None = None, extra_args: Iterable[str] = ()) -> None:
+        cmd = [sys.executable, '-m', module, *extra_args, '--ros-args']
+        if name:
+            cmd += ['-r', f'__node:={name}']
+        for key, value in (params or {}).items():
+            cmd += ['-p', ros_arg(key, value)]
+        self.log_path = log_path
+        self._log = open(log_path, 'w')  # noqa: SIM115 - closed in stop()
+        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0')
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> NodeProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Collector:
+    """Keeps every message received on a topic; `wait_for` polls a predicate with a timeout."""
+
+    def __init__(self, node: Node, msg_type: type, topic: str, qos: QoSProfile | int = 100) -> None:
+        self.messages: list[Any] = []
+        self.stamps: list[int] = []
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self.hooks: list[Callable[[Any], None]] = []
+        self.sub = node.create_subscription(msg_type, topic, self._on_msg, qos)
+
+    def _on_msg(self, msg: Any) -> None:
+        now = time.monotonic_ns()
+        for hook in self.hooks:
+            hook(msg)
+        with self._cond:
+            self.messages.append(msg)
+            self.stamps.append(now)
+            self._cond.notify_all()
+
+    def snapshot(self) -> list[Any]:
+        with self._lock:
+            return list(self.messages)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+            self.stamps.clear()
+
+    def wait_for(self, predicate: Callable[[list[Any]], bool], timeout: float, what: str = '') -> list[Any]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f'timed out after {timeout} s waiting for {what or predicate}; '
+                                       f'{len(self.messages)} messages received')
+                self._cond.wait(min(left, 0.1))
+            return list(self.messages)
+
+    def wait_count(self, n: int, timeout: float) -> list[Any]:
+        return self.wait_for(lambda m: len(m) >= n, timeout, f'{n} messages on {self.sub.topic_name}')
+
+
+class RosClient:
+    """The test's own node, spun in a background thread, with blocking helpers with timeouts."""
+
+    def __init__(self, name: str = 'lps_test_client') -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+        self._clients: dict[tuple[type, str], Any] = {}
+
+    def _spin(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # context shut down under the executor at teardown
+                if self.context.ok():
+                    raise
+                return
+
+    def close(self) -> None:
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(5)
+        self.executor.shutdown(timeout_sec=1.0)
+
+    def __enter__(self) -> RosClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, srv_type: type, name: str, request: Any, timeout: float = 10.0) -> Any:
+        key = (srv_type, name)
+        if key not in self._clients:
+            self._clients[key] = self.node.create_client(srv_type, name)
+        client = self._clients[key]
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f'service {name} not available after {timeout} s')
+        done = threading.Event()
+        future = client.call_async(request)
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(timeout):
+            raise TimeoutError(f'service {name} did not answer in {timeout} s')
+        return future.result()
+
+    def change_state(self, node: str, transition: str, timeout: float = 20.0) -> bool:
+        req = ChangeState.Request()
+        req.transition.id = TRANSITIONS[transition]
+        return self.call(ChangeState, f'{node}/change_state', req, timeout).success
+
+    def get_state(self, node: str, timeout: float = 10.0) -> str:
+        return self.call(GetState, f'{node}/get_state', GetState.Request(), timeout).current_state.label
+
+    def set_parameters(self, node: str, values: dict[str, Any], timeout: float = 20.0) -> list[SetParametersResult]:
+        req = SetParameters.Request()
+        req.parameters = [Parameter(name=k, value=_param_value(v)) for k, v in values.items()]
+        return list(self.call(SetParameters, f'{node}/set_parameters', req, timeout).results)
+
+    def get_parameter(self, node: str, name: str, timeout: float = 10.0) -> ParameterValue:
+        req = GetParameters.Request(names=[name])
+        return self.call(GetParameters, f'{node}/get_parameters', req, timeout).values[0]
+
+    def wait_for_node(self, node: str, timeout: float = 20.0) -> None:
+        """Blocks until the node's lifecycle services answer (the process is up and discovered)."""
+        self.get_state(node, timeout)
