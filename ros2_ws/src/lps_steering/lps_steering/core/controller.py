@@ -241,6 +241,12 @@ class SteeringController:
             raise RuntimeError("SteeringController is not configured: call configure() first")
         self.assembler.update(source, value, stamp_s)
 
+    def observe_image(self, name: str, frame: np.ndarray, stamp_s: float) -> None:
+        """Preprocess and store a camera frame for the image input `name` (call from the callback)."""
+        if self.assembler is None:
+            raise RuntimeError("SteeringController is not configured: call configure() first")
+        self.assembler.update_image(name, frame, stamp_s)
+
     @property
     def required_sources(self) -> tuple[str, ...]:
         """Sources the decoder's observation layout needs (what the node must subscribe to)."""
@@ -283,7 +289,7 @@ class SteeringController:
         replanned = False
         out = self._last_output
         if self.executor.needs_replan(now_s):
-            out = self.policy.infer(raw)
+            out = self.policy.infer(raw, self.assembler.images)
             self._last_output = out
             anchor = raw[lay.arm_observation] if lay.arm_observation is not None else measured
             targets = self._absolute_targets(out.actions, anchor, measured)
@@ -291,7 +297,7 @@ class SteeringController:
             self.chunk_count += 1
             replanned = True
         cmd = self.executor.command(now_s)
-        gripper = float(cmd[lay.gripper_action]) if lay.gripper_action is not None else math.nan
+        gripper = float(cmd[lay.gripper_action]) if lay.gripper_action is not None else None
         res: SafetyResult = self.safety.filter(cmd[lay.arm_action], gripper, measured)
         if res.state == SAFETY_HOLD:
             self.executor.reset()

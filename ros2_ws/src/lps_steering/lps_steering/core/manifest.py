@@ -1,0 +1,500 @@
+"""Model manifest: the JSON file beside every exported ONNX network, as validated dataclasses.
+
+`decoder.onnx` travels with `decoder.json`. `load_manifest` refuses anything it cannot vouch for
+with a `ManifestError` naming the field, the expected value and the value found; nothing runs
+from a manifest that did not pass here. The schema is documented in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+KINDS = ("decoder", "head")
+DECODER_TYPES = ("meanflow", "flow", "ddim")
+HEAD_TYPES = ("lps", "lpds", "dsrl")
+ROBOTS = ("fr3", "panda")
+LATENT_GEOMETRIES = ("sphere", "gaussian")
+# Observation sources and their sizes; tcp_position is forward kinematics of the arm joints.
+OBSERVATION_SOURCES: dict[str, int] = {
+    "arm_joint_positions": 7,
+    "arm_joint_velocities": 7,
+    "gripper_width": 1,
+    "tcp_position": 3,
+    "object_position": 3,
+    "target_position": 3,
+}
+ACTION_MODES: dict[str, int] = {"joint_position_delta": 7, "gripper_width": 1}
+DTYPES = ("float32",)
+POLICY_RATE_RANGE_HZ = (1.0, 200.0)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ManifestError(ValueError):
+    """A manifest (or the model it describes) is invalid; the message names field, expected, got."""
+
+
+def _fail(field_name: str, expected: str, got: Any, where: str = "") -> ManifestError:
+    prefix = f"{where}: " if where else ""
+    return ManifestError(f"{prefix}`{field_name}` must be {expected}, got {got!r}")
+
+
+@dataclass
+class TensorSpec:
+    """One ONNX input or output: name, shape (-1 for the batch axis) and dtype."""
+
+    name: str
+    shape: list[int]
+    dtype: str = "float32"
+
+
+@dataclass
+class ObservationEntry:
+    """A slice of the flat observation vector, with the statistics that normalise it."""
+
+    name: str
+    source: str
+    size: int
+    mean: list[float]
+    std: list[float]
+
+
+@dataclass
+class ImagePreprocessing:
+    """How a camera frame becomes a network input; applied by observation.preprocess_image.
+
+    crop: [x, y, width, height] in pixels of the raw frame, or None. resize: [height, width] of
+    the network input, or None. Pixels are multiplied by `scale`, then (p - mean) / std per channel.
+    """
+
+    crop: list[int] | None = None
+    resize: list[int] | None = None
+    scale: float = 1.0 / 255.0
+    mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+
+@dataclass
+class ImageEntry:
+    """A camera input: raw frame size on `topic`, and its preprocessing."""
+
+    name: str
+    topic: str
+    height: int
+    width: int
+    channels: int
+    preprocessing: ImagePreprocessing = field(default_factory=ImagePreprocessing)
+
+    @property
+    def output_hw(self) -> tuple[int, int]:
+        p = self.preprocessing
+        if p.resize is not None:
+            return int(p.resize[0]), int(p.resize[1])
+        if p.crop is not None:
+            return int(p.crop[3]), int(p.crop[2])
+        return self.height, self.width
+
+
+@dataclass
+class ObservationLayout:
+    entries: list[ObservationEntry]
+    images: list[ImageEntry] = field(default_factory=list)
+
+    @property
+    def dim(self) -> int:
+        return sum(e.size for e in self.entries)
+
+
+@dataclass
+class ActionEntry:
+    name: str
+    size: int
+    units: str
+    mode: str
+
+
+@dataclass
+class ActionLayout:
+    entries: list[ActionEntry]
+    mean: list[float]
+    std: list[float]
+
+
+@dataclass
+class Provenance:
+    """How the artifact was made, so any shipped model can be traced to a command and commit."""
+
+    command: str = ""
+    seed: int | None = None
+    commit: str = ""
+    created: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    format_version: int
+    kind: str
+    name: str
+    onnx_sha256: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    observation: ObservationLayout
+    action: ActionLayout
+    robot: str
+    chunk_length: int
+    action_dim: int
+    policy_rate_hz: float
+    latent_dim: int
+    latent_geometry: str
+    decoder_type: str | None = None
+    head_type: str | None = None
+    trust_region_delta: float | None = None
+    decoder_sha256: str | None = None
+    provenance: Provenance = field(default_factory=Provenance)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.observation.dim
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        # Fields that do not apply to this kind are left out rather than written as null.
+        for key in ("decoder_type", "head_type", "trust_region_delta", "decoder_sha256"):
+            if d[key] is None:
+                del d[key]
+        return d
+
+    def save(self, json_path: str | Path) -> None:
+        self.validate(where=str(json_path))
+        Path(json_path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def validate(self, where: str = "") -> None:
+        """Check internal consistency; raises ManifestError naming the first bad field."""
+        _validate(self, where)
+
+
+def manifest_path_for(onnx_path: str | Path) -> Path:
+    """`model.onnx` -> `model.json` (the manifest travels beside the network)."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_manifest(onnx_path: str | Path, verify_sha: bool = True) -> Manifest:
+    """Read and validate the manifest of `onnx_path`; with verify_sha, check the file's hash too.
+
+    Raises:
+        ManifestError: missing files, bad JSON, any invalid field, or a hash mismatch.
+    """
+    onnx_path = Path(onnx_path)
+    json_path = manifest_path_for(onnx_path)
+    if onnx_path.suffix != ".onnx":
+        raise _fail("path", "a .onnx file", str(onnx_path))
+    if not onnx_path.is_file():
+        raise ManifestError(f"model file not found: {onnx_path}")
+    if not json_path.is_file():
+        raise ManifestError(f"manifest not found: expected {json_path} beside {onnx_path.name}")
+    try:
+        data = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{json_path}: not valid JSON ({exc})") from exc
+    manifest = from_dict(data, where=str(json_path))
+    if verify_sha:
+        actual = sha256_file(onnx_path)
+        if actual != manifest.onnx_sha256:
+            raise ManifestError(
+                f"{json_path}: `onnx_sha256` must match the file {onnx_path.name} ({actual}), got "
+                f"{manifest.onnx_sha256!r}: the .onnx is corrupt or not the one this manifest describes")
+    return manifest
+
+
+# ---------------------------------------------------------------------------- parsing
+def _take(d: dict[str, Any], key: str, where: str, ctx: str, types: type | tuple[type, ...],
+          default: Any = ..., expected: str = "") -> Any:
+    name = f"{ctx}{key}"
+    if key not in d:
+        if default is ...:
+            raise ManifestError(f"{where + ': ' if where else ''}`{name}` is missing")
+        return default
+    value = d[key]
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in _as_tuple(types))
+    if not ok:
+        raise _fail(name, expected or f"of type {_type_names(types)}", value, where)
+    return value
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _type_names(types: type | tuple[type, ...]) -> str:
+    return " or ".join(t.__name__ for t in _as_tuple(types))
+
+
+def _floats(value: Any, name: str, where: str) -> list[float]:
+    if not isinstance(value, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise _fail(name, "a list of numbers", value, where)
+    return [float(v) for v in value]
+
+
+def _check_keys(d: dict[str, Any], allowed: set[str], ctx: str, where: str) -> None:
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise _fail(f"{ctx}{unknown[0]}", f"one of the known fields {sorted(allowed)}", unknown[0], where)
+
+
+def _tensor(d: Any, ctx: str, where: str) -> TensorSpec:
+    if not isinstance(d, dict):
+        raise _fail(ctx.rstrip("."), "an object {name, shape, dtype}", d, where)
+    _check_keys(d, {"name", "shape", "dtype"}, ctx, where)
+    shape = _take(d, "shape", where, ctx, list)
+    if not all(isinstance(s, int) and not isinstance(s, bool) and (s > 0 or s == -1) for s in shape):
+        raise _fail(f"{ctx}shape", "a list of positive ints (-1 for the batch axis)", shape, where)
+    return TensorSpec(name=_take(d, "name", where, ctx, str), shape=list(shape),
+                      dtype=_take(d, "dtype", where, ctx, str, "float32"))
+
+
+def from_dict(data: Any, where: str = "") -> Manifest:
+    """Build a Manifest from parsed JSON and validate it."""
+    if not isinstance(data, dict):
+        raise _fail("manifest", "a JSON object", type(data).__name__, where)
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise _fail("format_version", str(FORMAT_VERSION), version, where)
+    top = {f for f in Manifest.__dataclass_fields__}
+    _check_keys(data, top, "", where)
+
+    obs_d = _take(data, "observation", where, "", dict)
+    _check_keys(obs_d, {"entries", "images"}, "observation.", where)
+    entries = []
+    for i, e in enumerate(_take(obs_d, "entries", where, "observation.", list)):
+        ctx = f"observation.entries[{i}]."
+        if not isinstance(e, dict):
+            raise _fail(ctx[:-1], "an object", e, where)
+        _check_keys(e, {"name", "source", "size", "mean", "std"}, ctx, where)
+        entries.append(ObservationEntry(
+            name=_take(e, "name", where, ctx, str), source=_take(e, "source", where, ctx, str),
+            size=_take(e, "size", where, ctx, int),
+            mean=_floats(_take(e, "mean", where, ctx, list), ctx + "mean", where),
+            std=_floats(_take(e, "std", where, ctx, list), ctx + "std", where)))
+    images = []
+    for i, e in enumerate(_take(obs_d, "images", where, "observation.", list, [])):
+        ctx = f"observation.images[{i}]."
+        if not isinstance(e, dict):
+            raise _fail(ctx[:-1], "an object", e, where)
+        _check_keys(e, {"name", "topic", "height", "width", "channels", "preprocessing"}, ctx, where)
+        p = _take(e, "preprocessing", where, ctx, dict, {})
+        pctx = ctx + "preprocessing."
+        _check_keys(p, {"crop", "resize", "scale", "mean", "std"}, pctx, where)
+        crop = _take(p, "crop", where, pctx, (list, type(None)), None)
+        resize = _take(p, "resize", where, pctx, (list, type(None)), None)
+        channels = _take(e, "channels", where, ctx, int)
+        pre = ImagePreprocessing(
+            crop=crop, resize=resize,
+            scale=float(_take(p, "scale", where, pctx, (int, float), 1.0 / 255.0)),
+            mean=_floats(_take(p, "mean", where, pctx, list, [0.0] * channels), pctx + "mean", where),
+            std=_floats(_take(p, "std", where, pctx, list, [1.0] * channels), pctx + "std", where))
+        images.append(ImageEntry(name=_take(e, "name", where, ctx, str),
+                                 topic=_take(e, "topic", where, ctx, str),
+                                 height=_take(e, "height", where, ctx, int),
+                                 width=_take(e, "width", where, ctx, int), channels=channels,
+                                 preprocessing=pre))
+
+    act_d = _take(data, "action", where, "", dict)
+    _check_keys(act_d, {"entries", "mean", "std"}, "action.", where)
+    action_entries = []
+    for i, e in enumerate(_take(act_d, "entries", where, "action.", list)):
+        ctx = f"action.entries[{i}]."
+        if not isinstance(e, dict):
+            raise _fail(ctx[:-1], "an object", e, where)
+        _check_keys(e, {"name", "size", "units", "mode"}, ctx, where)
+        action_entries.append(ActionEntry(name=_take(e, "name", where, ctx, str),
+                                          size=_take(e, "size", where, ctx, int),
+                                          units=_take(e, "units", where, ctx, str, ""),
+                                          mode=_take(e, "mode", where, ctx, str)))
+    action = ActionLayout(entries=action_entries,
+                          mean=_floats(_take(act_d, "mean", where, "action.", list), "action.mean", where),
+                          std=_floats(_take(act_d, "std", where, "action.", list), "action.std", where))
+
+    prov_d = _take(data, "provenance", where, "", dict, {})
+    _check_keys(prov_d, set(Provenance.__dataclass_fields__), "provenance.", where)
+    provenance = Provenance(
+        command=_take(prov_d, "command", where, "provenance.", str, ""),
+        seed=_take(prov_d, "seed", where, "provenance.", (int, type(None)), None),
+        commit=_take(prov_d, "commit", where, "provenance.", str, ""),
+        created=_take(prov_d, "created", where, "provenance.", str, ""),
+        metrics=_take(prov_d, "metrics", where, "provenance.", dict, {}))
+
+    trd = _take(data, "trust_region_delta", where, "", (int, float, type(None)), None)
+    m = Manifest(
+        format_version=version,
+        kind=_take(data, "kind", where, "", str),
+        name=_take(data, "name", where, "", str),
+        onnx_sha256=_take(data, "onnx_sha256", where, "", str),
+        inputs=[_tensor(t, f"inputs[{i}].", where)
+                for i, t in enumerate(_take(data, "inputs", where, "", list))],
+        outputs=[_tensor(t, f"outputs[{i}].", where)
+                 for i, t in enumerate(_take(data, "outputs", where, "", list))],
+        observation=ObservationLayout(entries=entries, images=images),
+        action=action,
+        robot=_take(data, "robot", where, "", str),
+        chunk_length=_take(data, "chunk_length", where, "", int),
+        action_dim=_take(data, "action_dim", where, "", int),
+        policy_rate_hz=float(_take(data, "policy_rate_hz", where, "", (int, float))),
+        latent_dim=_take(data, "latent_dim", where, "", int),
+        latent_geometry=_take(data, "latent_geometry", where, "", str),
+        decoder_type=_take(data, "decoder_type", where, "", (str, type(None)), None),
+        head_type=_take(data, "head_type", where, "", (str, type(None)), None),
+        trust_region_delta=float(trd) if trd is not None else None,
+        decoder_sha256=_take(data, "decoder_sha256", where, "", (str, type(None)), None),
+        provenance=provenance,
+    )
+    _validate(m, where)
+    return m
+
+
+# ---------------------------------------------------------------------------- validation
+def expected_io(m: Manifest) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The inputs and outputs a network of this kind must have (batch axis -1)."""
+    obs = TensorSpec("observation", [-1, m.obs_dim])
+    images = [TensorSpec(im.name, [-1, im.channels, *im.output_hw]) for im in m.observation.images]
+    if m.kind == "decoder":
+        return ([obs, *images, TensorSpec("latent", [-1, m.latent_dim])],
+                [TensorSpec("actions", [-1, m.chunk_length, m.action_dim])])
+    out_name = "delta" if m.head_type == "lpds" else "latent"
+    return [obs, *images], [TensorSpec(out_name, [-1, m.latent_dim])]
+
+
+def _stats_ok(values: list[float], positive: bool) -> bool:
+    return all(math.isfinite(v) and (v > 0 if positive else True) for v in values)
+
+
+def _validate(m: Manifest, where: str) -> None:
+    def fail(name: str, expected: str, got: Any) -> ManifestError:
+        return _fail(name, expected, got, where)
+
+    if m.format_version != FORMAT_VERSION:
+        raise fail("format_version", str(FORMAT_VERSION), m.format_version)
+    if m.kind not in KINDS:
+        raise fail("kind", f"one of {list(KINDS)}", m.kind)
+    if not m.name:
+        raise fail("name", "a non-empty string", m.name)
+    if not _SHA256.match(m.onnx_sha256 or ""):
+        raise fail("onnx_sha256", "64 lowercase hex digits", m.onnx_sha256)
+    if m.kind == "decoder":
+        if m.decoder_type not in DECODER_TYPES:
+            raise fail("decoder_type", f"one of {list(DECODER_TYPES)} for a decoder", m.decoder_type)
+        if m.head_type is not None:
+            raise fail("head_type", "absent for a decoder", m.head_type)
+    else:
+        if m.head_type not in HEAD_TYPES:
+            raise fail("head_type", f"one of {list(HEAD_TYPES)} for a head", m.head_type)
+        if m.decoder_type is not None:
+            raise fail("decoder_type", "absent for a head", m.decoder_type)
+        if not _SHA256.match(m.decoder_sha256 or ""):
+            raise fail("decoder_sha256", "the 64-hex SHA-256 of the decoder the head was trained "
+                       "against", m.decoder_sha256)
+    if m.head_type == "lpds":
+        if m.trust_region_delta is None or not math.isfinite(m.trust_region_delta) \
+                or m.trust_region_delta <= 0:
+            raise fail("trust_region_delta", "a positive number for an lpds head", m.trust_region_delta)
+    if m.robot not in ROBOTS:
+        raise fail("robot", f"one of {list(ROBOTS)}", m.robot)
+    if m.chunk_length < 1:
+        raise fail("chunk_length", ">= 1", m.chunk_length)
+    lo, hi = POLICY_RATE_RANGE_HZ
+    if not math.isfinite(m.policy_rate_hz) or not lo <= m.policy_rate_hz <= hi:
+        raise fail("policy_rate_hz", f"in [{lo:g}, {hi:g}] Hz", m.policy_rate_hz)
+    if m.latent_geometry not in LATENT_GEOMETRIES:
+        raise fail("latent_geometry", f"one of {list(LATENT_GEOMETRIES)}", m.latent_geometry)
+
+    if not m.observation.entries:
+        raise fail("observation.entries", "a non-empty list", m.observation.entries)
+    seen: set[str] = set()
+    for i, e in enumerate(m.observation.entries):
+        ctx = f"observation.entries[{i}]"
+        if e.source not in OBSERVATION_SOURCES:
+            raise fail(f"{ctx}.source", f"one of {list(OBSERVATION_SOURCES)}", e.source)
+        if e.source in seen:
+            raise fail(f"{ctx}.source", "unique within the observation layout", e.source)
+        seen.add(e.source)
+        if e.size != OBSERVATION_SOURCES[e.source]:
+            raise fail(f"{ctx}.size", f"{OBSERVATION_SOURCES[e.source]} for source {e.source}", e.size)
+        if len(e.mean) != e.size:
+            raise fail(f"{ctx}.mean", f"{e.size} values", len(e.mean))
+        if len(e.std) != e.size:
+            raise fail(f"{ctx}.std", f"{e.size} values", len(e.std))
+        if not _stats_ok(e.mean, False):
+            raise fail(f"{ctx}.mean", "finite values", e.mean)
+        if not _stats_ok(e.std, True):
+            raise fail(f"{ctx}.std", "finite values > 0", e.std)
+    for i, im in enumerate(m.observation.images):
+        ctx = f"observation.images[{i}]"
+        if im.height < 1 or im.width < 1 or im.channels not in (1, 3):
+            raise fail(ctx, "height, width >= 1 and channels 1 or 3",
+                       (im.height, im.width, im.channels))
+        p = im.preprocessing
+        if p.crop is not None:
+            if len(p.crop) != 4 or any(not isinstance(v, int) for v in p.crop):
+                raise fail(f"{ctx}.preprocessing.crop", "[x, y, width, height] ints", p.crop)
+            x, y, w, h = p.crop
+            if x < 0 or y < 0 or w < 1 or h < 1 or x + w > im.width or y + h > im.height:
+                raise fail(f"{ctx}.preprocessing.crop", f"inside the {im.width}x{im.height} frame",
+                           p.crop)
+        if p.resize is not None and (len(p.resize) != 2 or
+                                     any(not isinstance(v, int) or v < 1 for v in p.resize)):
+            raise fail(f"{ctx}.preprocessing.resize", "[height, width] positive ints", p.resize)
+        if not math.isfinite(p.scale) or p.scale <= 0:
+            raise fail(f"{ctx}.preprocessing.scale", "a positive number", p.scale)
+        if len(p.mean) != im.channels or not _stats_ok(p.mean, False):
+            raise fail(f"{ctx}.preprocessing.mean", f"{im.channels} finite values", p.mean)
+        if len(p.std) != im.channels or not _stats_ok(p.std, True):
+            raise fail(f"{ctx}.preprocessing.std", f"{im.channels} finite values > 0", p.std)
+
+    if not m.action.entries:
+        raise fail("action.entries", "a non-empty list", m.action.entries)
+    for i, e in enumerate(m.action.entries):
+        ctx = f"action.entries[{i}]"
+        if e.mode not in ACTION_MODES:
+            raise fail(f"{ctx}.mode", f"one of {list(ACTION_MODES)}", e.mode)
+        if e.size != ACTION_MODES[e.mode]:
+            raise fail(f"{ctx}.size", f"{ACTION_MODES[e.mode]} for mode {e.mode}", e.size)
+    total = sum(e.size for e in m.action.entries)
+    if m.action_dim != total:
+        raise fail("action_dim", f"the sum of action entry sizes ({total})", m.action_dim)
+    if len(m.action.mean) != m.action_dim:
+        raise fail("action.mean", f"{m.action_dim} values (action_dim)", len(m.action.mean))
+    if len(m.action.std) != m.action_dim:
+        raise fail("action.std", f"{m.action_dim} values (action_dim)", len(m.action.std))
+    if not _stats_ok(m.action.mean, False):
+        raise fail("action.mean", "finite values", m.action.mean)
+    if not _stats_ok(m.action.std, True):
+        raise fail("action.std", "finite values > 0", m.action.std)
+    if m.latent_dim != m.chunk_length * m.action_dim:
+        raise fail("latent_dim", f"chunk_length * action_dim ({m.chunk_length * m.action_dim})",
+                   m.latent_dim)
+
+    exp_in, exp_out = expected_io(m)
+    for label, declared, expected in (("inputs", m.inputs, exp_in), ("outputs", m.outputs, exp_out)):
+        if [t.name for t in declared] != [t.name for t in expected]:
+            raise fail(f"{label}", f"names {[t.name for t in expected]} for a {m.kind}"
+                       f"{' (' + m.head_type + ')' if m.head_type else ''}", [t.name for t in declared])
+        for i, (d, e) in enumerate(zip(declared, expected, strict=True)):
+            if d.shape != e.shape:
+                raise fail(f"{label}[{i}].shape", f"{e.shape} (from the layout)", d.shape)
+            if d.dtype not in DTYPES:
+                raise fail(f"{label}[{i}].dtype", f"one of {list(DTYPES)}", d.dtype)
