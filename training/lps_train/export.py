@@ -1,0 +1,121 @@
+"""ONNX export of decoders and heads, with the manifest the runtime core validates.
+
+`export_onnx` writes one self-contained .onnx file (no external-data side file, so the manifest's
+SHA-256 covers the whole network); `write_manifest` fills shapes from the layout, the file's
+hash, the decoder's hash for heads and the provenance; `parity_check` compares ONNX Runtime with
+torch on random inputs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import subprocess
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from lps_steering.core.manifest import (
+    FORMAT_VERSION,
+    ActionLayout,
+    Manifest,
+    ObservationLayout,
+    Provenance,
+    expected_io,
+    manifest_path_for,
+    sha256_file,
+)
+
+DEFAULT_OPSET = 17
+
+
+def export_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor],
+                input_names: Sequence[str], output_names: Sequence[str], path: str | Path,
+                opset: int = DEFAULT_OPSET, dynamic_batch: bool = True) -> Path:
+    """Export `module` to a single .onnx file with named inputs/outputs and a dynamic batch axis.
+
+    The TorchScript-based exporter is used: with torch 2.13 it works offline, takes a fraction of
+    a second for these MLPs and writes one file, where the dynamo exporter writes a separate
+    external-data file that the manifest hash would not cover.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = module.eval()
+    dynamic_axes = None
+    if dynamic_batch:
+        dynamic_axes = {name: {0: "batch"} for name in (*input_names, *output_names)}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        torch.onnx.export(module, tuple(example_inputs), str(path), input_names=list(input_names),
+                          output_names=list(output_names), opset_version=opset,
+                          dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
+    return path
+
+
+def git_commit() -> str:
+    """Commit of the repository this file lives in ("" outside a checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def write_manifest(onnx_path: str | Path, *, kind: str, name: str, observation: ObservationLayout,
+                   action: ActionLayout, robot: str, chunk_length: int, policy_rate_hz: float,
+                   latent_geometry: str, decoder_type: str | None = None, head_type: str | None = None,
+                   trust_region_delta: float | None = None, decoder_onnx: str | Path | None = None,
+                   seed: int | None = None, metrics: dict[str, Any] | None = None,
+                   command: str | None = None) -> Manifest:
+    """Write `<stem>.json` beside `onnx_path`, validated exactly as the runtime will load it.
+
+    Heads pass `decoder_onnx`: the path of the decoder they were trained against (hashed here).
+    """
+    onnx_path = Path(onnx_path)
+    action_dim = sum(e.size for e in action.entries)
+    m = Manifest(
+        format_version=FORMAT_VERSION, kind=kind, name=name, onnx_sha256=sha256_file(onnx_path),
+        inputs=[], outputs=[], observation=observation, action=action, robot=robot,
+        chunk_length=chunk_length, action_dim=action_dim, policy_rate_hz=float(policy_rate_hz),
+        latent_dim=chunk_length * action_dim, latent_geometry=latent_geometry,
+        decoder_type=decoder_type, head_type=head_type,
+        trust_region_delta=None if trust_region_delta is None else float(trust_region_delta),
+        decoder_sha256=sha256_file(decoder_onnx) if decoder_onnx is not None else None,
+        provenance=Provenance(
+            command=command if command is not None else " ".join(sys.argv), seed=seed,
+            commit=git_commit(), created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            metrics=dict(metrics or {})),
+    )
+    m.inputs, m.outputs = expected_io(m)
+    m.save(manifest_path_for(onnx_path))
+    return m
+
+
+def parity_check(module: torch.nn.Module, onnx_path: str | Path, n: int = 1000, seed: int = 0,
+                 batch: int = 250) -> float:
+    """Max |torch - onnxruntime| over `n` random inputs (standard normal, per declared input)."""
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    inputs = session.get_inputs()
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    module = module.eval()
+    done = 0
+    while done < n:
+        b = min(batch, n - done)
+        feeds = {i.name: rng.standard_normal(
+            [b if not isinstance(d, int) or d < 0 else d for d in i.shape]).astype(np.float32)
+            for i in inputs}
+        ort_out = session.run(None, feeds)
+        with torch.no_grad():
+            torch_out = module(*(torch.from_numpy(feeds[i.name]) for i in inputs))
+        if isinstance(torch_out, torch.Tensor):
+            torch_out = (torch_out,)
+        for a, t in zip(ort_out, torch_out, strict=True):
+            worst = max(worst, float(np.max(np.abs(a - t.numpy()))))
+        done += b
+    return worst
