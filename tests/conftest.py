@@ -10,3 +10,28 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="lps-ros-home-"))
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+# ---------------------------------------------------------------------------- model fixtures
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A tiny decoder (sphere latents) and lps/lpds/dsrl heads exported with manifests.
+
+    The lpds residual is scaled up (||Delta||^2 well above its trust region delta) so the
+    run-time guard has something to bound.
+    """
+    from lps_train.tiny import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny_models"), seed=0, lpds_scale=1.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_models_gaussian(tmp_path_factory):
+    """Same shapes as `tiny_models`, another seed, Gaussian latents: a decoder heads do not match."""
+    from lps_train.tiny import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny_models_gaussian"), seed=1,
+                             latent_geometry="gaussian", head_types=("lpds",))
