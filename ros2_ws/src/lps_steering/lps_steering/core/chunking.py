@@ -71,6 +71,11 @@ class ChunkExecutor:
         """Index of the action being executed in the newest chunk at the last command() time."""
         return self._index
 
+    @property
+    def targets(self) -> np.ndarray | None:
+        """Targets [T_a, D] of the newest chunk (a copy), or None before the first chunk."""
+        return self._chunks[-1].points[1:].copy() if self._chunks else None
+
     def needs_replan(self, now_s: float) -> bool:
         """True when no chunk is running or the newest one has executed `execute_steps` actions.
 
