@@ -218,10 +218,15 @@ class SteeringController:
         # Warm the whole policy path (normalisation, head, decoder) on a plausible observation.
         probe = np.asarray(self.assembler.mean_raw_observation(), dtype=np.float64)
         for _ in range(cfg.warmup_runs):
-            self.policy.infer(probe)
+            self.policy.infer(probe, self._zero_images())
+        self.policy.reseed(cfg.seed)
         self.chunk_count = 0
         self._latched_hold = ""
         self._last_output = None
+
+    def _zero_images(self) -> dict[str, np.ndarray]:
+        return {im.name: np.zeros((im.channels, *im.output_hw), dtype=np.float32)
+                for im in self.decoder.manifest.observation.images}
 
     def cleanup(self) -> None:
         """Release sessions and state; configure() may be called again afterwards."""

@@ -196,6 +196,10 @@ class SteeredPolicy:
         delta = float(hm.trust_region_delta) if hm.trust_region_delta is not None else math.nan
         self._slot = _HeadSlot(head, hm.head_type, head.session.get_outputs()[0].name, delta)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the base noise stream (e.g. after warm-up, so `seed` fixes the first real draw)."""
+        self._rng = np.random.default_rng(seed)
+
     def sample_noise(self) -> np.ndarray:
         """Draw base noise eps into the internal buffer and return it ([1, latent_dim])."""
         eps = self._eps

@@ -1,0 +1,170 @@
+"""SteeringController end to end on real ONNX sessions: the cycle, replanning, holds, head swaps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from lps_steering.core.controller import ControllerConfig, SteeringController
+from lps_steering.core.manifest import ManifestError
+from lps_steering.core.policy import SteeredPolicy
+from lps_steering.core.safety import SAFETY_HOLD, SAFETY_LIMITED, SAFETY_OK
+from lps_train.tiny import READY_Q
+
+RATE = 100.0
+READY = np.array(READY_Q)
+OBJECT = [0.5, 0.05, 0.03]
+
+
+def _controller(tiny_models, head="lpds", **kw) -> SteeringController:
+    cfg = ControllerConfig(decoder_path=str(tiny_models.decoder),
+                           head_path=str(tiny_models.heads[head]) if head else "",
+                           command_rate_hz=RATE, execute_steps=4, guard=1.0, seed=5, warmup_runs=2, **kw)
+    c = SteeringController(cfg)
+    c.configure()
+    return c
+
+
+def _observe(c: SteeringController, q: np.ndarray, t: float, gripper: float = 0.04) -> None:
+    c.observe("arm_joint_positions", q, t)
+    c.observe("gripper_width", gripper, t)
+    c.observe("object_position", OBJECT, t)
+
+
+def _run(c, q0, t0, n):
+    """n cycles with perfect tracking (measured = last command) and fresh observations."""
+    q, results = q0.copy(), []
+    for i in range(n):
+        t = t0 + i / RATE
+        _observe(c, q, t)
+        r = c.step(t, q)
+        results.append(r)
+        if np.all(np.isfinite(r.command)):
+            q = r.command.copy()
+    return q, results
+
+
+def test_cycle_replans_on_schedule_and_never_jumps(tiny_models):
+    c = _controller(tiny_models)
+    assert c.head_type == "lpds" and c.head_id.startswith("tiny_head_lpds@")
+    assert c.decoder_id.startswith("tiny_decoder@") and c.providers == ["CPUExecutionProvider"]
+    assert set(c.required_sources) == {"arm_joint_positions", "gripper_width", "object_position"}
+    q_end, results = _run(c, READY, 100.0, 200)
+    first = results[0]
+    assert first.replanned and first.chunk_count == 1
+    np.testing.assert_allclose(first.command, READY, atol=1e-12)  # first command = measured
+    # 4 actions at 10 Hz per chunk: a new chunk every 40 cycles.
+    replans = [i for i, r in enumerate(results) if r.replanned]
+    assert replans == list(range(0, 200, 40))
+    assert results[-1].chunk_count == 5
+    for prev, r in zip(results, results[1:], strict=False):
+        assert r.safety_state in (SAFETY_OK, SAFETY_LIMITED), r.safety_reason
+        assert np.abs(r.command - prev.command).max() <= 0.02 + 1e-12
+        assert r.observation_age_ms == pytest.approx(0.0, abs=1e-6)
+        assert math.isfinite(r.delta_sq_norm) and r.delta_sq_norm <= 0.35 * (1 + 1e-4)
+        assert r.latent_norm > 0 and 0 < r.guard_scale <= 1.0
+        assert 0.0 <= r.gripper <= 0.08
+    assert np.abs(q_end - READY).max() > 1e-4  # the policy did move the arm
+
+
+def test_chunk_targets_are_deltas_from_the_observed_joints(tiny_models):
+    c = _controller(tiny_models, head=None)
+    q_obs = READY + 0.05
+    _observe(c, q_obs, 1.0, gripper=0.035)
+    r = c.step(1.0, q_obs)
+    assert r.replanned and c.head_type == "none" and math.isnan(r.delta_sq_norm)
+    # Same seed, same observation, independent policy: targets = observed q + deltas; gripper absolute.
+    ref = SteeredPolicy(c.decoder, None, seed=5)
+    actions = ref.infer(np.concatenate([q_obs, [0.035], OBJECT])).actions
+    expected = actions.astype(np.float64).copy()
+    expected[:, :7] += q_obs
+    np.testing.assert_allclose(c.executor.targets, expected, atol=1e-6)
+
+
+def test_stale_and_nan_observations_hold_then_recover_from_measured(tiny_models):
+    c = _controller(tiny_models)
+    q, results = _run(c, READY, 0.0, 30)
+    last_cmd = results[-1].command
+    # Object pose stops arriving (last at 0.29 s): past max age (0.2 s) the cycle holds at the
+    # last safe command.
+    t = 0.55
+    c.observe("arm_joint_positions", q, t)
+    c.observe("gripper_width", 0.04, t)
+    r = c.step(t + 0.0, q)
+    assert r.safety_state == SAFETY_HOLD
+    assert "observation `object_position` is stale" in r.safety_reason
+    np.testing.assert_array_equal(r.command, last_cmd)
+    # NaN in an observation: hold, naming the source.
+    _observe(c, q, 0.6)
+    c.observe("gripper_width", math.nan, 0.6)
+    r = c.step(0.6, q)
+    assert r.safety_state == SAFETY_HOLD and "`gripper_width` is not finite" in r.safety_reason
+    # Fresh, finite observations again: a new chunk starts from the measured position.
+    moved = q + 0.001
+    _observe(c, moved, 0.7)
+    r = c.step(0.7, moved)
+    assert r.replanned and r.safety_state != SAFETY_HOLD
+    assert np.abs(r.command - last_cmd).max() <= 0.02 + 1e-12
+
+
+def test_missing_observation_and_bad_measurement_hold(tiny_models):
+    c = _controller(tiny_models)
+    r = c.step(0.0, READY)
+    assert r.held and "has not been received yet" in r.safety_reason
+    np.testing.assert_array_equal(r.command, READY)
+    r = c.step(0.0, np.full(7, math.nan))
+    assert r.held and "measured_q is not finite" in r.safety_reason
+
+
+def test_latched_hold_until_resume(tiny_models):
+    c = _controller(tiny_models)
+    q, results = _run(c, READY, 0.0, 5)
+    c.hold("operator stop")
+    q2, held = _run(c, q, 0.05, 10)
+    assert all(r.held and r.safety_reason == "operator stop" for r in held)
+    np.testing.assert_array_equal(held[-1].command, results[-1].command)
+    c.resume()
+    _, after = _run(c, q2, 0.15, 3)
+    assert after[0].replanned and not after[0].held
+
+
+def test_head_swap_validated_off_loop_and_installed_between_cycles(tiny_models, tiny_models_gaussian):
+    c = _controller(tiny_models, head="lps")
+    _run(c, READY, 0.0, 3)
+    with pytest.raises(ManifestError, match="decoder_sha256"):
+        c.load_head(str(tiny_models_gaussian.heads["lpds"]))
+    assert c.head_type == "lps"  # the running head keeps running
+    head = c.load_head(str(tiny_models.heads["dsrl"]))
+    c.install_head(head)
+    assert c.head_type == "dsrl" and c.head_swaps == 1
+    _, results = _run(c, READY, 1.0, 50)
+    steered = [r for r in results if r.replanned]
+    # dsrl latents are tanh-bounded (norm < sqrt(64)); the lps head's lie exactly on the sphere.
+    assert steered and all(r.latent_norm < 7.9 and math.isnan(r.delta_sq_norm) for r in steered)
+    c.swap_head("")
+    assert c.head_type == "none" and c.head_id == "none"
+
+
+def test_config_validation_names_the_field(tiny_models):
+    with pytest.raises(ValueError, match=r"`execute_steps` must be an integer >= 1, got 0"):
+        ControllerConfig(decoder_path="x.onnx", execute_steps=0)
+    with pytest.raises(ValueError, match=r"`command_rate_hz` must be in \[1, 1000\] Hz, got 0.0"):
+        ControllerConfig(decoder_path="x.onnx", command_rate_hz=0.0)
+    with pytest.raises(ValueError, match=r"`robot` must be one of \['fr3', 'panda'\], got 'kuka'"):
+        ControllerConfig(decoder_path="x.onnx", robot="kuka")
+    with pytest.raises(ValueError, match="`workspace_min` must be below `workspace_max`"):
+        ControllerConfig(decoder_path="x.onnx", workspace_min=(1.0, 0.0, 0.0), workspace_max=(0.5, 1, 1))
+    with pytest.raises(ValueError, match=r"`execute_steps` \(9\) must be <= the decoder's `chunk_length` \(8\)"):
+        SteeringController(ControllerConfig(decoder_path=str(tiny_models.decoder), execute_steps=9)).configure()
+    with pytest.raises(ManifestError, match=r"`robot` of .* must equal the controller's \('panda'\), got 'fr3'"):
+        SteeringController(ControllerConfig(decoder_path=str(tiny_models.decoder), robot="panda")).configure()
+
+
+def test_temporal_ensembling_cycle(tiny_models):
+    c = _controller(tiny_models, temporal_ensembling=True, ensemble_decay=0.1)
+    c.config.execute_steps = 1
+    c.configure()
+    _, results = _run(c, READY, 0.0, 50)
+    assert sum(r.replanned for r in results) == 5  # one chunk per policy period (10 cycles)
+    assert all(not r.held for r in results)
