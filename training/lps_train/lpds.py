@@ -1,0 +1,256 @@
+"""LP-DS: Lagrangian Perturbation Diffusion Steering (online, in simulation).
+
+The frozen decoder Phi(s, w) is a black box (MeanFlow, flow or diffusion: only its forward
+pass is used, never its gradient). The head is a residual on the base noise,
+
+    w = eps + Delta_theta(s),   eps ~ N(0, I),   Delta_theta zero-initialised,
+
+so at the start the steered policy *is* the base policy. It is trained under the trust region
+E_s ||Delta_theta(s)||^2 <= delta with a Lagrange multiplier:
+
+    Q^A(s, a)   TD:  y = r + gamma * min Qbar^A(s', Phi(s', eps' + Delta_theta'(s')))   (twin, target nets)
+    Q^W(s, w)   distilled on base noise:  (Q^W(s, eps) - Q^A(s, Phi(s, eps)))^2
+    actor       max E[Q^W(s, eps + Delta(s))] - alpha (E||Delta||^2 - delta)
+    alpha       alpha <- [alpha + eta_alpha (E||Delta||^2 - delta)]_+
+
+One env step -> one Q^A update -> one Q^W update -> one actor and one alpha update.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import trange
+
+from lps_train.common import (
+    ChunkEnv,
+    Logger,
+    ReplayBuffer,
+    TwinCritic,
+    check_decoder_matches_env,
+    freeze,
+    mlp,
+    seed_everything,
+    soft_update,
+)
+
+
+@dataclass
+class LPDSConfig:
+    seed: int = 0
+    """seed of numpy and torch"""
+    total_steps: int = 20_000
+    """env steps (one chunk each)"""
+    learning_starts: int = 1_000
+    """env steps of the (zero-residual) base policy before the first update"""
+    buffer_size: int = 200_000
+    """replay capacity in transitions"""
+    batch_size: int = 256
+    """transitions per update"""
+    gamma: float = 0.99
+    """discount per env step"""
+    tau: float = 0.005
+    """Polyak rate of the target critics and the target actor"""
+    critic_lr: float = 3e-4
+    """Adam learning rate of Q^A"""
+    latent_critic_lr: float = 3e-4
+    """Adam learning rate of Q^W"""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the residual Delta_theta"""
+    delta: float = 0.35
+    """trust-region radius: the bound on E_s ||Delta(s)||^2 (a sum over all latent dims)"""
+    alpha_init: float = 0.0
+    """initial Lagrange multiplier"""
+    alpha_lr: float = 0.1
+    """eta_alpha: step size of the projected dual ascent on alpha"""
+    hidden: int = 256
+    """width of every MLP"""
+    critic_layers: int = 3
+    """hidden layers of Q^A and Q^W"""
+    actor_layers: int = 2
+    """hidden layers of Delta_theta"""
+    updates_per_step: int = 1
+    """update rounds (Q^A, Q^W, actor, alpha) per env step"""
+    distill_target: str = "min"
+    """how Q^W's target combines the twin Q^A heads: 'min' or 'mean'"""
+    log_every: int = 250
+    """env steps between logged scalars"""
+    eval_every: int = 0
+    """env steps between calls of the eval callback (0: never)"""
+
+    def __post_init__(self) -> None:
+        if self.delta <= 0:
+            raise ValueError(f"`delta` must be > 0, got {self.delta}")
+        if self.distill_target not in ("min", "mean"):
+            raise ValueError(f"`distill_target` must be 'min' or 'mean', got {self.distill_target!r}")
+        if self.learning_starts < 1:
+            raise ValueError(f"`learning_starts` must be >= 1, got {self.learning_starts}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks
+# ---------------------------------------------------------------------------------------------
+class ResidualActor(nn.Module):
+    """Delta_theta(s): the exported LP-DS head, observation [B, obs_dim] -> delta [B, latent_dim]."""
+
+    head_type = "lpds"
+
+    def __init__(self, obs_dim: int, latent_dim: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, latent_dim, hidden, layers)
+        # Zero output layer: Delta = 0 exactly, so training starts from the base policy.
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        return self.net(observation)
+
+
+class LatentCritic(nn.Module):
+    """Q^W(s, w)."""
+
+    def __init__(self, obs_dim: int, latent_dim: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim + latent_dim, 1, hidden, layers, layer_norm=True)
+
+    def forward(self, obs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, w], dim=-1)).squeeze(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Agent: acting and the four updates
+# ---------------------------------------------------------------------------------------------
+class LPDSAgent:
+    def __init__(self, cfg: LPDSConfig, decoder: nn.Module) -> None:
+        self.cfg = cfg
+        self.decoder = freeze(decoder)
+        o, d = decoder.obs_dim, decoder.latent_dim
+        self.latent_dim = d
+        self.actor = ResidualActor(o, d, cfg.hidden, cfg.actor_layers)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.qa = TwinCritic(o, decoder.chunk_length * decoder.action_dim, cfg.hidden, cfg.critic_layers)
+        self.qa_target = copy.deepcopy(self.qa).requires_grad_(False)
+        self.qw = LatentCritic(o, d, cfg.hidden, cfg.critic_layers)
+        self.qa_opt = torch.optim.Adam(self.qa.parameters(), lr=cfg.critic_lr)
+        self.qw_opt = torch.optim.Adam(self.qw.parameters(), lr=cfg.latent_critic_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.alpha = float(cfg.alpha_init)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """Sample eps, return (chunk [T_a, A], latent w, ||Delta(s)||^2) for one observation."""
+        s = torch.as_tensor(obs, dtype=torch.float32)[None]
+        delta = self.actor(s)
+        w = torch.randn(1, self.latent_dim, generator=generator) + delta
+        chunk = self.decoder(s, w)[0]
+        return chunk.numpy(), w[0].numpy(), float((delta**2).sum())
+
+    def update_qa(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        with torch.no_grad():
+            s2 = b["next_obs"]
+            w2 = torch.randn(len(s2), self.latent_dim) + self.actor_target(s2)
+            q1t, q2t = self.qa_target(s2, self.decoder(s2, w2))
+            y = b["rewards"] + self.cfg.gamma * (1.0 - b["dones"]) * torch.minimum(q1t, q2t)
+        q1, q2 = self.qa(b["obs"], b["actions"])
+        loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
+        self.qa_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.qa_opt.step()
+        return {"losses/qa": loss.item(), "values/qa": q1.mean().item()}
+
+    def update_qw(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        s = b["obs"]
+        eps = torch.randn(len(s), self.latent_dim)
+        with torch.no_grad():
+            q1, q2 = self.qa(s, self.decoder(s, eps))
+            target = torch.minimum(q1, q2) if self.cfg.distill_target == "min" else 0.5 * (q1 + q2)
+        loss = F.mse_loss(self.qw(s, eps), target)
+        self.qw_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.qw_opt.step()
+        return {"losses/qw": loss.item()}
+
+    def update_actor_and_alpha(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        s = b["obs"]
+        delta = self.actor(s)
+        sq = (delta**2).sum(-1)
+        w = torch.randn(len(s), self.latent_dim) + delta
+        q = self.qw(s, w)
+        loss = -q.mean() + self.alpha * (sq.mean() - self.cfg.delta)
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_opt.step()
+        self.qw_opt.zero_grad(set_to_none=True)  # the actor's pass left gradients on Q^W
+        # Projected dual ascent on the measured constraint gap of this batch.
+        gap = sq.mean().item() - self.cfg.delta
+        self.alpha = max(0.0, self.alpha + self.cfg.alpha_lr * gap)
+        return {"losses/actor": loss.item(), "values/qw_actor": q.mean().item(),
+                "constraint/delta_sq": sq.mean().item(), "lagrange/alpha": self.alpha}
+
+    def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        info = self.update_qa(b)
+        info |= self.update_qw(b)
+        info |= self.update_actor_and_alpha(b)
+        soft_update(self.qa_target, self.qa, self.cfg.tau)
+        soft_update(self.actor_target, self.actor, self.cfg.tau)
+        return info
+
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "qa": self.qa.state_dict(), "qw": self.qw.state_dict(),
+                "alpha": self.alpha}
+
+
+# ---------------------------------------------------------------------------------------------
+# Training loop
+# ---------------------------------------------------------------------------------------------
+def train(cfg: LPDSConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = True,
+          logger: Logger | None = None,
+          eval_fn: Callable[[int, LPDSAgent], dict[str, float]] | None = None) -> tuple[LPDSAgent, Logger]:
+    """Train an LP-DS head online in `env` (normalised units) against the frozen `decoder`."""
+    check_decoder_matches_env(decoder, env)
+    rng = seed_everything(cfg.seed)
+    logger = logger if logger is not None else Logger()
+    agent = LPDSAgent(cfg, decoder)
+    buf = ReplayBuffer(env.obs_dim, env.chunk_length, env.action_dim, agent.latent_dim, cfg.buffer_size)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    obs, ep_ret, ep_len, episode = env.reset(cfg.seed), 0.0, 0, 0
+    recent: list[tuple[float, int, dict]] = []
+    info: dict[str, float] = {}
+    w_norms: list[float] = []
+    bar = trange(cfg.total_steps, desc="lpds", disable=not progress, mininterval=1.0)
+    for step in bar:
+        chunk, w, _ = agent.act(obs, gen)
+        w_norms.append(float(np.linalg.norm(w)))
+        nxt, r, done, env_info = env.step(chunk)
+        buf.add(obs, chunk, w, r, nxt, bool(env_info.get("terminated", done)))
+        ep_ret, ep_len = ep_ret + r, ep_len + 1
+        obs = nxt
+        if done:
+            recent.append((ep_ret, ep_len, env_info))
+            episode += 1
+            obs, ep_ret, ep_len = env.reset(cfg.seed + 7919 * episode), 0.0, 0
+
+        if step >= cfg.learning_starts:
+            for _ in range(cfg.updates_per_step):
+                info = agent.update(buf.sample(cfg.batch_size, rng))
+
+        if (step + 1) % cfg.log_every == 0:
+            scalars = dict(info)
+            scalars["latent/norm"] = float(np.mean(w_norms))
+            if recent:
+                scalars["charts/episodic_return"] = float(np.mean([x[0] for x in recent]))
+                scalars["charts/episode_length"] = float(np.mean([x[1] for x in recent]))
+            logger.log(step + 1, **scalars)
+            recent, w_norms = [], []
+            bar.set_postfix(ret=f"{logger.last('charts/episodic_return'):.3f}",
+                            dsq=f"{logger.last('constraint/delta_sq'):.3f}", alpha=f"{agent.alpha:.3f}")
+        if eval_fn is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            logger.log(step + 1, **eval_fn(step + 1, agent))
+    return agent, logger
