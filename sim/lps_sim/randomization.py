@@ -111,8 +111,10 @@ class Profile:
 
     def apply(self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator,
               targets: RandomizationTargets) -> SampledParams:
-        """Restore nominal values, then draw this episode's values and write them into ``model``."""
-        del data  # State is set by the task's reset after the model is changed.
+        """Restore nominal values, then draw this episode's values and write them into ``model``.
+
+        ``data`` serves as scratch for ``mj_setConst``; the caller sets the state afterwards.
+        """
         targets.restore(model)
 
         def uni(r: tuple[float, float], size: int | None = None):
@@ -158,6 +160,9 @@ class Profile:
             model.cam_quat[targets.camera] = quat
         light = float(uni(self.lighting.diffuse_scale))
         model.light_diffuse[:] = targets.light_diffuse * light
+        # Masses changed: the constraint solver's per-body inverse weights must follow, or a heavier
+        # object gets contacts sized for the old mass (a 2x cube was flung out of the hand).
+        mujoco.mj_setConst(model, data)
         return SampledParams(profile=self.name, mass_scale=mass, friction_scale=friction, size_scale=size,
                              kp_scale=kp, kv_scale=kv, gripper_kp_scale=gkp, latency_steps=latency,
                              camera_offset_m=cam_offset, camera_rotation_rad=cam_rot, light_scale=light,

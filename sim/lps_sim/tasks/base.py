@@ -45,6 +45,8 @@ import numpy as np
 from lps_sim import scene as sc
 from lps_sim.randomization import Profile, RandomizationTargets, SampledParams, load_profile
 
+_BAD_STATE_WARNINGS = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
+                       mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL)
 OBSERVATION_SOURCES = ("arm_joint_positions", "arm_joint_velocities", "gripper_width",
                        "tcp_position", "object_position", "target_position")
 
@@ -206,7 +208,10 @@ class FrankaTask:
         self._steps += 1
         self._last_command = (q, g)
 
-        nan = not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel)))
+        # mj_step resets the state by itself when it meets NaN/Inf (and counts a warning), so the
+        # guard looks at both the state and those warning counters.
+        bad = sum(int(d.warning[w].number) for w in _BAD_STATE_WARNINGS)
+        nan = bad > 0 or not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel)))
         if nan:
             terms = {}
             success = False

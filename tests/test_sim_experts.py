@@ -1,0 +1,101 @@
+"""Scripted experts: success, determinism, multimodality, quality knobs (real physics)."""
+
+import numpy as np
+import pytest
+
+from lps_sim.experts import EXPERT_PRESETS, ExpertConfig, make_expert, run_expert_episode
+from lps_sim.tasks import TASKS, make_task
+
+SEEDS = range(5)
+
+
+@pytest.fixture(scope="module", params=sorted(TASKS))
+def task(request):
+    t = make_task(request.param)
+    yield t
+    t.close()
+
+
+def test_expert_succeeds_on_every_seed(task):
+    results = [run_expert_episode(task, seed) for seed in SEEDS]
+    assert [r.success for r in results] == [True] * len(SEEDS), [r.phases[-1] for r in results]
+    for r in results:
+        assert r.terminated and not r.truncated
+        assert r.rewards[-1] >= task.config.reward_scales.success  # the success term was paid
+
+
+def test_trajectory_is_recorded_at_the_policy_rate(task):
+    traj = run_expert_episode(task, 7)
+    n = len(traj)
+    assert traj.q_targets.shape == (n, 7) and traj.gripper.shape == (n,) and traj.rewards.shape == (n,)
+    for name, spec in task.observation_spec().items():
+        assert traj.observations[name].shape == (n, *spec.shape)
+    # Ten 100 Hz commands per 10 Hz target, except possibly the last (the episode ends mid-way).
+    assert 10 * (n - 1) < task.steps <= 10 * n
+    # Consecutive targets are small moves: the expert never jumps.
+    assert np.abs(np.diff(traj.q_targets, axis=0)).max() < 0.2
+
+
+def test_same_seed_same_trajectory_bitwise(task):
+    noisy = EXPERT_PRESETS["noisy"]
+    a = run_expert_episode(task, 3, "sim2real", noisy)
+    b = run_expert_episode(task, 3, "sim2real", noisy)
+    np.testing.assert_array_equal(a.q_targets, b.q_targets)
+    np.testing.assert_array_equal(a.gripper, b.gripper)
+    np.testing.assert_array_equal(a.rewards, b.rewards)
+    for k in a.observations:
+        np.testing.assert_array_equal(a.observations[k], b.observations[k])
+    c = run_expert_episode(task, 4, "sim2real", noisy)
+    assert len(c) != len(a) or not np.array_equal(c.q_targets, a.q_targets)
+
+
+def test_global_numpy_rng_is_untouched(task):
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    run_expert_episode(task, 1, "sim2real", "noisy")
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+
+
+def test_pick_place_demonstrations_are_multimodal():
+    task = make_task("pick_place")
+    grasp_classes, sides = set(), set()
+    for seed in range(12):
+        task.reset(seed)
+        expert = make_expert(task, "clean", 10.0, seed)
+        rel = (expert.grasp_yaw - task.object_yaw()) % np.pi
+        grasp_classes.add(int(round(rel / (np.pi / 2))) % 2)  # 0: one face pair, 1: the other
+        sides.add(expert.arc_side)
+    assert grasp_classes == {0, 1}
+    assert sides == {-1.0, 1.0}
+    task.close()
+
+
+def test_noise_knobs_change_the_demonstration():
+    task = make_task("pick_place")
+    clean = run_expert_episode(task, 2, expert="clean")
+    noisy = run_expert_episode(task, 2, expert=ExpertConfig(action_noise=0.01, hesitation_prob=0.3))
+    assert len(noisy) > len(clean)  # hesitation costs time
+    # Action noise makes consecutive targets rougher (second differences).
+    rough = [np.abs(np.diff(t.q_targets, 2, axis=0)).mean() for t in (clean, noisy)]
+    assert rough[1] > 2 * rough[0]
+    task.close()
+
+
+def test_imprecision_can_make_the_expert_fail():
+    task = make_task("peg_ring", episode_limit_s=9.0)
+    results = [run_expert_episode(task, s, expert=ExpertConfig(imprecision=0.05)).success for s in range(3)]
+    assert not all(results)
+    task.close()
+
+
+def test_bad_expert_settings_are_refused():
+    with pytest.raises(ValueError, match="`hesitation_prob` must be in"):
+        ExpertConfig(hesitation_prob=1.5)
+    with pytest.raises(ValueError, match="`action_noise` must be >= 0"):
+        ExpertConfig(action_noise=-0.1)
+    task = make_task("pick_place")
+    with pytest.raises(ValueError, match="expert preset 'perfect' not found"):
+        run_expert_episode(task, 0, expert="perfect")
+    with pytest.raises(ValueError, match="`policy_rate_hz`"):
+        run_expert_episode(task, 0, policy_rate_hz=30.0)
+    task.close()
