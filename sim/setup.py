@@ -22,6 +22,8 @@ setup(
     description='MuJoCo Franka sim for lps-franka.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [],
+        'console_scripts': [
+            'sim_bridge = lps_sim.bridge_node:main',
+        ],
     },
 )
