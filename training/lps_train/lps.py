@@ -1,0 +1,149 @@
+"""LPS: Latent Policy Steering through a one-step MeanFlow policy (offline).
+
+The base policy Phi(s, w) is a frozen one-step MeanFlow decoder, differentiable in one pass.
+From an offline dataset of chunk-level transitions:
+
+    Q(s, a)   twin action-space critics by TD, targets from the steered policy
+              y = r + gamma * min Qbar(s', Phi(s', pi(s')))
+    pi        latent actor w = pi(s), projected onto the sphere of radius sqrt(d) (where the
+              decoder's training latents live), trained with
+              L = -E_s[ Q(s, Phi(s, pi(s))) ]
+              the gradient dQ/da flowing through dPhi/dw by the chain rule.
+
+There is no behaviour-cloning weight and no latent critic Q(s, w): staying on the sphere keeps
+w inside the decoder's support, and the decoder keeps the actions inside the data's support.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import trange
+
+from lps_train.common import Logger, ReplayBuffer, TwinCritic, freeze, mlp, project_to_sphere, seed_everything, soft_update
+
+
+@dataclass
+class LPSConfig:
+    seed: int = 0
+    """seed of numpy and torch"""
+    steps: int = 100_000
+    """gradient steps (each: one critic and one actor update)"""
+    batch_size: int = 256
+    """transitions per update"""
+    gamma: float = 0.99
+    """discount per env step (one chunk)"""
+    tau: float = 0.005
+    """Polyak rate of the target critics"""
+    critic_lr: float = 3e-4
+    """Adam learning rate of Q"""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the latent actor"""
+    hidden: int = 512
+    """width of every MLP"""
+    critic_layers: int = 4
+    """hidden layers of Q"""
+    actor_layers: int = 3
+    """hidden layers of the latent actor"""
+    normalize_q_loss: bool = True
+    """divide the actor loss by stop-grad(mean |Q|) so its scale does not depend on the reward scale"""
+    log_every: int = 500
+    """steps between logged scalars"""
+    eval_every: int = 0
+    """steps between calls of the eval callback (0: never)"""
+
+
+class LatentActor(nn.Module):
+    """pi(s) on the sphere: the exported LPS head, observation -> latent [B, latent_dim]."""
+
+    head_type = "lps"
+
+    def __init__(self, obs_dim: int, latent_dim: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, latent_dim, hidden, layers)
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        return project_to_sphere(self.net(observation))
+
+
+class LPSAgent:
+    def __init__(self, cfg: LPSConfig, decoder: nn.Module) -> None:
+        self.cfg = cfg
+        # Frozen, but gradients flow through it to the latent: the whole point of LPS.
+        self.decoder = freeze(decoder)
+        o, d = decoder.obs_dim, decoder.latent_dim
+        self.actor = LatentActor(o, d, cfg.hidden, cfg.actor_layers)
+        self.q = TwinCritic(o, decoder.chunk_length * decoder.action_dim, cfg.hidden, cfg.critic_layers)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=cfg.critic_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = torch.as_tensor(obs, dtype=torch.float32)[None]
+        w = self.actor(s)
+        return self.decoder(s, w)[0].numpy(), w[0].numpy()
+
+    def update_critic(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        with torch.no_grad():
+            s2 = b["next_obs"]
+            q1t, q2t = self.q_target(s2, self.decoder(s2, self.actor(s2)))
+            y = b["rewards"] + self.cfg.gamma * (1.0 - b["dones"]) * torch.minimum(q1t, q2t)
+        q1, q2 = self.q(b["obs"], b["actions"])
+        loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
+        self.q_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.q_opt.step()
+        return {"losses/q": loss.item(), "values/q_data": q1.mean().item()}
+
+    def update_actor(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        s = b["obs"]
+        w = self.actor(s)
+        q1, q2 = self.q(s, self.decoder(s, w))
+        q = 0.5 * (q1 + q2)
+        loss = -q.mean()
+        if self.cfg.normalize_q_loss:
+            loss = loss / q.abs().mean().detach().clamp_min(1e-6)
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_opt.step()
+        self.q_opt.zero_grad(set_to_none=True)  # the actor's pass left gradients on Q
+        return {"losses/actor": loss.item(), "values/q_actor": q.mean().item(),
+                "latent/norm": w.norm(dim=-1).mean().item()}
+
+    def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        info = self.update_critic(b)
+        info |= self.update_actor(b)
+        soft_update(self.q_target, self.q, self.cfg.tau)
+        return info
+
+
+def train(cfg: LPSConfig, dataset: ReplayBuffer, decoder: nn.Module, progress: bool = True,
+          logger: Logger | None = None,
+          eval_fn: Callable[[int, LPSAgent], dict[str, float]] | None = None) -> tuple[LPSAgent, Logger]:
+    """Train an LPS latent actor offline on `dataset` (normalised units) through `decoder`."""
+    if getattr(decoder, "decoder_type", None) != "meanflow":
+        # LPS needs dPhi/dw in one pass; a K-step decoder would work numerically but is not the method.
+        raise ValueError(f"LPS needs a one-step decoder: `decoder_type` must be 'meanflow', "
+                         f"got {getattr(decoder, 'decoder_type', None)!r}")
+    if dataset.actions.shape[1:] != (decoder.chunk_length, decoder.action_dim):
+        raise ValueError(f"dataset chunks must be {(decoder.chunk_length, decoder.action_dim)} like the decoder's, "
+                         f"got {dataset.actions.shape[1:]}")
+    rng = seed_everything(cfg.seed)
+    logger = logger if logger is not None else Logger()
+    agent = LPSAgent(cfg, decoder)
+    bar = trange(cfg.steps, desc="lps", disable=not progress, mininterval=1.0)
+    for step in bar:
+        info = agent.update(dataset.sample(cfg.batch_size, rng))
+        if (step + 1) % cfg.log_every == 0:
+            logger.log(step + 1, **info)
+            bar.set_postfix(q=f"{info['values/q_actor']:.3f}")
+        if eval_fn is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            logger.log(step + 1, **eval_fn(step + 1, agent))
+    return agent, logger
