@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from lps_sim.experts import EXPERT_PRESETS, ExpertConfig, make_expert, run_expert_episode
 from lps_sim.tasks import TASKS, make_task
 

@@ -3,7 +3,6 @@
 import mujoco
 import numpy as np
 import pytest
-
 from lps_sim import assets
 from lps_sim import scene as sc
 from lps_sim.tasks import make_task

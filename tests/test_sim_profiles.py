@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from lps_sim.randomization import ProfileError, available_profiles, load_profile, parse_profile
 from lps_sim.tasks import make_task
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from lps_sim.tasks import OBSERVATION_SOURCES, TASKS, make_task
 
 
@@ -121,7 +120,6 @@ def test_object_placed_in_the_target_released_counts_as_success():
 
 def test_ring_beside_the_peg_is_not_success_but_around_it_is():
     import mujoco
-
     from lps_sim.tasks.peg_ring import RING_TUBE
     t = make_task("peg_ring")
     obs = t.reset(seed=5)

@@ -58,7 +58,7 @@ FRONT_CAMERA_FOVY = 58.0  # D435 colour stream vertical field of view, degrees
 WRIST_CAMERA_POS = np.array([0.05, 0.0, 0.04])  # on the hand, beside the fingers
 
 
-def lookat_xyaxes(pos: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> list[float]:
+def lookat_xyaxes(pos: np.ndarray, target: np.ndarray, up: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> list[float]:
     """MuJoCo camera ``xyaxes`` for a camera at ``pos`` looking at ``target`` (camera looks along -z)."""
     forward = np.asarray(target, float) - np.asarray(pos, float)
     forward /= np.linalg.norm(forward)

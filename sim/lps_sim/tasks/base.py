@@ -105,7 +105,8 @@ class FrankaTask:
 
     Subclasses implement ``default_config()``, ``_add_objects(spec)``, ``_post_init_task()``,
     ``_randomize_objects(rng)``, ``object_position()``, ``target_position()``, ``success()``,
-    ``_reward_terms()`` and may override ``_out_of_bounds()``.
+    ``_reward_terms()`` (a dict of unweighted terms that includes "success", 0 or 1) and may
+    override ``_out_of_bounds()``.
     """
 
     name = "base"
@@ -216,8 +217,8 @@ class FrankaTask:
             terms = {}
             success = False
         else:
-            terms = self._reward_terms()
-            success = self.success()
+            terms = self._reward_terms()  # includes the "success" term; contact checks run once
+            success = bool(terms["success"])
         if self.config.reward_type == "sparse":
             reward = 1.0 if success else 0.0
         else:
