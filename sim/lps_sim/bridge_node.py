@@ -34,6 +34,10 @@ missed step. A gripper command never advances the sim: it applies from the next 
 sent after the trajectory of the same cycle may act one period late. In lockstep the episode's first
 observation is the one ``reset_episode`` publishes: reset once the policy is up.
 
+Time: every stamp and ``/clock`` is simulated time, starting at 0 when the node starts and running on
+across resets (``task_status.sim_time`` restarts at 0 each episode). A zero trajectory stamp means
+"start on receipt", as for a joint trajectory controller.
+
 Threads: one physics thread owns the task (stepping, rendering, resets: MuJoCo's GL context stays in
 one thread); the executor only validates commands and queues them. All maths is in
 ``lps_sim.ros_io`` and the task; this file converts and schedules.
