@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from lps_train.flow import FlowConfig, FlowDecoder
 from lps_train.meanflow import MeanFlowConfig, MeanFlowDecoder
 
@@ -60,7 +59,6 @@ def main() -> None:
 
     try:
         import onnxruntime as ort
-
         from lps_train.export import export_onnx
     except ImportError as e:  # the export helpers are the core engineer's; report rather than fail
         print(f"onnxruntime part skipped: {e}")

@@ -5,10 +5,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from lps_train import dsrl, lpds, lps, meanflow
 from lps_train.common import ReplayBuffer, TwinCritic, run_episodes
+from torch import nn
 
 
 class ScaledLatentDecoder(nn.Module):
@@ -71,7 +70,7 @@ def test_lpds_alpha_rises_above_the_trust_region_and_falls_to_zero_below():
     with torch.no_grad():
         agent.actor.net[-1].bias.zero_()
     alphas = [agent.update_actor_and_alpha(batch)["lagrange/alpha"] for _ in range(30)]
-    assert alphas[0] < 0.495 and all(b <= a for a, b in zip(alphas, alphas[1:]))
+    assert alphas[0] < 0.495 and all(b <= a for a, b in zip(alphas, alphas[1:], strict=False))
     assert alphas[-1] == 0.0
 
 

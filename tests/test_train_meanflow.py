@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from lps_train import flow, meanflow
 from lps_train.common import Normalization, load_decoder
 

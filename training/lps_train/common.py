@@ -260,14 +260,14 @@ def run_episodes(env: ChunkEnv, act: Callable[[np.ndarray], np.ndarray], episode
     """Roll out `act(obs) -> chunk` for whole episodes; the final info of each is kept."""
     returns, lengths, infos = [], [], []
     for ep in range(episodes):
-        obs, ret, info = env.reset(seed + ep), 0.0, {}
-        for t in range(max_steps):
+        obs, ret, info, steps = env.reset(seed + ep), 0.0, {}, 0
+        while steps < max_steps:
             obs, r, done, info = env.step(act(obs))
-            ret += r
+            ret, steps = ret + r, steps + 1
             if done:
                 break
         returns.append(ret)
-        lengths.append(t + 1)
+        lengths.append(steps)
         infos.append(info)
     return EpisodeStats(np.asarray(returns), np.asarray(lengths), infos)
 

@@ -26,7 +26,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import trange
 
-from lps_train.common import Logger, ReplayBuffer, TwinCritic, freeze, mlp, project_to_sphere, seed_everything, soft_update
+from lps_train.common import (
+    Logger,
+    ReplayBuffer,
+    TwinCritic,
+    freeze,
+    mlp,
+    project_to_sphere,
+    seed_everything,
+    soft_update,
+)
 
 
 @dataclass
