@@ -1,0 +1,92 @@
+"""What an evaluation runs: one dataclass, read from YAML and/or the command line. No ROS."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NO_HEAD = "none"
+
+
+@dataclass
+class EvalConfig:
+    heads: dict[str, str] = field(default_factory=lambda: {"base": NO_HEAD})
+    """label -> steering head .onnx path, or "none" for the frozen base policy; run in this order"""
+    profiles: list[str] = field(default_factory=lambda: ["nominal"])
+    """randomisation profiles (lps_sim/profiles/*.yaml); every head runs under every profile"""
+    episodes: int = 10
+    """episodes per (head, profile); episode i uses seed + i, the same seeds for every head"""
+    seed: int = 0
+    """seed of the first episode"""
+    task: str = "pick_place"
+    """sim task (reset_episode's `task`)"""
+    episode_timeout_s: float = 0.0
+    """sim seconds after which the evaluator ends an episode as a timeout; 0: the task's own limit"""
+    out_dir: str = "runs/eval"
+    """folder for report.md, results.json, the PNG plots and (optionally) MCAP recordings"""
+    record_mcap: bool = False
+    """write one MCAP file per episode (task_status, joint_states, commands, telemetry)"""
+    namespace: str = ""
+    """ROS namespace of the stack (sim bridge and policy node)"""
+    policy_node: str = "policy_node"
+    """name of the policy node (its services and ~/telemetry are found under it)"""
+    stall_timeout_s: float = 60.0
+    """wall seconds without any task_status progress before the evaluation gives up"""
+    tcp_plots: int = 3
+    """episodes per (head, profile) drawn in the TCP trajectory plot"""
+    launch: bool = False
+    """start the eval stack (scripts/launch_stack.py eval) for this run and stop it afterwards"""
+    decoder: str = ""
+    """decoder .onnx, only used with `launch` (passed to the stack as decoder:=...)"""
+
+    def __post_init__(self) -> None:
+        def bad(name: str, expected: str, got: object) -> ValueError:
+            return ValueError(f"`{name}` must be {expected}, got {got!r}")
+
+        if not isinstance(self.heads, dict) or not self.heads:
+            raise bad("heads", "a non-empty mapping label -> head path or 'none'", self.heads)
+        for label, path in self.heads.items():
+            if not isinstance(path, str) or not path:
+                raise bad(f"heads.{label}", "a head .onnx path or 'none'", path)
+            if path != NO_HEAD and not Path(path).is_file():
+                raise bad(f"heads.{label}", "an existing .onnx file", path)
+        if not self.profiles or not all(isinstance(p, str) and p for p in self.profiles):
+            raise bad("profiles", "a non-empty list of profile names", self.profiles)
+        if not isinstance(self.episodes, int) or self.episodes < 1:
+            raise bad("episodes", "an integer >= 1", self.episodes)
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32 - self.episodes:
+            raise bad("seed", "an integer in [0, 2^32 - episodes)", self.seed)
+        if not math.isfinite(self.episode_timeout_s) or self.episode_timeout_s < 0:
+            raise bad("episode_timeout_s", "a finite number >= 0", self.episode_timeout_s)
+        if not self.stall_timeout_s > 0:
+            raise bad("stall_timeout_s", "> 0", self.stall_timeout_s)
+        if self.launch and not Path(self.decoder).is_file():
+            raise bad("decoder", "an existing decoder .onnx when `launch` is set", self.decoder)
+
+    def head_path(self, label: str) -> str:
+        """Absolute path for the policy node, whose working directory may differ from ours."""
+        path = self.heads[label]
+        return path if path == NO_HEAD else str(Path(path).resolve())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> EvalConfig:
+    """YAML file (keys as the dataclass fields) with `overrides` on top; unknown keys are refused."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of EvalConfig fields, got {type(loaded).__name__}")
+        data.update(loaded)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(EvalConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown evaluation config keys {unknown}; known: {sorted(known)}")
+    return EvalConfig(**data)

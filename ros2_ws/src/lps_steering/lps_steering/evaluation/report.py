@@ -1,0 +1,188 @@
+"""Evaluation report: results.json, report.md, PNG plots and a rich table. No ROS imports."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .stats import EpisodeRecord, RunSummary
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # no display: plots go to files only
+
+
+def _fmt(x: float, spec: str = ".3g") -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def episode_dict(e: EpisodeRecord, tcp_stride: int = 10) -> dict[str, Any]:
+    d = asdict(e)
+    d["tcp"] = np.asarray(e.tcp)[::tcp_stride].round(4).tolist()
+    return d
+
+
+def write_json(path: Path, config: dict[str, Any], summaries: Sequence[RunSummary],
+               episodes: Sequence[EpisodeRecord]) -> None:
+    def clean(v: Any) -> Any:  # JSON has no NaN: write null
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    data = {"config": config, "summaries": [asdict(s) for s in summaries],
+            "episodes": [episode_dict(e) for e in episodes]}
+    path.write_text(json.dumps(clean(data), indent=1))
+
+
+def plot_success(path: Path, summaries: Sequence[RunSummary]) -> None:
+    import matplotlib.pyplot as plt
+
+    heads = list(dict.fromkeys(s.head for s in summaries))
+    profiles = list(dict.fromkeys(s.profile for s in summaries))
+    by = {(s.head, s.profile): s for s in summaries}
+    width = 0.8 / len(heads)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(profiles) * len(heads) ** 0.5 + 2), 3.6))
+    x = np.arange(len(profiles))
+    for i, head in enumerate(heads):
+        rows = [by.get((head, p)) for p in profiles]
+        rate = np.array([r.rate if r else np.nan for r in rows])
+        lo = np.array([r.rate - r.wilson_low if r else 0.0 for r in rows])
+        hi = np.array([r.wilson_high - r.rate if r else 0.0 for r in rows])
+        ax.bar(x + (i - (len(heads) - 1) / 2) * width, rate, width, yerr=[lo, hi], capsize=3, label=head)
+    ax.set_xticks(x, profiles)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate (95% Wilson interval)")
+    n = sorted({s.episodes for s in summaries})
+    ax.set_title(f"success per head and profile ({'/'.join(map(str, n))} episodes each)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_latency(path: Path, episodes: Sequence[EpisodeRecord]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    heads = list(dict.fromkeys(e.head for e in episodes))
+    values = {h: [x for e in episodes if e.head == h for x in e.inference_ms] for h in heads}
+    finite = [x for v in values.values() for x in v]
+    if finite:
+        bins = np.linspace(0.0, max(np.percentile(finite, 99.5) * 1.1, 1e-3), 40)
+        for h in heads:
+            if values[h]:
+                ax.hist(np.clip(values[h], 0, bins[-1]), bins=bins, alpha=0.5,
+                        label=f"{h} (p50 {np.median(values[h]):.2f} ms)")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("inference latency per chunk, head + decoder (ms)")
+    ax.set_ylabel("chunks")
+    ax.set_title("policy node inference latency (telemetry)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_tcp(path: Path, episodes: Sequence[EpisodeRecord], per_run: int) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, (top, side) = plt.subplots(1, 2, figsize=(9, 3.8))
+    heads = list(dict.fromkeys(e.head for e in episodes))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, head in enumerate(heads):
+        drawn: dict[str, int] = {}
+        for e in episodes:
+            if e.head != head or len(e.tcp) == 0 or drawn.get(e.profile, 0) >= per_run:
+                continue
+            drawn[e.profile] = drawn.get(e.profile, 0) + 1
+            tcp = np.asarray(e.tcp)
+            style = "-" if e.success else "--"
+            label = head if sum(drawn.values()) == 1 else None
+            c = colours[i % len(colours)]
+            top.plot(tcp[:, 0], tcp[:, 1], style, color=c, lw=1, label=label)
+            top.plot(tcp[-1, 0], tcp[-1, 1], "o" if e.success else "x", color=c, ms=4)
+            side.plot(np.arange(len(tcp)) * (e.sim_time / max(len(tcp) - 1, 1)), tcp[:, 2], style,
+                      color=c, lw=1)
+    top.set_xlabel("x (m)")
+    top.set_ylabel("y (m)")
+    top.set_title("TCP, top view (solid: success)")
+    top.set_aspect("equal", adjustable="datalim")
+    side.set_xlabel("sim time (s)")
+    side.set_ylabel("z (m)")
+    side.set_title("TCP height")
+    if heads:
+        top.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def markdown(config: dict[str, Any], summaries: Sequence[RunSummary], images: dict[str, str]) -> str:
+    lines = [
+        "# Evaluation report",
+        "",
+        f"Task `{config.get('task')}`, {config.get('episodes')} episodes per head and profile, seeds "
+        f"{config.get('seed')}..{config.get('seed', 0) + config.get('episodes', 1) - 1} (the same seeds for "
+        "every head). Run through ROS: sim bridge in lock-step, policy node triggered by each observation, "
+        "heads swapped through the `steering_head` parameter.",
+        "",
+        "| head | profile | success | rate | 95% CI | steps | time to success (s) | mean sq. jerk (rad²/s⁶) "
+        "| inference p50 / p99 (ms) | ‖Δ‖² mean / p95 | holds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s.head} | {s.profile} | {s.successes}/{s.episodes} | {s.rate:.2f} | "
+            f"[{s.wilson_low:.2f}, {s.wilson_high:.2f}] | {_fmt(s.mean_steps, '.0f')} | "
+            f"{_fmt(s.mean_time_to_success, '.2f')} | {_fmt(s.mean_sq_jerk)} | "
+            f"{_fmt(s.inference_ms_p50, '.2f')} / {_fmt(s.inference_ms_p99, '.2f')} | "
+            f"{_fmt(s.delta_sq_norm_mean)} / {_fmt(s.delta_sq_norm_p95)} | {s.holds} |")
+    lines += ["", "Heads:", ""]
+    lines += [f"- `{label}`: `{path}`" for label, path in config.get("heads", {}).items()]
+    lines += ["", "Definitions: the 95% interval is Wilson's score interval; jerk is the third finite "
+              "difference of the commanded joint positions at the command period, squared norm over the "
+              "7 joints, averaged over the episode; latency is the policy node's telemetry "
+              "`inference_ms` of every inferred chunk; ‖Δ‖² is the lpds residual after the run-time "
+              "guard; holds counts control cycles in which the safety filter held the arm.", ""]
+    for title, name in images.items():
+        lines += [f"## {title}", "", f"![{title}]({name})", ""]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, config: dict[str, Any], summaries: Sequence[RunSummary],
+                 episodes: Sequence[EpisodeRecord], tcp_plots: int = 3) -> Path:
+    """Everything into `out_dir`; returns the path of report.md."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "results.json", config, summaries, episodes)
+    plot_success(out_dir / "success.png", summaries)
+    plot_latency(out_dir / "latency.png", episodes)
+    plot_tcp(out_dir / "tcp.png", episodes, tcp_plots)
+    images = {"Success per head and profile": "success.png", "Inference latency": "latency.png",
+              "TCP trajectories": "tcp.png"}
+    path = out_dir / "report.md"
+    path.write_text(markdown(config, summaries, images))
+    return path
+
+
+def rich_table(summaries: Sequence[RunSummary]) -> Any:
+    from rich.table import Table
+
+    t = Table(title="evaluation")
+    for col in ("head", "profile", "success", "95% CI", "steps", "t success (s)", "jerk", "inf p50/p99 ms",
+                "‖Δ‖² mean", "holds"):
+        t.add_column(col, justify="left" if col in ("head", "profile") else "right")
+    for s in summaries:
+        t.add_row(s.head, s.profile, f"{s.successes}/{s.episodes} ({s.rate:.0%})",
+                  f"[{s.wilson_low:.2f}, {s.wilson_high:.2f}]", _fmt(s.mean_steps, ".0f"),
+                  _fmt(s.mean_time_to_success, ".2f"), _fmt(s.mean_sq_jerk),
+                  f"{_fmt(s.inference_ms_p50, '.2f')}/{_fmt(s.inference_ms_p99, '.2f')}",
+                  _fmt(s.delta_sq_norm_mean), str(s.holds))
+    return t

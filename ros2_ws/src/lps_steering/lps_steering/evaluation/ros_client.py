@@ -1,0 +1,267 @@
+"""The evaluator's ROS side: runs episodes through a running eval stack, the way a user would.
+
+The stack is the sim bridge in lock-step plus the policy node triggered by observations
+(`launch/stacks.yaml`, stack `eval`). Per run (head x profile) the head is swapped through the
+policy node's `steering_head` parameter; per episode:
+
+    deactivate policy (it holds)  ->  reset_episode(task, seed, profile)  ->  activate policy
+    ->  task_status until done (success / timeout / failure) or our own sim-time limit
+
+The policy is inactive across the reset, so no command meant for one episode reaches the next,
+and activation starts the first chunk from the measured position of the new episode. Every wait has
+a wall-clock limit: a dead node ends the evaluation with a message instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from lps_msgs.msg import SteeringTelemetry, TaskStatus
+from lps_msgs.srv import ResetEpisode
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory
+
+from .config import EvalConfig
+from .stats import EpisodeRecord, mean_squared_jerk
+
+SAFETY_HOLD = 2
+# franka_robot_state_broadcaster's convenience topics are best effort (franka_ros2 >= 2.4.0).
+BEST_EFFORT = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+SERVICE_TIMEOUT_S = 30.0
+# Topics written to MCAP when recording: what a reviewer needs to replay an episode.
+RECORDED = (("task_status", TaskStatus), ("joint_states", JointState),
+            ("fr3_arm_controller/joint_trajectory", JointTrajectory))
+
+
+class EvaluationError(RuntimeError):
+    """The stack did not behave (a service missing, a head refused, the sim stalled)."""
+
+
+def _join(namespace: str, name: str) -> str:
+    ns = namespace.strip("/")
+    return f"/{ns}/{name}" if ns else f"/{name}"
+
+
+class EvaluationClient:
+    """One rclpy node in its own context, spun in a background thread."""
+
+    def __init__(self, config: EvalConfig) -> None:
+        self.config = config
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node("lps_evaluator", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        ns, policy = config.namespace, config.policy_node
+        self.policy = _join(ns, policy)
+        self._cond = threading.Condition()
+        self._status: TaskStatus | None = None
+        self._status_count = 0
+        self._telemetry: list[SteeringTelemetry] = []
+        self._tcp: list[tuple[float, float, float]] = []
+        self.recorder: Any = None
+        n = self.node
+        n.create_subscription(TaskStatus, _join(ns, "task_status"), self._on_status, 100)
+        n.create_subscription(SteeringTelemetry, f"{self.policy}/telemetry", self._on_telemetry, 1000)
+        n.create_subscription(PoseStamped, _join(ns, "franka_robot_state_broadcaster/current_pose"),
+                              self._on_tcp, BEST_EFFORT)
+        self._clients: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._spin, name="evaluator-executor", daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------------------- plumbing
+    def _spin(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # context shut down under the executor on close()
+                if self.context.ok():
+                    raise
+                return
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(5.0)
+        self.executor.shutdown(timeout_sec=1.0)
+
+    def __enter__(self) -> EvaluationClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, srv_type: type, name: str, request: Any, timeout: float = SERVICE_TIMEOUT_S) -> Any:
+        if name not in self._clients:
+            self._clients[name] = self.node.create_client(srv_type, name)
+        client = self._clients[name]
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise EvaluationError(f"service {name} is not available after {timeout} s: is the eval stack "
+                                  f"running (scripts/launch_stack.py eval, or ros2 launch launch/eval.launch.py)?")
+        done = threading.Event()
+        future = client.call_async(request)
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(timeout):
+            raise EvaluationError(f"service {name} did not answer within {timeout} s")
+        return future.result()
+
+    def _on_status(self, msg: TaskStatus) -> None:
+        with self._cond:
+            self._status = msg
+            self._status_count += 1
+            self._cond.notify_all()
+
+    def _on_telemetry(self, msg: SteeringTelemetry) -> None:
+        with self._cond:
+            self._telemetry.append(msg)
+
+    def _on_tcp(self, msg: PoseStamped) -> None:
+        p = msg.pose.position
+        with self._cond:
+            self._tcp.append((p.x, p.y, p.z))
+
+    def _wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise EvaluationError(f"timed out after {timeout:g} s waiting for {what}")
+                self._cond.wait(min(left, 0.1))
+
+    # ----------------------------------------------------------------------------- policy node
+    def lifecycle_state(self) -> str:
+        return self._call(GetState, f"{self.policy}/get_state", GetState.Request()).current_state.label
+
+    def transition(self, transition_id: int, label: str) -> None:
+        req = ChangeState.Request()
+        req.transition.id = transition_id
+        if not self._call(ChangeState, f"{self.policy}/change_state", req, 120.0).success:
+            raise EvaluationError(f"{label} of {self.policy} was refused (its log says why)")
+
+    def prepare(self) -> None:
+        """Policy node configured and inactive, sim bridge reachable."""
+        state = self.lifecycle_state()
+        if state == "unconfigured":
+            self.transition(Transition.TRANSITION_CONFIGURE, "configure")
+        elif state == "active":
+            self.transition(Transition.TRANSITION_DEACTIVATE, "deactivate")
+        elif state != "inactive":
+            raise EvaluationError(f"{self.policy} is {state!r}: expected unconfigured, inactive or active")
+        self._wait_reset_service()
+
+    def _wait_reset_service(self) -> None:
+        name = _join(self.config.namespace, "reset_episode")
+        if name not in self._clients:
+            self._clients[name] = self.node.create_client(ResetEpisode, name)
+        if not self._clients[name].wait_for_service(timeout_sec=SERVICE_TIMEOUT_S):
+            raise EvaluationError(f"service {name} (sim bridge) is not available after {SERVICE_TIMEOUT_S} s")
+
+    def command_period(self) -> float:
+        req = GetParameters.Request(names=["command_rate_hz"])
+        value = self._call(GetParameters, f"{self.policy}/get_parameters", req).values[0]
+        if value.type != ParameterType.PARAMETER_DOUBLE or not value.double_value > 0:
+            raise EvaluationError(f"{self.policy} has no usable `command_rate_hz` parameter")
+        return 1.0 / value.double_value
+
+    def set_head(self, path: str) -> None:
+        """Swap the head the way a user would: set the node's `steering_head` parameter."""
+        value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=path)
+        req = SetParameters.Request(parameters=[Parameter(name="steering_head", value=value)])
+        result = self._call(SetParameters, f"{self.policy}/set_parameters", req, 120.0).results[0]
+        if not result.successful:
+            raise EvaluationError(f"{self.policy} refused steering_head={path}: {result.reason}")
+
+    # ----------------------------------------------------------------------------- episodes
+    def run_episode(self, head: str, profile: str, seed: int, dt: float,
+                    mcap_path: Path | None = None) -> EpisodeRecord:
+        cfg = self.config
+        started = time.monotonic()
+        if self.lifecycle_state() == "active":
+            before = self._status_count
+            self.transition(Transition.TRANSITION_DEACTIVATE, "deactivate")
+            # The hold sent on deactivation advances the lock-step sim by one period: let it land
+            # before the reset, so it cannot be applied to the new episode.
+            try:
+                self._wait(lambda: self._status_count > before, 2.0, "the hold step")
+            except EvaluationError:
+                pass  # no joint state was there to hold at: no command, no step
+        res = self._call(ResetEpisode, _join(cfg.namespace, "reset_episode"),
+                         ResetEpisode.Request(task=cfg.task, seed=seed, profile=profile), 60.0)
+        if not res.success:
+            raise EvaluationError(f"reset_episode(task={cfg.task}, seed={seed}, profile={profile}) "
+                                  f"failed: {res.message}")
+        episode_id = res.episode_id
+        with self._cond:
+            self._telemetry.clear()
+            self._tcp.clear()
+        if mcap_path is not None:
+            self._start_recording(mcap_path)
+        self.transition(Transition.TRANSITION_ACTIVATE, "activate")
+
+        limit = cfg.episode_timeout_s if cfg.episode_timeout_s > 0 else math.inf
+        first_success = math.nan
+        last_progress, last_count = time.monotonic(), -1
+        while True:
+            with self._cond:
+                self._cond.wait(0.1)
+                status, count = self._status, self._status_count
+            now = time.monotonic()
+            if count != last_count:
+                last_progress, last_count = now, count
+            elif now - last_progress > cfg.stall_timeout_s:
+                raise EvaluationError(f"no task_status for {cfg.stall_timeout_s} s during episode "
+                                      f"{episode_id}: did the sim bridge or the policy node die?")
+            if status is None or status.episode_id != episode_id:
+                continue
+            if status.success and math.isnan(first_success):
+                first_success = status.sim_time
+            if status.done:
+                termination = status.termination or ("success" if status.success else "failure")
+                break
+            if status.sim_time >= limit - 1e-9:
+                termination = "timeout"
+                break
+        self.transition(Transition.TRANSITION_DEACTIVATE, "deactivate")
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
+
+        with self._cond:
+            telemetry, tcp = list(self._telemetry), np.asarray(self._tcp, dtype=np.float64).reshape(-1, 3)
+        commands = np.asarray([t.command for t in telemetry if len(t.command) == 7], dtype=np.float64)
+        success = bool(status.success) and termination == "success"
+        return EpisodeRecord(
+            head=head, head_id=telemetry[-1].head_id if telemetry else "", profile=profile, seed=seed,
+            episode_id=int(episode_id), success=success, termination=termination, steps=int(status.step),
+            sim_time=float(status.sim_time), time_to_success=first_success if success else math.nan,
+            mean_sq_jerk=mean_squared_jerk(commands.reshape(-1, 7), dt),
+            inference_ms=[float(t.inference_ms) for t in telemetry
+                          if t.replanned and math.isfinite(t.inference_ms)],
+            delta_sq_norm=[float(t.delta_sq_norm) for t in telemetry
+                           if t.replanned and math.isfinite(t.delta_sq_norm)],
+            holds=sum(t.safety_state == SAFETY_HOLD for t in telemetry), tcp=tcp,
+            wall_s=time.monotonic() - started)
+
+    def _start_recording(self, path: Path) -> None:
+        from .recording import McapRecorder
+
+        topics = [(_join(self.config.namespace, t), ty) for t, ty in RECORDED]
+        topics.append((f"{self.policy}/telemetry", SteeringTelemetry))
+        self.recorder = McapRecorder(self.node, path, topics)
