@@ -306,9 +306,12 @@ class SafetyFilter:
         """
         dt = self.dt
         remaining = error - v * dt
-        # Braking at half the acceleration limit leaves room for the jerk-limited ramps.
-        v_des = np.sign(remaining) * np.minimum(np.sqrt(self.a_max * np.abs(remaining)),
-                                                np.abs(remaining) / dt)
+        # Braking at half the acceleration limit leaves room for the jerk-limited ramps; the
+        # discrete-time profile (velocity changes once per period) does not overshoot at low rates.
+        ab = 0.5 * self.a_max
+        half = 0.5 * ab * dt
+        v_brake = -half + np.sqrt(half * half + 2.0 * ab * np.abs(remaining))
+        v_des = np.sign(remaining) * np.minimum(v_brake, np.abs(remaining) / dt)
         v_des = np.clip(v_des, -self.v_max, self.v_max)
         dv = v_des - v
         a_des = np.sign(dv) * np.minimum(np.sqrt(2.0 * self.j_max * np.abs(dv)), np.abs(dv) / dt)
