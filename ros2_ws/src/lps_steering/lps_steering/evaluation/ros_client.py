@@ -230,6 +230,9 @@ class EvaluationClient:
                                       f"{episode_id}: did the sim bridge or the policy node die?")
             if status is None or status.episode_id != episode_id:
                 continue
+            if status.profile != profile or status.seed != seed:
+                raise EvaluationError(f"the sim runs episode {episode_id} with profile {status.profile!r} "
+                                      f"seed {status.seed}, asked for {profile!r} seed {seed}")
             if status.success and math.isnan(first_success):
                 first_success = status.sim_time
             if status.done:
