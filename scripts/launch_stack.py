@@ -90,6 +90,7 @@ class Stack:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True, text=True, bufsize=1)
             self.procs[node.name] = proc
+            self.say(f"started {node.fully_qualified_name} (pid {proc.pid})")
             threading.Thread(target=self._pump, args=(node.name, proc), daemon=True).start()
 
     def say(self, text: str, name: str = "launch_stack") -> None:
