@@ -53,6 +53,8 @@ class RealSenseNode(Node):
             self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True))
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self._p = p
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.source = source or RealSenseSource(p["width"], p["height"], p["fps"], p["serial_no"])
         self.intrinsics = self.source.start()  # MissingDependency / device errors stop the node here
         root = f"{p['camera_namespace']}/{p['camera_name']}"
@@ -64,7 +66,6 @@ class RealSenseNode(Node):
         self._info = camera_info(self.intrinsics, OPTICAL_FRAME)
         self.published = 0
         self.failure: str = ""
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="realsense", daemon=True)
         self._thread.start()
         i = self.intrinsics
@@ -106,8 +107,9 @@ class RealSenseNode(Node):
 
     def destroy_node(self) -> None:
         self._stop.set()
-        self._thread.join(2.0)
-        self.source.stop()
+        if self._thread is not None:  # None when start() failed: nothing was opened
+            self._thread.join(2.0)
+            self.source.stop()
         super().destroy_node()
 
 
