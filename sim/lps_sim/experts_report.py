@@ -79,7 +79,8 @@ def plot(rows: list[dict], path: Path, expert: str) -> None:
         x = np.arange(len(profiles)) + (i - (len(tasks) - 1) / 2) * width
         rate = np.array([sub[p]["rate"] for p in profiles])
         err = np.array([[sub[p]["rate"] - sub[p]["lo"] for p in profiles], [sub[p]["hi"] - sub[p]["rate"] for p in profiles]])
-        ax.bar(x, rate * 100, width, yerr=err * 100, capsize=3, label=task)
+        # Wilson's upper bound at 100% can round a hair below the rate; matplotlib refuses that.
+        ax.bar(x, rate * 100, width, yerr=np.clip(err, 0.0, None) * 100, capsize=3, label=task)
     ax.set_xticks(np.arange(len(profiles)), profiles, rotation=20, ha="right")
     ax.set_ylabel("success, % (Wilson 95% CI)")
     ax.set_ylim(0, 105)
