@@ -25,6 +25,8 @@ def image_array(msg: Image) -> np.ndarray:
 @pytest.fixture
 def fake_rs_env(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", f"{FAKES}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    # A domain of this test's own: a sim bridge of a parallel run publishes the same camera topics.
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(120 + os.getpid() % 100))
     return monkeypatch
 
 
