@@ -73,7 +73,13 @@ class EvaluationClient:
         self._status: TaskStatus | None = None
         self._status_count = 0
         self._telemetry: list[SteeringTelemetry] = []
-        self._tcp: list[tuple[float, float, float]] = []
+        self._tcp: list[tuple[float, float, float, float]] = []  # (sim stamp, x, y, z)
+        # The episode being watched: (episode_id, sim-time limit); its end is decided in the status
+        # callback, on the first status past the limit, not when this thread gets to look (the
+        # lock-step sim runs on meanwhile).
+        self._watch: tuple[int, float] | None = None
+        self._end: TaskStatus | None = None
+        self._first_success = math.nan
         self.recorder: Any = None
         n = self.node
         n.create_subscription(TaskStatus, _join(ns, "task_status"), self._on_status, 100)
@@ -125,6 +131,12 @@ class EvaluationClient:
         with self._cond:
             self._status = msg
             self._status_count += 1
+            watch = self._watch
+            if watch is not None and self._end is None and msg.episode_id == watch[0]:
+                if msg.success and math.isnan(self._first_success):
+                    self._first_success = msg.sim_time
+                if msg.done or msg.sim_time >= watch[1] - 1e-9:
+                    self._end = msg
             self._cond.notify_all()
 
     def _on_telemetry(self, msg: SteeringTelemetry) -> None:
@@ -132,9 +144,9 @@ class EvaluationClient:
             self._telemetry.append(msg)
 
     def _on_tcp(self, msg: PoseStamped) -> None:
-        p = msg.pose.position
+        p, t = msg.pose.position, msg.header.stamp
         with self._cond:
-            self._tcp.append((p.x, p.y, p.z))
+            self._tcp.append((t.sec + 1e-9 * t.nanosec, p.x, p.y, p.z))
 
     def _wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -208,59 +220,61 @@ class EvaluationClient:
             raise EvaluationError(f"reset_episode(task={cfg.task}, seed={seed}, profile={profile}) "
                                   f"failed: {res.message}")
         episode_id = res.episode_id
+        limit = cfg.episode_timeout_s if cfg.episode_timeout_s > 0 else math.inf
         with self._cond:
             self._telemetry.clear()
             self._tcp.clear()
+            self._watch, self._end, self._first_success = (episode_id, limit), None, math.nan
         if mcap_path is not None:
             self._start_recording(mcap_path)
         self.transition(Transition.TRANSITION_ACTIVATE, "activate")
 
-        limit = cfg.episode_timeout_s if cfg.episode_timeout_s > 0 else math.inf
-        first_success = math.nan
         last_progress, last_count = time.monotonic(), -1
         while True:
             with self._cond:
-                self._cond.wait(0.1)
-                status, count = self._status, self._status_count
+                self._cond.wait_for(lambda: self._end is not None, 0.2)
+                end, status, count = self._end, self._status, self._status_count
+            if end is not None:
+                break
             now = time.monotonic()
             if count != last_count:
                 last_progress, last_count = now, count
             elif now - last_progress > cfg.stall_timeout_s:
                 raise EvaluationError(f"no task_status for {cfg.stall_timeout_s} s during episode "
                                       f"{episode_id}: did the sim bridge or the policy node die?")
-            if status is None or status.episode_id != episode_id:
-                continue
-            if status.profile != profile or status.seed != seed:
+            if status is not None and status.episode_id == episode_id and (
+                    status.profile != profile or status.seed != seed):
                 raise EvaluationError(f"the sim runs episode {episode_id} with profile {status.profile!r} "
                                       f"seed {status.seed}, asked for {profile!r} seed {seed}")
-            if status.success and math.isnan(first_success):
-                first_success = status.sim_time
-            if status.done:
-                termination = status.termination or ("success" if status.success else "failure")
-                break
-            if status.sim_time >= limit - 1e-9:
-                termination = "timeout"
-                break
         self.transition(Transition.TRANSITION_DEACTIVATE, "deactivate")
         if self.recorder is not None:
             self.recorder.close()
             self.recorder = None
 
         with self._cond:
-            telemetry, tcp = list(self._telemetry), np.asarray(self._tcp, dtype=np.float64).reshape(-1, 3)
+            self._watch = None
+            first_success = self._first_success
+            telemetry, tcp = list(self._telemetry), np.asarray(self._tcp, dtype=np.float64).reshape(-1, 4)
+        # Only what happened up to the end: cycles that acted on observations stamped no later.
+        t_end = end.header.stamp.sec + 1e-9 * end.header.stamp.nanosec
+        telemetry = [t for t in telemetry
+                     if t.observation_stamp.sec + 1e-9 * t.observation_stamp.nanosec <= t_end + 1e-9]
+        tcp = tcp[tcp[:, 0] <= t_end + 1e-9, 1:]
+        termination = end.termination if end.done else "timeout"
+        success = bool(end.success) and end.done
         commands = np.asarray([t.command for t in telemetry if len(t.command) == 7], dtype=np.float64)
-        success = bool(status.success) and termination == "success"
         return EpisodeRecord(
             head=head, head_id=telemetry[-1].head_id if telemetry else "", profile=profile, seed=seed,
-            episode_id=int(episode_id), success=success, termination=termination, steps=int(status.step),
-            sim_time=float(status.sim_time), time_to_success=first_success if success else math.nan,
+            episode_id=int(episode_id), success=success, termination=termination or "failure",
+            steps=int(end.step), sim_time=float(end.sim_time),
+            time_to_success=first_success if success else math.nan,
             mean_sq_jerk=mean_squared_jerk(commands.reshape(-1, 7), dt),
             inference_ms=[float(t.inference_ms) for t in telemetry
                           if t.replanned and math.isfinite(t.inference_ms)],
             delta_sq_norm=[float(t.delta_sq_norm) for t in telemetry
                            if t.replanned and math.isfinite(t.delta_sq_norm)],
             holds=sum(t.safety_state == SAFETY_HOLD for t in telemetry), tcp=tcp,
-            wall_s=time.monotonic() - started)
+            start_q=[float(v) for v in res.joint_positions], wall_s=time.monotonic() - started)
 
     def _start_recording(self, path: Path) -> None:
         from .recording import McapRecorder

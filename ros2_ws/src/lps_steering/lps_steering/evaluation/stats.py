@@ -74,6 +74,7 @@ class EpisodeRecord:
     delta_sq_norm: list[float] = field(default_factory=list)   # lpds: one per inferred chunk
     holds: int = 0             # cycles the safety filter held the arm
     tcp: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # measured TCP path (m)
+    start_q: list[float] = field(default_factory=list)  # arm joints after reset (rad)
     wall_s: float = 0.0
 
 

@@ -1,0 +1,132 @@
+"""Evaluation end to end through ROS: the eval stack started by scripts/launch_stack.py (sim bridge in
+lock-step, policy node triggered by observations, real tiny ONNX models), episodes driven over DDS.
+
+One stack serves the module. The runner starts it with autostart:=true, so its lifecycle driving is
+exercised too (the evaluator then finds the node active and takes over); at the end Ctrl-C is sent
+to the runner, which must stop every process it started and exit 0.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lps_steering.core.manifest import load_manifest
+from lps_steering.evaluation import EvalConfig
+from lps_steering.evaluation.runner import run_evaluation
+
+pytestmark = pytest.mark.ros
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 0.3  # sim seconds per episode: 30 lock-step control periods at 100 Hz
+
+
+def _wait_log(path: Path, pattern: str, proc: subprocess.Popen, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = path.read_text()
+        if re.search(pattern, text):
+            return text
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise TimeoutError(f"{pattern!r} not in the runner log after {timeout} s:\n{path.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def domain():
+    """A DDS domain of this module's own: scripts/with-env exports ROS_DOMAIN_ID=42 (so conftest's
+    default does not apply), and a second sim bridge in the domain (a benchmark running beside the
+    tests) would answer reset_episode too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
+        yield
+
+
+@pytest.fixture(scope="module")
+def stack(domain, tmp_path_factory: pytest.TempPathFactory, tiny_models):
+    log = tmp_path_factory.mktemp("stack") / "launch_stack.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "launch_stack.py"), "eval", f"decoder:={tiny_models.decoder}",
+             "autostart:=true", "--grace", "15"],
+            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        _wait_log(log, r"activate of /policy_node: ok", proc, 120.0)
+        yield proc, log
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def test_evaluation_through_ros(stack, tiny_models, tmp_path: Path) -> None:
+    proc, log = stack
+    heads = {"base": "none", "lpds": str(tiny_models.heads["lpds"]), "lps": str(tiny_models.heads["lps"])}
+    config = EvalConfig(heads=heads, profiles=["nominal", "object_gap"], episodes=2, seed=5,
+                        episode_timeout_s=TIMEOUT_S, out_dir=str(tmp_path / "eval"), record_mcap=True)
+    summaries, episodes, report = run_evaluation(config)
+
+    assert [(s.head, s.profile, s.episodes) for s in summaries] == [
+        (h, p, 2) for h in heads for p in ("nominal", "object_gap")]
+    assert [e.seed for e in episodes] == [5, 6] * 6
+    ids = [e.episode_id for e in episodes]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids), "every episode is a fresh reset"
+    names = {"base": "none", **{k: load_manifest(v).name for k, v in heads.items() if k != "base"}}
+    for e in episodes:
+        # The head in force is the one asked for: telemetry carries the node's own head id.
+        assert e.head_id.split("@")[0] == names[e.head], (e.head, e.head_id)
+        assert e.termination == "timeout" and not e.success
+        assert TIMEOUT_S - 1e-6 <= e.sim_time <= TIMEOUT_S + 0.05 and 30 <= e.steps <= 35
+        assert e.inference_ms and all(0.0 < x < 1000.0 for x in e.inference_ms)
+        assert np.isfinite(e.mean_sq_jerk) and e.mean_sq_jerk > 0.0  # the arm was commanded to move
+        assert len(e.tcp) >= 10 and np.all(np.isfinite(e.tcp))
+        # ||Delta||^2 exists for the residual head only.
+        assert bool(e.delta_sq_norm) == (e.head == "lpds")
+    # The same seed and profile give the same start for every head: resets are seeded.
+    start = {(e.head, e.profile, e.seed): e.start_q for e in episodes}
+    for (_head, profile, seed), q in start.items():
+        assert len(q) == 7
+        np.testing.assert_allclose(q, start[("base", profile, seed)], atol=1e-12)
+    text = report.read_text()
+    assert "| lpds | object_gap | 0/2 |" in text
+    for name in ("success.png", "latency.png", "tcp.png", "results.json"):
+        assert (tmp_path / "eval" / name).stat().st_size > 1000
+
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    e = next(x for x in episodes if x.head == "lpds" and x.profile == "object_gap")
+    path = tmp_path / "eval" / "mcap" / f"lpds_object_gap_{e.seed}.mcap"
+    by_topic: dict[str, list] = {}
+    with open(path, "rb") as f:
+        for _schema, channel, _message, msg in make_reader(f, decoder_factories=[DecoderFactory()]) \
+                .iter_decoded_messages():
+            by_topic.setdefault(channel.topic, []).append(msg)
+    status = by_topic["/task_status"]
+    assert {s.episode_id for s in status} == {e.episode_id} and {s.profile for s in status} == {"object_gap"}
+    assert len(by_topic["/policy_node/telemetry"]) >= 25
+    assert len(by_topic["/fr3_arm_controller/joint_trajectory"]) >= 25
+    assert proc.poll() is None, "the stack must still be up"
+
+
+def test_runner_forwards_ctrl_c(stack) -> None:
+    proc, log = stack
+    pids = [int(p) for p in re.findall(r"started /\w+ \(pid (\d+)\)", log.read_text())]
+    assert len(pids) == 2
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(40) == 0
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
