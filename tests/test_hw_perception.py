@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import os
 
+import mujoco
 import numpy as np
 import pytest
 from geometry_msgs.msg import PoseStamped
-from lps_franka_hw.perception import CameraModel, PerceptionConfig, locate, matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from lps_franka_hw.perception import (
+    CameraModel,
+    PerceptionConfig,
+    locate,
+    matrix_to_quat_xyzw,
+    quat_xyzw_to_matrix,
+)
 from lps_sim import ros_io
 from lps_sim import scene as sc
 from lps_sim.tasks import make_task
@@ -70,8 +77,6 @@ def test_moved_cube_is_followed(task):
     task.reset(seed=0)
     d = task.data
     jnt = task.model.jnt_qposadr[task.model.joint("cube_free").id]
-    import mujoco
-
     cfg = PerceptionConfig(center_offset_m=CUBE_HALF)
     for xy in ((0.45, -0.15), (0.58, 0.12)):
         d.qpos[jnt:jnt + 2] = xy
