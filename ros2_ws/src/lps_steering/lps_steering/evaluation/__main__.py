@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--decoder", help="decoder .onnx for --launch")
     opts = cli.parse_args(argv)
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # logs and pipes: keep the table's columns readable
     try:
         config = load_config(opts.config, heads=_heads(opts.head), profiles=opts.profile,
                              episodes=opts.episodes, seed=opts.seed, task=opts.task,
