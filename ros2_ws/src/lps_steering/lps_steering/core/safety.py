@@ -281,14 +281,14 @@ class SafetyFilter:
         up_bad, down_bad = ~fits_up(hi), ~fits_down(lo)
         if np.any(up_bad):
             ok, bad = lo.copy(), hi.copy()  # if even lo does not fit, lo is the best there is
-            for _ in range(30):
+            for _ in range(20):  # (hi - lo) / 2^20 < 1e-4 rad/s^2
                 mid = 0.5 * (ok + bad)
                 f = fits_up(mid)
                 ok, bad = np.where(f, mid, ok), np.where(f, bad, mid)
             new_hi = np.where(up_bad, ok, hi)
         if np.any(down_bad):
             ok, bad = hi.copy(), lo.copy()
-            for _ in range(30):
+            for _ in range(20):  # (hi - lo) / 2^20 < 1e-4 rad/s^2
                 mid = 0.5 * (ok + bad)
                 f = fits_down(mid)
                 ok, bad = np.where(f, mid, ok), np.where(f, bad, mid)
