@@ -25,8 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 os.environ.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="lps-bench-ros-"))
@@ -41,8 +39,8 @@ from lps_msgs.srv import ResetEpisode  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
-from rosgraph_msgs.msg import Clock  # noqa: E402
 from ros_util import Collector, NodeProcess, RosClient  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
 
 SECONDS = float(os.environ.get("LPS_BENCH_SECONDS", "10"))
 START_TIMEOUT_S = 60.0  # a peer that drives no steps by then is reported unusable

@@ -5,10 +5,9 @@ import math
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Duration
+from lps_sim import ros_io
 from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-
-from lps_sim import ros_io
 
 ARM = tuple(f"fr3_joint{i}" for i in range(1, 8))
 

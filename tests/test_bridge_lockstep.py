@@ -17,15 +17,14 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from lps_msgs.msg import TaskStatus
 from lps_msgs.srv import ResetEpisode
+from lps_sim import ros_io
+from lps_sim.tasks import make_task
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_util import Collector, NodeProcess, RosClient
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-
-from lps_sim import ros_io
-from lps_sim.tasks import make_task
-from ros_util import Collector, NodeProcess, RosClient
 
 ARM = [f"fr3_joint{i}" for i in range(1, 8)]
 PERIOD = 0.01

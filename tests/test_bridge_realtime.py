@@ -12,13 +12,12 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
 from lps_msgs.msg import TaskStatus
 from lps_msgs.srv import ResetEpisode
+from lps_sim import ros_io
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_util import Collector, NodeProcess, RosClient, ros_arg
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-
-from lps_sim import ros_io
-from ros_util import Collector, NodeProcess, RosClient, ros_arg
 
 ARM = [f"fr3_joint{i}" for i in range(1, 8)]
 BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)

@@ -65,15 +65,15 @@ from lps_msgs.srv import ResetEpisode
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default)
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default
 from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory
 
-from lps_sim import scene as sc
 from lps_sim import ros_io
+from lps_sim import scene as sc
 from lps_sim.randomization import available_profiles
 from lps_sim.tasks import TASKS, FrankaTask, make_task
 
