@@ -300,12 +300,12 @@ class SimBridge(Node):
     def _set_gripper(self, width: float) -> None:
         self._gripper = ros_io.check_gripper_width(width, sc.GRIPPER_MAX_WIDTH)
 
-    def _log_refusal(self, text: str) -> None:
+    def _log_refusal(self, text: str, warning: bool = False) -> None:
         # One line per second at most: a policy sending garbage at 100 Hz must not flood the log.
         now = time.monotonic()
         if now - self._last_error_log >= 1.0:
             self._last_error_log = now
-            self.get_logger().error(text)
+            (self.get_logger().warning if warning else self.get_logger().error)(text)
 
     def _on_reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response) -> ResetEpisode.Response:
         req = _ResetRequest(request.task or self._task_name, int(request.seed), request.profile or "nominal")
@@ -356,7 +356,7 @@ class SimBridge(Node):
             if command is None:
                 self.counters.missed += 1
                 self._log_refusal(f"lockstep: no command for {timeout} s, advancing one period with the "
-                                  f"trajectory in force ({self.counters.missed} missed)")
+                                  f"trajectory in force ({self.counters.missed} missed)", warning=True)
             else:
                 self._apply(command)
             self._step()
