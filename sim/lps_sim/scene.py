@@ -54,7 +54,7 @@ FLOOR_Z = -0.75
 # Fixed camera, RealSense-like placement: in front of the robot, looking back down at the table.
 FRONT_CAMERA_POS = np.array([1.25, 0.0, 0.65])
 FRONT_CAMERA_LOOKAT = np.array([0.5, 0.0, 0.0])
-FRONT_CAMERA_FOVY = 58.0  # D435 colour stream vertical field of view, degrees
+FRONT_CAMERA_FOVY = 42.0  # D435 colour stream vertical field of view, degrees (69 x 42)
 WRIST_CAMERA_POS = np.array([0.05, 0.0, 0.04])  # on the hand, beside the fingers
 
 
