@@ -8,6 +8,7 @@ to the runner, which must stop every process it started and exit 0.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -121,10 +122,55 @@ def test_evaluation_through_ros(stack, tiny_models, tmp_path: Path) -> None:
     assert proc.poll() is None, "the stack must still be up"
 
 
+def test_run_evaluation_action(stack, tiny_models) -> None:
+    """The evaluator node of the stack serves lps_msgs/RunEvaluation with the same episode code."""
+    import rclpy
+    from lps_msgs.action import RunEvaluation
+    from rclpy.action import ActionClient
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("eval_action_test", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        client = ActionClient(node, RunEvaluation, "run_evaluation")
+        assert client.wait_for_server(timeout_sec=30.0)
+        feedback = []
+
+        def run(goal: RunEvaluation.Goal):
+            sent = client.send_goal_async(goal, feedback_callback=lambda f: feedback.append(f.feedback))
+            executor.spin_until_future_complete(sent, timeout_sec=30.0)
+            handle = sent.result()
+            if not handle.accepted:
+                return None
+            done = handle.get_result_async()
+            executor.spin_until_future_complete(done, timeout_sec=120.0)
+            return done.result().result
+
+        head = str(tiny_models.heads["lpds"])
+        result = run(RunEvaluation.Goal(profile="object_gap", steering_head=head, num_episodes=2, seed=11,
+                                        episode_timeout_s=TIMEOUT_S))
+        assert result.success and result.episodes == 2 and result.successes == 0
+        assert (result.wilson_low, result.wilson_high) == pytest.approx((0.0, 0.6576), abs=1e-4)
+        assert [d.seed for d in result.episodes_detail] == [11, 12]
+        assert {d.profile for d in result.episodes_detail} == {"object_gap"}
+        assert all(d.head_id.startswith("tiny_head_lpds@") and d.termination == "timeout"
+                   and math.isfinite(d.delta_sq_norm_mean) for d in result.episodes_detail)
+        assert [f.episodes_done for f in feedback] == [1, 2]
+        # A head file that does not exist is refused before anything runs.
+        assert run(RunEvaluation.Goal(steering_head="/nonexistent/head.onnx", num_episodes=1)) is None
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
 def test_runner_forwards_ctrl_c(stack) -> None:
     proc, log = stack
     pids = [int(p) for p in re.findall(r"started /\w+ \(pid (\d+)\)", log.read_text())]
-    assert len(pids) == 2
+    assert len(pids) == 3
     proc.send_signal(signal.SIGINT)
     assert proc.wait(40) == 0
     for pid in pids:

@@ -23,6 +23,7 @@ setup(
         'console_scripts': [
             'policy_node = lps_steering.nodes.policy_node:main',
             'fake_robot = lps_steering.nodes.fake_robot:main',
+            'evaluator = lps_steering.nodes.evaluator_node:main',
         ],
     },
 )

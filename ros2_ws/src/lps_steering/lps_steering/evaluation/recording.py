@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from ament_index_python.packages import get_package_share_directory
 from mcap.writer import Writer
@@ -61,43 +62,64 @@ def message_definition(type_name: str) -> str:
 
 
 class McapRecorder:
-    """Subscribes (raw, no deserialisation) to `topics` and writes every message to `path`."""
+    """Raw subscriptions (no deserialisation) to `topics`, made once; `open(path)` starts a file that
+    receives every message until `close()`.
 
-    def __init__(self, node: Node, path: Path, topics: list[tuple[str, type]]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    The subscriptions live across episodes because matching a new subscription with the publishers
+    takes a while, in which a lock-step episode runs on unrecorded.
+    """
+
+    def __init__(self, node: Node, topics: list[tuple[str, type]]) -> None:
         self._node = node
-        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
-        self._writer = Writer(self._file)
-        self._writer.start(profile="ros2", library="lps_steering.evaluation")
+        self._topics = [(topic, _type_name(msg_type)) for topic, msg_type in topics]
         self._lock = threading.Lock()
-        self._subs = []
+        self._file: Any = None
+        self._writer: Writer | None = None
+        self._channels: dict[str, int] = {}
         self._seq = 0
-        schemas: dict[str, int] = {}
-        for topic, msg_type in topics:
-            name = _type_name(msg_type)
-            if name not in schemas:
-                schemas[name] = self._writer.register_schema(
-                    name=name, encoding="ros2msg", data=message_definition(name).encode())
-            channel = self._writer.register_channel(topic=topic, message_encoding="cdr",
-                                                    schema_id=schemas[name])
-            self._subs.append(node.create_subscription(
-                msg_type, topic, lambda data, c=channel: self._write(c, data), 1000, raw=True))
+        self._subs = [node.create_subscription(msg_type, topic, lambda data, t=topic: self._write(t, data),
+                                               1000, raw=True)
+                      for topic, msg_type in topics]
 
-    def _write(self, channel: int, data: bytes) -> None:
+    def open(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._close_file()
+            self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+            writer = Writer(self._file)
+            writer.start(profile="ros2", library="lps_steering.evaluation")
+            schemas: dict[str, int] = {}
+            self._channels = {}
+            for topic, name in self._topics:
+                if name not in schemas:
+                    schemas[name] = writer.register_schema(
+                        name=name, encoding="ros2msg", data=message_definition(name).encode())
+                self._channels[topic] = writer.register_channel(topic=topic, message_encoding="cdr",
+                                                                schema_id=schemas[name])
+            self._writer, self._seq = writer, 0
+
+    def _write(self, topic: str, data: bytes) -> None:
         now = time.time_ns()
         with self._lock:
             if self._writer is None:
                 return
-            self._writer.add_message(channel_id=channel, log_time=now, publish_time=now, data=data,
-                                     sequence=self._seq)
+            self._writer.add_message(channel_id=self._channels[topic], log_time=now, publish_time=now,
+                                     data=data, sequence=self._seq)
             self._seq += 1
 
+    def _close_file(self) -> None:
+        if self._writer is not None:
+            self._writer.finish()
+            self._file.close()
+            self._writer = self._file = None
+
     def close(self) -> None:
+        """End the current file (if any); the subscriptions stay for the next one."""
+        with self._lock:
+            self._close_file()
+
+    def destroy(self) -> None:
+        self.close()
         for sub in self._subs:
             self._node.destroy_subscription(sub)
         self._subs = []
-        with self._lock:
-            if self._writer is not None:
-                self._writer.finish()
-                self._file.close()
-                self._writer = None

@@ -81,6 +81,11 @@ class EvaluationClient:
         self._end: TaskStatus | None = None
         self._first_success = math.nan
         self.recorder: Any = None
+        if config.record_mcap:
+            from .recording import McapRecorder
+
+            topics = [(_join(ns, t), ty) for t, ty in RECORDED] + [(f"{self.policy}/telemetry", SteeringTelemetry)]
+            self.recorder = McapRecorder(self.node, topics)
         n = self.node
         n.create_subscription(TaskStatus, _join(ns, "task_status"), self._on_status, 100)
         n.create_subscription(SteeringTelemetry, f"{self.policy}/telemetry", self._on_telemetry, 1000)
@@ -102,7 +107,7 @@ class EvaluationClient:
 
     def close(self) -> None:
         if self.recorder is not None:
-            self.recorder.close()
+            self.recorder.destroy()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(5.0)
         self.executor.shutdown(timeout_sec=1.0)
@@ -177,6 +182,15 @@ class EvaluationClient:
         elif state != "inactive":
             raise EvaluationError(f"{self.policy} is {state!r}: expected unconfigured, inactive or active")
         self._wait_reset_service()
+        # Our subscriptions must be matched before the first episode: the lock-step sim does not
+        # wait for late subscribers.
+        topics = [_join(self.config.namespace, "task_status"), f"{self.policy}/telemetry"]
+        deadline = time.monotonic() + SERVICE_TIMEOUT_S
+        while not all(self.node.count_publishers(t) > 0 for t in topics):
+            if time.monotonic() > deadline:
+                raise EvaluationError(f"no publisher on {topics} after {SERVICE_TIMEOUT_S} s")
+            time.sleep(0.05)
+        time.sleep(0.2)  # discovery is two-sided: give the publishers' side a moment too
 
     def _wait_reset_service(self) -> None:
         name = _join(self.config.namespace, "reset_episode")
@@ -226,7 +240,9 @@ class EvaluationClient:
             self._tcp.clear()
             self._watch, self._end, self._first_success = (episode_id, limit), None, math.nan
         if mcap_path is not None:
-            self._start_recording(mcap_path)
+            if self.recorder is None:
+                raise EvaluationError("an MCAP path was given but the config has `record_mcap` off")
+            self.recorder.open(mcap_path)
         self.transition(Transition.TRANSITION_ACTIVATE, "activate")
 
         last_progress, last_count = time.monotonic(), -1
@@ -249,7 +265,6 @@ class EvaluationClient:
         self.transition(Transition.TRANSITION_DEACTIVATE, "deactivate")
         if self.recorder is not None:
             self.recorder.close()
-            self.recorder = None
 
         with self._cond:
             self._watch = None
@@ -275,10 +290,3 @@ class EvaluationClient:
                            if t.replanned and math.isfinite(t.delta_sq_norm)],
             holds=sum(t.safety_state == SAFETY_HOLD for t in telemetry), tcp=tcp,
             start_q=[float(v) for v in res.joint_positions], wall_s=time.monotonic() - started)
-
-    def _start_recording(self, path: Path) -> None:
-        from .recording import McapRecorder
-
-        topics = [(_join(self.config.namespace, t), ty) for t, ty in RECORDED]
-        topics.append((f"{self.policy}/telemetry", SteeringTelemetry))
-        self.recorder = McapRecorder(self.node, path, topics)
