@@ -39,9 +39,12 @@ def test_jvp_target_matches_finite_difference_total_derivative():
 def test_time_sampling_respects_order_and_share():
     cfg = meanflow.MeanFlowConfig()
     r, t = meanflow.sample_times(20_000, cfg, torch.Generator().manual_seed(0))
-    assert torch.all(t >= r) and torch.all((t > 0) & (t < 1))
+    assert torch.all(t >= r) and torch.all((t > 0) & (t <= 1)) and torch.all(r >= 0)
+    edge = ((r == 0) & (t == 1)).float().mean().item()
+    assert abs(edge - cfg.one_step_share) < 0.01  # the one-step interval itself
     share = (r == t).float().mean().item()
-    assert 0.73 < share < 0.80  # 75% set to r = t, plus the few exact ties (none in practice)
+    expected = (1 - cfg.one_step_share) * cfg.ratio_r_equals_t
+    assert abs(share - expected) < 0.015, (share, expected)
 
 
 def test_meanflow_loss_decreases_and_one_step_samples_fit_bimodal(tmp_path):

@@ -1,31 +1,77 @@
-"""`lps-train`: collect demonstrations, fit a base decoder, train a steering head, export ONNX.
+"""`lps-train`: collect demonstrations, fit a base decoder, train a steering head, export, evaluate.
 
-    lps-train collect     --env four_modes:unequal --episodes 400 --out runs/toy/demos.npz
-    lps-train train-base  --demos runs/toy/demos.npz --kind meanflow --steps 20000 --out runs/toy/decoder.pt
-    lps-train train-head  --algo lpds --decoder runs/toy/decoder.pt --env four_modes:unequal --out runs/toy/lpds.pt
-    lps-train train-head  --algo lps  --decoder runs/toy/decoder.pt --demos runs/toy/demos.npz --out runs/toy/lps.pt
-    lps-train export      --checkpoint runs/toy/lpds.pt --out runs/toy/lpds.onnx
+pick_place (the shipped models; `scripts/make_models.sh` runs the whole chain):
 
-Dataset format (`collect`, an .npz of chunk-level transitions, N rows): obs [N, obs_dim] float32
-(raw units), actions [N, T_a, action_dim] float32 (raw units), rewards [N], next_obs [N, obs_dim],
-dones [N] (1.0 where the episode terminated, not where it was cut by a time limit), goals [N]
-(the demonstrator's intent, toy only), plus `env` (the env spec string).
+    lps-train collect    --task pick_place --episodes 200 --quality noisy --seed 0 --out data/pick_place/demos.npz
+    lps-train train-base --demos data/pick_place/demos.npz --decoder meanflow --out runs/pick_place/meanflow.pt
+    lps-train export     --checkpoint runs/pick_place/meanflow.pt --out models/pick_place/decoder.onnx
+    lps-train train-head --algo lpds --decoder runs/pick_place/meanflow.pt \
+                         --decoder-onnx models/pick_place/decoder.onnx --task pick_place --out runs/pick_place/lpds.pt
+    lps-train train-head --algo lps  --decoder runs/pick_place/meanflow.pt --demos data/pick_place/demos.npz \
+                         --out runs/pick_place/lps.pt
+    lps-train export     --checkpoint runs/pick_place/lpds.pt --decoder-onnx models/pick_place/decoder.onnx \
+                         --out models/pick_place/heads/lpds.onnx
+    lps-train evaluate   --decoder models/pick_place/decoder.onnx --head none lpds lps dsrl --episodes 100 \
+                         --profile nominal --record
 
-Only the four-mode toy (`four_modes:<variant>`) is wired as an env so far; the MuJoCo pick_place
-task still needs a chunk-env adapter (see the training README / report).
+The four-mode toy (`--env four_modes:<variant>`) goes through the same commands (no manifests:
+the toy has no robot layout). Hyperparameters not on the command line are set with
+`--set name=value` (any field of the algorithm's config dataclass).
+
+Dataset formats: pick_place, see `lps_train.pick_place`; toy: obs [N, 2], actions [N, T_a, 2],
+rewards, next_obs, dones, goals and `env`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import shlex
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from lps_train import dsrl, flow, lpds, lps, meanflow
 from lps_train.common import Logger, Normalization, NormalizedEnv, ReplayBuffer, load_decoder, save_json
+
+# Observation std floor (raw units) for pick_place: a coordinate that never varies in the
+# demonstrations (the zone's height) must not turn tiny sensor noise into huge inputs.
+PICK_PLACE_MIN_STD = 1e-2
+
+
+_ARGV: list[str] = []
+
+
+def command_line() -> str:
+    """The command as typed (recorded in checkpoints and manifests)."""
+    return "lps-train " + " ".join(shlex.quote(a) for a in _ARGV)
+
+
+def apply_sets(cfg: Any, sets: list[str] | None) -> Any:
+    """`name=value` strings -> dataclasses.replace(cfg, ...), converting to the field's type."""
+    if not sets:
+        return cfg
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    changes: dict[str, Any] = {}
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep or name not in fields:
+            raise SystemExit(f"--set {item!r}: expected name=value with name one of {sorted(fields)}")
+        current = getattr(cfg, name)
+        if isinstance(current, bool):
+            changes[name] = value.lower() in ("1", "true", "yes")
+        elif isinstance(current, int):
+            changes[name] = int(value)
+        elif isinstance(current, float):
+            changes[name] = float(value)
+        else:
+            changes[name] = value
+    return dataclasses.replace(cfg, **changes)
 
 
 def make_env(spec: str):
@@ -37,9 +83,39 @@ def make_env(spec: str):
     raise ValueError(f"`--env` must be 'four_modes:<variant>', got {spec!r}")
 
 
+def _load_demos(path: str) -> tuple[dict[str, np.ndarray], str]:
+    """(arrays with toy-style keys obs/actions/rewards/next_obs/dones, task name or env spec)."""
+    with np.load(path) as z:
+        is_task = "layout" in z.files
+    if is_task:
+        from lps_train.pick_place import load_dataset
+
+        d = load_dataset(path)
+        return {"obs": d["observations"], "actions": d["actions"], "rewards": d["rewards"],
+                "next_obs": d["next_observations"], "dones": d["dones"]}, d["layout"]["task"]
+    with np.load(path) as z:
+        return {k: z[k] for k in ("obs", "actions", "rewards", "next_obs", "dones")}, str(z["env"])
+
+
+# ---------------------------------------------------------------------------------------------
 def cmd_collect(a: argparse.Namespace) -> None:
+    if a.task:
+        from lps_train import pick_place
+
+        if a.task != pick_place.TASK:
+            raise SystemExit(f"--task must be {pick_place.TASK!r}, got {a.task!r}")
+        out = a.out or f"data/{a.task}/demos_{a.quality}.npz"
+        t0 = time.perf_counter()
+        data = pick_place.collect(a.episodes, a.quality, a.seed, a.profile)
+        pick_place.save_dataset(out, data)
+        succ = data["episode_success"]
+        print(f"{out}: {len(data['observations'])} rows from {a.episodes} episodes, expert success "
+              f"{succ.mean():.2f}, {time.perf_counter() - t0:.0f} s")
+        return
     from lps_sim.four_modes import collect_demos
 
+    if not a.out:
+        raise SystemExit("collect --env needs --out")
     env = make_env(a.env)
     data = collect_demos(env, a.episodes, a.seed)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -48,106 +124,223 @@ def cmd_collect(a: argparse.Namespace) -> None:
 
 
 def cmd_train_base(a: argparse.Namespace) -> None:
-    d = np.load(a.demos)
-    norm = Normalization.identity(d["obs"].shape[1], d["actions"].shape[2]) if a.no_normalize \
-        else Normalization.fit(d["obs"], d["actions"])
+    d, source = _load_demos(a.demos)
+    if a.no_normalize:
+        norm = Normalization.identity(d["obs"].shape[1], d["actions"].shape[2])
+    else:
+        min_std = PICK_PLACE_MIN_STD if source == "pick_place" else 1e-3
+        norm = Normalization.fit(d["obs"], d["actions"], min_std=min_std)
     obs, acts = norm.normalize_obs(d["obs"]), norm.normalize_actions(d["actions"])
     log = Logger()
-    if a.kind == "meanflow":
+    kind = a.decoder
+    t0 = time.perf_counter()
+    if kind == "meanflow":
         cfg = meanflow.MeanFlowConfig(seed=a.seed, steps=a.steps, hidden=a.hidden, layers=a.layers, lr=a.lr)
+        cfg = apply_sets(cfg, a.set)
         dec = meanflow.train(cfg, obs, acts, logger=log)
-        meanflow.save_decoder(a.out, dec, norm, cfg, extra={"env": str(d["env"])})
     else:
-        fcfg = flow.FlowConfig(seed=a.seed, steps=a.steps, hidden=a.hidden, layers=a.layers, lr=a.lr)
-        dec = flow.train(fcfg, obs, acts, logger=log)
-        flow.save_decoder(a.out, dec, norm, fcfg, extra={"env": str(d["env"])})
-    log.plot(Path(a.out).with_suffix(".png"), title=f"{a.kind} base policy")
-    print(f"{a.out} (+ .png learning curve)")
+        cfg = flow.FlowConfig(seed=a.seed, steps=a.steps, hidden=a.hidden, layers=a.layers, lr=a.lr)
+        cfg = apply_sets(cfg, a.set)
+        dec = flow.train(cfg, obs, acts, logger=log)
+    wall = time.perf_counter() - t0
+    extra = {"env": source, "demos": str(a.demos), "rows": int(len(obs)), "command": command_line(),
+             "train_wall_s": round(wall, 1)}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    (meanflow if kind == "meanflow" else flow).save_decoder(a.out, dec, norm, cfg, extra=extra)
+    log.save_csv(Path(a.out).with_suffix(".csv"))
+    log.plot(Path(a.out).with_suffix(".png"), title=f"{kind} base policy ({source})")
+    print(f"{a.out} (+ .csv, .png learning curves), {wall:.0f} s")
 
 
 def cmd_train_head(a: argparse.Namespace) -> None:
-    dec, norm, _ = load_decoder(a.decoder)
+    dec, norm, dec_ckpt = load_decoder(a.decoder)
     log = Logger()
+    task = dec_ckpt.get("extra", {}).get("env", "")
+    t0 = time.perf_counter()
+    extra: dict[str, Any] = {}
     if a.algo == "lps":
         if not a.demos:
             raise SystemExit("train-head --algo lps needs --demos (LPS is offline)")
-        d = np.load(a.demos)
+        d, _ = _load_demos(a.demos)
         data = ReplayBuffer.from_arrays(norm.normalize_obs(d["obs"]), norm.normalize_actions(d["actions"]),
                                         d["rewards"], norm.normalize_obs(d["next_obs"]), d["dones"])
-        cfg = lps.LPSConfig(seed=a.seed, steps=a.steps)
+        cfg = apply_sets(lps.LPSConfig(seed=a.seed, steps=a.steps), a.set)
         agent, log = lps.train(cfg, data, dec, logger=log)
-        head, extra = agent.actor, {}
+        head = agent.actor
     else:
-        if not a.env:
-            raise SystemExit(f"train-head --algo {a.algo} needs --env (it trains online)")
-        env = NormalizedEnv(make_env(a.env), norm)
-        if a.algo == "lpds":
-            cfg = lpds.LPDSConfig(seed=a.seed, total_steps=a.steps, delta=a.delta)
-            agent, log = lpds.train(cfg, env, dec, logger=log)
-            head, extra = agent.actor, {"trust_region_delta": a.delta}
+        if a.task:
+            from lps_train.pick_place import ControllerEnv
+
+            if not a.decoder_onnx:
+                raise SystemExit(f"train-head --algo {a.algo} --task {a.task} needs --decoder-onnx (the exported "
+                                 "decoder whose manifest the controller runs)")
+            raw_env = ControllerEnv(a.decoder_onnx, profile=a.profile)
+        elif a.env:
+            raw_env = make_env(a.env)
         else:
-            cfg = dsrl.DSRLConfig(seed=a.seed, total_steps=a.steps)
+            raise SystemExit(f"train-head --algo {a.algo} needs --task or --env (it trains online)")
+        env = NormalizedEnv(raw_env, norm)
+        if a.algo == "lpds":
+            cfg = apply_sets(lpds.LPDSConfig(seed=a.seed, total_steps=a.steps, delta=a.delta), a.set)
+            agent, log = lpds.train(cfg, env, dec, logger=log)
+            extra = {"trust_region_delta": cfg.delta}
+        else:
+            cfg = apply_sets(dsrl.DSRLConfig(seed=a.seed, total_steps=a.steps), a.set)
             agent, log = dsrl.train(cfg, env, dec, logger=log)
-            head, extra = agent.actor, {}
-    torch.save({"head_type": a.algo, "head": head, "decoder": str(a.decoder), "config": vars(cfg) | extra}, a.out)
+        head = agent.actor
+    wall = time.perf_counter() - t0
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"head_type": a.algo, "head": head, "decoder": str(a.decoder), "task": task,
+                "decoder_onnx": a.decoder_onnx or "", "config": dataclasses.asdict(cfg) | extra,
+                "command": command_line(), "train_wall_s": round(wall, 1), "seed": a.seed}, a.out)
     log.save_csv(Path(a.out).with_suffix(".csv"))
-    log.plot(Path(a.out).with_suffix(".png"), title=f"{a.algo} head")
-    print(f"{a.out} (+ .csv, .png learning curves)")
+    keys = [k for k in log.history if k.split("/")[0] in ("charts", "lagrange", "constraint", "values", "losses",
+                                                          "latent", "entropy")]
+    log.plot(Path(a.out).with_suffix(".png"), keys=sorted(keys), title=f"{a.algo} head ({task or a.env})")
+    print(f"{a.out} (+ .csv, .png learning curves), {wall:.0f} s")
 
 
 def cmd_export(a: argparse.Namespace) -> None:
-    from lps_train.export import export_onnx, parity_check
+    from lps_train.export import export_onnx, parity_check, write_manifest
 
     ckpt = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
-    if "decoder_type" in ckpt:
-        dec, _, _ = load_decoder(a.checkpoint)
-        ex = (torch.zeros(1, dec.obs_dim), torch.zeros(1, dec.latent_dim))
-        path = export_onnx(dec, ex, ["observation", "latent"], ["actions"], a.out)
-        err = parity_check(dec, path)
+    is_decoder = "decoder_type" in ckpt
+    if is_decoder:
+        module, norm, _ = load_decoder(a.checkpoint)
+        ex = (torch.zeros(1, module.obs_dim), torch.zeros(1, module.latent_dim))
+        path = export_onnx(module, ex, ["observation", "latent"], ["actions"], a.out)
+        task = ckpt.get("extra", {}).get("env", "")
+        made = ckpt.get("extra", {})
     else:
-        head = ckpt["head"].eval()
-        obs_dim = head.net[0].in_features if hasattr(head, "net") else head.trunk[0].in_features
+        module = ckpt["head"].eval()
+        _, norm, dec_ckpt = load_decoder(ckpt["decoder"])
+        obs_dim = len(norm.obs_mean)
         out_name = "delta" if ckpt["head_type"] == "lpds" else "latent"
-        path = export_onnx(head, (torch.zeros(1, obs_dim),), ["observation"], [out_name], a.out)
-        err = parity_check(head, path)
-    save_json(Path(a.out).with_suffix(".parity.json"), {"max_abs_err": err})
-    print(f"{path}: max |torch - onnxruntime| = {err:.2e}. The manifest needs the task's observation "
-          "layout (lps_train.export.write_manifest); the toy has none.")
+        path = export_onnx(module, (torch.zeros(1, obs_dim),), ["observation"], [out_name], a.out)
+        task = ckpt.get("task", "")
+        made = ckpt
+    err = parity_check(module, path, n=1000)
+    if err > 1e-4:
+        raise SystemExit(f"{path}: ONNX Runtime differs from torch by {err:.2e} > 1e-4 on 1000 random inputs")
+    if task != "pick_place":
+        save_json(Path(a.out).with_suffix(".parity.json"), {"max_abs_err": err})
+        print(f"{path}: max |torch - onnxruntime| = {err:.2e} (toy: no manifest, it has no robot layout)")
+        return
+    from lps_train import pick_place as pp
+
+    metrics = {"parity_max_abs_err": err, "parity_inputs": 1000, "train_command": made.get("command", ""),
+               "train_wall_s": made.get("train_wall_s"), "config": made.get("config", {})}
+    common = dict(observation=pp.observation_layout(norm.obs_mean, norm.obs_std),
+                  action=pp.action_layout(norm.act_mean, norm.act_std), robot="fr3",
+                  chunk_length=pp.CHUNK_LENGTH, policy_rate_hz=pp.POLICY_RATE_HZ, command=command_line(),
+                  metrics=metrics)
+    if is_decoder:
+        metrics |= {"demos": made.get("demos", ""), "demo_rows": made.get("rows")}
+        m = write_manifest(path, kind="decoder", name=f"pick_place_{module.decoder_type}",
+                           decoder_type=module.decoder_type, latent_geometry=module.latent_geometry,
+                           seed=ckpt["config"].get("seed"), **common)
+    else:
+        decoder_onnx = a.decoder_onnx or ckpt.get("decoder_onnx")
+        if not decoder_onnx:
+            raise SystemExit("export of a head needs --decoder-onnx (the exported decoder it steers)")
+        from lps_steering.core.manifest import load_manifest
+
+        dm = load_manifest(decoder_onnx)
+        dec_type = dec_ckpt["decoder_type"]
+        if dm.decoder_type != dec_type:
+            raise SystemExit(f"--decoder-onnx {decoder_onnx}: `decoder_type` must be {dec_type!r} (the head's "
+                             f"training decoder), got {dm.decoder_type!r}")
+        m = write_manifest(path, kind="head", name=f"pick_place_{ckpt['head_type']}",
+                           head_type=ckpt["head_type"], latent_geometry=dm.latent_geometry,
+                           trust_region_delta=ckpt["config"].get("trust_region_delta"),
+                           decoder_onnx=decoder_onnx, seed=ckpt.get("seed"), **common)
+    print(f"{path} (+ {Path(path).with_suffix('.json').name}): parity {err:.2e}, sha256 {m.onnx_sha256[:12]}")
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from lps_steering.core.manifest import load_manifest, manifest_path_for
+
+    from lps_train.pick_place import evaluate
+
+    heads_dir = Path(a.decoder).parent / "heads"
+    results = []
+    for h in a.head:
+        path = "" if h == "none" else (h if h.endswith(".onnx") else str(heads_dir / f"{h}.onnx"))
+        results.append(evaluate(a.decoder, path, a.episodes, a.profile, a.seed, label=h))
+    base = next((r for r in results if r.head == "none"), None)
+    print(f"\npick_place, profile {a.profile}, {a.episodes} episodes (seeds {a.seed}..{a.seed + a.episodes - 1}),"
+          " SteeringController + ONNX Runtime")
+    print(f"{'head':<8} {'success':>8} {'95% Wilson':>16} {'vs base':>8} {'holds':>6} {'wall s':>7}")
+    for r in results:
+        diff = f"{100 * (r.success_rate - base.success_rate):+.0f} pt" if base is not None else ""
+        print(f"{r.head:<8} {100 * r.success_rate:>7.0f}% {100 * r.wilson_low:>7.1f}-{100 * r.wilson_high:.1f}% "
+              f"{diff:>8} {r.holds:>6} {r.wall_s:>7.0f}")
+    if a.out:
+        save_json(a.out, {"profile": a.profile, "episodes": a.episodes, "seed": a.seed, "command": command_line(),
+                          "results": [r.to_dict() for r in results]})
+    if a.record:
+        for h, r in zip(a.head, results, strict=True):
+            onnx = a.decoder if h == "none" else (h if h.endswith(".onnx") else str(heads_dir / f"{h}.onnx"))
+            m = load_manifest(onnx)
+            m.provenance.metrics[f"eval_{a.profile}"] = r.to_dict() | {
+                "seed": a.seed, "command": command_line(),
+                "base_success_rate": base.success_rate if base is not None else None}
+            m.save(manifest_path_for(onnx))
+        print("recorded in the manifests' provenance.metrics")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lps-train", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("collect", help="scripted demonstrations -> .npz")
+    c.add_argument("--task", help="MuJoCo task (pick_place); else --env")
     c.add_argument("--env", default="four_modes:symmetric")
+    c.add_argument("--quality", default="noisy", help="expert preset: clean, noisy, sloppy")
+    c.add_argument("--profile", default="nominal")
     c.add_argument("--episodes", type=int, default=400)
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--out", required=True)
+    c.add_argument("--out")
     b = sub.add_parser("train-base", help="fit a MeanFlow or flow decoder")
     b.add_argument("--demos", required=True)
-    b.add_argument("--kind", choices=["meanflow", "flow"], default="meanflow")
+    b.add_argument("--decoder", "--kind", dest="decoder", choices=["meanflow", "flow"], default="meanflow")
     b.add_argument("--steps", type=int, default=20_000)
     b.add_argument("--hidden", type=int, default=512)
     b.add_argument("--layers", type=int, default=4)
     b.add_argument("--lr", type=float, default=3e-4)
     b.add_argument("--no-normalize", action="store_true", help="identity normalisation (units already ~[-1, 1])")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--set", action="append", help="config field override name=value (repeatable)")
     b.add_argument("--out", required=True)
     h = sub.add_parser("train-head", help="train a steering head against a frozen decoder")
     h.add_argument("--algo", choices=["lps", "lpds", "dsrl"], required=True)
-    h.add_argument("--decoder", required=True)
-    h.add_argument("--env", help="online algorithms: the env spec")
+    h.add_argument("--decoder", required=True, help="decoder checkpoint (.pt) from train-base")
+    h.add_argument("--decoder-onnx", help="online pick_place: the exported decoder (.onnx + manifest)")
+    h.add_argument("--task", help="online algorithms: MuJoCo task (pick_place)")
+    h.add_argument("--profile", default="nominal", help="randomisation profile of the training task")
+    h.add_argument("--env", help="online algorithms: toy env spec")
     h.add_argument("--demos", help="lps: the offline dataset")
     h.add_argument("--steps", type=int, default=20_000)
     h.add_argument("--delta", type=float, default=0.35, help="lpds trust-region radius")
     h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--set", action="append", help="config field override name=value (repeatable)")
     h.add_argument("--out", required=True)
-    e = sub.add_parser("export", help="checkpoint -> .onnx (+ parity check)")
+    e = sub.add_parser("export", help="checkpoint -> .onnx (+ parity check, + manifest for pick_place)")
     e.add_argument("--checkpoint", required=True)
+    e.add_argument("--decoder-onnx", help="heads: the exported decoder they steer (default: from training)")
     e.add_argument("--out", required=True)
+    v = sub.add_parser("evaluate", help="success of exported models through SteeringController (no ROS)")
+    v.add_argument("--decoder", default="models/pick_place/decoder.onnx")
+    v.add_argument("--head", nargs="+", default=["none", "lpds", "lps", "dsrl"],
+                   help="'none' (frozen base), a head name under <decoder dir>/heads/, or an .onnx path")
+    v.add_argument("--episodes", type=int, default=100)
+    v.add_argument("--profile", default="nominal")
+    v.add_argument("--seed", type=int, default=100_000, help="first episode seed (episode k: seed + k)")
+    v.add_argument("--record", action="store_true", help="write the results into the manifests' metrics")
+    v.add_argument("--out", help="JSON file for the results")
     a = p.parse_args(argv)
-    {"collect": cmd_collect, "train-base": cmd_train_base, "train-head": cmd_train_head, "export": cmd_export}[
-        a.cmd.replace("_", "-")](a)
+    _ARGV[:] = list(argv) if argv is not None else sys.argv[1:]
+    {"collect": cmd_collect, "train-base": cmd_train_base, "train-head": cmd_train_head, "export": cmd_export,
+     "evaluate": cmd_evaluate}[a.cmd](a)
     return 0
 
 

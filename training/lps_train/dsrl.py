@@ -216,7 +216,7 @@ def train(cfg: DSRLConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
     gen = torch.Generator().manual_seed(cfg.seed)
 
     obs, ep_ret, ep_len, episode = env.reset(cfg.seed), 0.0, 0, 0
-    recent: list[tuple[float, int]] = []
+    recent: list[tuple[float, int, dict]] = []
     w_norms: list[float] = []
     info: dict[str, float] = {}
     bar = trange(cfg.total_steps, desc="dsrl", disable=not progress, mininterval=1.0)
@@ -228,7 +228,7 @@ def train(cfg: DSRLConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
         ep_ret, ep_len = ep_ret + r, ep_len + 1
         obs = nxt
         if done:
-            recent.append((ep_ret, ep_len))
+            recent.append((ep_ret, ep_len, env_info))
             episode += 1
             obs, ep_ret, ep_len = env.reset(cfg.seed + 7919 * episode), 0.0, 0
         if step >= cfg.learning_starts:
@@ -240,6 +240,8 @@ def train(cfg: DSRLConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
             if recent:
                 scalars["charts/episodic_return"] = float(np.mean([x[0] for x in recent]))
                 scalars["charts/episode_length"] = float(np.mean([x[1] for x in recent]))
+                if "success" in recent[0][2]:
+                    scalars["charts/success"] = float(np.mean([x[2]["success"] for x in recent]))
             logger.log(step + 1, **scalars)
             recent, w_norms = [], []
             bar.set_postfix(ret=f"{logger.last('charts/episodic_return'):.3f}", temp=f"{agent.temperature:.3f}")

@@ -5,7 +5,9 @@ pass is used, never its gradient). The head is a residual on the base noise,
 
     w = eps + Delta_theta(s),   eps ~ N(0, I),   Delta_theta zero-initialised,
 
-so at the start the steered policy *is* the base policy. It is trained under the trust region
+so at the start the steered policy *is* the base policy. eps is the decoder's own base noise
+(`decoder.sample_latent` when it has one: on the sphere of radius sqrt(d) for MeanFlow, as the
+runtime draws it), else N(0, I). It is trained under the trust region
 E_s ||Delta_theta(s)||^2 <= delta with a Lagrange multiplier:
 
     Q^A(s, a)   TD:  y = r + gamma * min Qbar^A(s', Phi(s', eps' + Delta_theta'(s')))   (twin, target nets)
@@ -141,20 +143,27 @@ class LPDSAgent:
         self.qw_opt = torch.optim.Adam(self.qw.parameters(), lr=cfg.latent_critic_lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.alpha = float(cfg.alpha_init)
+        self._sample_latent = getattr(decoder, "sample_latent", None)
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Base noise eps [n, latent_dim], drawn like the decoder's (and the runtime's) prior."""
+        if self._sample_latent is not None:
+            return self._sample_latent(n, generator)
+        return torch.randn(n, self.latent_dim, generator=generator)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """Sample eps, return (chunk [T_a, A], latent w, ||Delta(s)||^2) for one observation."""
         s = torch.as_tensor(obs, dtype=torch.float32)[None]
         delta = self.actor(s)
-        w = torch.randn(1, self.latent_dim, generator=generator) + delta
+        w = self.noise(1, generator) + delta
         chunk = self.decoder(s, w)[0]
         return chunk.numpy(), w[0].numpy(), float((delta**2).sum())
 
     def update_qa(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         with torch.no_grad():
             s2 = b["next_obs"]
-            w2 = torch.randn(len(s2), self.latent_dim) + self.actor_target(s2)
+            w2 = self.noise(len(s2)) + self.actor_target(s2)
             q1t, q2t = self.qa_target(s2, self.decoder(s2, w2))
             y = b["rewards"] + self.cfg.gamma * (1.0 - b["dones"]) * torch.minimum(q1t, q2t)
         q1, q2 = self.qa(b["obs"], b["actions"])
@@ -166,7 +175,7 @@ class LPDSAgent:
 
     def update_qw(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         s = b["obs"]
-        eps = torch.randn(len(s), self.latent_dim)
+        eps = self.noise(len(s))
         with torch.no_grad():
             q1, q2 = self.qa(s, self.decoder(s, eps))
             target = torch.minimum(q1, q2) if self.cfg.distill_target == "min" else 0.5 * (q1 + q2)
@@ -180,7 +189,7 @@ class LPDSAgent:
         s = b["obs"]
         delta = self.actor(s)
         sq = (delta**2).sum(-1)
-        w = torch.randn(len(s), self.latent_dim) + delta
+        w = self.noise(len(s)) + delta
         q = self.qw(s, w)
         loss = -q.mean() + self.alpha * (sq.mean() - self.cfg.delta)
         self.actor_opt.zero_grad(set_to_none=True)
@@ -246,6 +255,8 @@ def train(cfg: LPDSConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
             scalars["latent/norm"] = float(np.mean(w_norms))
             if recent:
                 scalars["charts/episodic_return"] = float(np.mean([x[0] for x in recent]))
+                if "success" in recent[0][2]:
+                    scalars["charts/success"] = float(np.mean([x[2]["success"] for x in recent]))
                 scalars["charts/episode_length"] = float(np.mean([x[1] for x in recent]))
             logger.log(step + 1, **scalars)
             recent, w_norms = [], []

@@ -54,8 +54,13 @@ class MeanFlowConfig:
     """mean of the logit-normal distribution of t and r"""
     time_sigma: float = 1.0
     """std of the logit-normal distribution of t and r"""
-    adaptive_p: float = 1.0
+    adaptive_p: float = 0.5
     """adaptive loss weight exponent p in 1 / (loss + c)^p; 0 gives the plain squared error"""
+    loss_space: str = "x"
+    """'x': regress the denoised chunk, ||x_hat - (z - t u_tgt)||^2 = t^2 ||u - u_tgt||^2;
+    'u': regress the average velocity, ||u - u_tgt||^2 (divides the error by t: small t dominates)"""
+    one_step_share: float = 0.1
+    """fraction of the batch at exactly (r, t) = (0, 1), the interval the one-step decoder uses"""
     adaptive_c: float = 0.01
     """adaptive loss weight constant c"""
     t_min: float = 1e-3
@@ -66,6 +71,13 @@ class MeanFlowConfig:
     """global gradient-norm clip"""
     log_every: int = 100
     """steps between logged losses"""
+
+    def __post_init__(self) -> None:
+        if self.loss_space not in ("x", "u"):
+            raise ValueError(f"`loss_space` must be 'x' or 'u', got {self.loss_space!r}")
+        for name in ("ratio_r_equals_t", "one_step_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,6 +135,11 @@ def sample_times(n: int, cfg: MeanFlowConfig, generator: torch.Generator | None 
     t, r = torch.maximum(a, b), torch.minimum(a, b)
     same = torch.rand(n, generator=generator) < cfg.ratio_r_equals_t
     r = torch.where(same, t, r)
+    if cfg.one_step_share > 0:
+        # The decoder is only ever used on (0, 1); logit-normal draws almost never reach it.
+        edge = torch.rand(n, generator=generator) < cfg.one_step_share
+        r = torch.where(edge, torch.zeros_like(r), r)
+        t = torch.where(edge, torch.ones_like(t), t)
     return r, t
 
 
@@ -135,11 +152,18 @@ def meanflow_loss(net: MeanFlowNet, obs: torch.Tensor, x: torch.Tensor, cfg: Mea
     z = (1 - t)[:, None] * x + t[:, None] * e
     v = e - x
     u, _, u_tgt = meanflow_target(net, obs, z, r, t, v, cfg.t_min)
-    per_sample = ((u - u_tgt) ** 2).sum(-1)
+    mse_u = ((u - u_tgt) ** 2).sum(-1)
+    if cfg.loss_space == "x":
+        # Since u = (z - x_hat) / t, the error in x is t times the error in u: weighting by t^2
+        # stops the near-zero t (where u is huge and irrelevant to one-step sampling) from dominating.
+        per_sample = t.clamp_min(cfg.t_min) ** 2 * mse_u
+    else:
+        per_sample = mse_u
     # Dividing by (loss + c)^p under stop-gradient equalises the pull of easy and hard samples.
     weight = 1.0 / (per_sample.detach() + cfg.adaptive_c) ** cfg.adaptive_p
     loss = (weight * per_sample).mean()
-    return loss, {"losses/meanflow": loss.item(), "losses/mse_u": per_sample.mean().item()}
+    return loss, {"losses/meanflow": loss.item(), "losses/mse_u": mse_u.mean().item(),
+                  "losses/mse_x": (t.clamp_min(cfg.t_min) ** 2 * mse_u).mean().item()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +230,7 @@ def train(cfg: MeanFlowConfig, observations: np.ndarray, actions: np.ndarray, pr
                     pe.lerp_(p, 1.0 - cfg.ema_decay)
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             logger.log(step, **info)
-            bar.set_postfix(mse_u=f"{info['losses/mse_u']:.3f}")
+            bar.set_postfix(mse_x=f"{info['losses/mse_x']:.3f}")
     out = ema if ema is not None else decoder
     return out.eval()
 

@@ -1,0 +1,203 @@
+"""The pick_place learning pipeline on the real MuJoCo task, with tiny budgets (seconds each).
+
+Demonstrations from the scripted expert, a base decoder trained for a few steps, ONNX export with
+a manifest the runtime accepts, LP-DS for a few env steps through the controller-driven env, and
+the check that matters most: the training env executes a chunk exactly like the runtime's
+`SteeringController` does.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from lps_sim.experts import run_expert_episode
+from lps_sim.tasks import make_task
+from lps_steering.core.controller import SteeringController
+from lps_steering.core.kinematics import tcp_position
+from lps_steering.core.manifest import ManifestError, load_manifest
+from lps_steering.core.observation import ObservationAssembler
+from lps_steering.core.policy import SteeredPolicy, load_model
+from lps_train import lpds, meanflow
+from lps_train import pick_place as pp
+from lps_train.cli import main
+from lps_train.common import Normalization, NormalizedEnv
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """Two clean demonstrations -> a tiny MeanFlow decoder -> decoder.onnx + manifest."""
+    root = tmp_path_factory.mktemp("pipeline")
+    demos = root / "demos.npz"
+    assert main(["collect", "--task", "pick_place", "--episodes", "2", "--quality", "clean", "--seed", "3",
+                 "--out", str(demos)]) == 0
+    ckpt = root / "meanflow.pt"
+    assert main(["train-base", "--demos", str(demos), "--decoder", "meanflow", "--steps", "15", "--hidden", "32",
+                 "--layers", "2", "--out", str(ckpt)]) == 0
+    onnx = root / "models" / "decoder.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(onnx)]) == 0
+    return {"root": root, "demos": demos, "ckpt": ckpt, "onnx": onnx}
+
+
+def test_dataset_rows_rebuild_the_expert_targets_and_the_runtime_observation(pipeline):
+    data = pp.load_dataset(pipeline["demos"])
+    n = len(data["observations"])
+    assert data["observations"].shape == (n, 17) and data["actions"].shape == (n, 8, 8)
+    assert data["layout"]["quality"] == "clean" and data["layout"]["execute_steps"] == 4
+    # Re-run episode 0 (seed 3): deltas + the row's arm joints give back the expert's targets.
+    task = make_task("pick_place")
+    traj = run_expert_episode(task, 3, "nominal", "clean")
+    rows = data["episode_ids"] == 0
+    assert rows.sum() == len(traj)
+    obs, acts = data["observations"][rows], data["actions"][rows]
+    np.testing.assert_allclose(acts[:, 0, :7] + obs[:, :7], traj.q_targets, atol=1e-5)
+    np.testing.assert_allclose(acts[:-1, 1, :7] + obs[:-1, :7], traj.q_targets[1:], atol=1e-5)
+    np.testing.assert_allclose(acts[:, 0, 7], traj.gripper, atol=1e-7)
+    # tcp_position is the core's forward kinematics of the arm joints, as the runtime computes it.
+    np.testing.assert_allclose(obs[10, 8:11], tcp_position(obs[10, :7].astype(np.float64)), atol=1e-5)
+    np.testing.assert_allclose(data["next_observations"][rows][:-4], obs[4:], atol=0)
+    # The expert succeeded: exactly the last env step (4 rows) carries the reward and the done flag.
+    assert traj.success and data["episode_success"][0]
+    assert data["rewards"][rows].sum() == 4 and data["rewards"][rows][-4:].sum() == 4
+    assert np.array_equal(data["dones"][rows], data["rewards"][rows])
+
+
+def test_dataset_observation_equals_the_assembler_of_the_exported_manifest(pipeline):
+    m = load_manifest(pipeline["onnx"])
+    asm = ObservationAssembler(m, max_age_s=1.0)
+    task = make_task("pick_place")
+    obs = task.reset(5, "nominal")
+    for s in pp.FED_SOURCES:
+        asm.update(s, obs[s], 0.0)
+    np.testing.assert_allclose(asm.assemble(0.0), pp.observation_vector(obs), atol=1e-12)
+
+
+def test_load_dataset_names_a_missing_field(tmp_path, pipeline):
+    with np.load(pipeline["demos"]) as z:
+        kept = {k: z[k] for k in z.files if k != "dones"}
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **kept)
+    with pytest.raises(ValueError, match="dones"):
+        pp.load_dataset(bad)
+
+
+def test_exported_decoder_manifest_is_valid_and_matches_torch(pipeline):
+    model = load_model(pipeline["onnx"], "decoder", warmup_runs=1)
+    m = model.manifest
+    assert m.decoder_type == "meanflow" and m.latent_geometry == "sphere"
+    assert (m.chunk_length, m.action_dim, m.latent_dim, m.obs_dim) == (8, 8, 64, 17)
+    assert [e.source for e in m.observation.entries] == [s for _, s, _ in pp.OBSERVATION_LAYOUT]
+    assert [e.mode for e in m.action.entries] == ["joint_position_delta", "gripper_width"]
+    assert m.provenance.metrics["parity_max_abs_err"] <= 1e-4
+    assert m.provenance.metrics["parity_inputs"] == 1000
+    assert "train-base" in m.provenance.metrics["train_command"] and m.provenance.commit is not None
+    # Raw-unit inference through the core equals the torch decoder with the checkpoint's statistics.
+    dec = meanflow.build_from_checkpoint(torch.load(pipeline["ckpt"], weights_only=False))
+    norm = Normalization.from_dict(torch.load(pipeline["ckpt"], weights_only=False)["normalization"])
+    policy = SteeredPolicy(model, seed=4)
+    raw = pp.load_dataset(pipeline["demos"])["observations"][7].astype(np.float64)
+    out = policy.infer(raw)
+    with torch.no_grad():
+        ref = dec(torch.from_numpy(norm.normalize_obs(raw))[None], torch.from_numpy(out.latent)[None])[0].numpy()
+    np.testing.assert_allclose(out.actions, norm.unnormalize_actions(ref), atol=1e-4)
+
+
+def _recording(task):
+    """Wrap task.step so every command sent to the sim is recorded."""
+    sent = []
+    step = task.step
+
+    def record(q, g):
+        sent.append(np.concatenate([np.asarray(q, float), [float(g)]]))
+        return step(q, g)
+
+    task.step = record
+    return sent
+
+
+def test_controller_env_executes_chunks_exactly_like_the_steering_controller(pipeline):
+    seed, periods = 11, 250
+    # A: the runtime path: SteeringController with its own ONNX policy, stepping the task.
+    task_a = make_task("pick_place")
+    sent_a = _recording(task_a)
+    ctrl = SteeringController(pp.controller_config(pipeline["onnx"], seed=seed))
+    ctrl.configure()
+    ep = pp.ControllerEpisode(task_a, ctrl)
+    ep.reset(seed)
+    while ep.result.steps < periods and not ep.done:
+        ep.period()
+    # B: the training env, fed chunks by an identical policy (same decoder, same noise seed).
+    task_b = make_task("pick_place")
+    sent_b = _recording(task_b)
+    env = pp.ControllerEnv(pipeline["onnx"], task=task_b)
+    policy = SteeredPolicy(load_model(pipeline["onnx"], "decoder", warmup_runs=0), seed=seed)
+    obs = env.reset(seed)
+    while len(sent_b) < periods:
+        obs, _, done, _ = env.step(policy.infer(obs).actions.copy())
+        if done:
+            break
+    a, b = np.array(sent_a[:periods]), np.array(sent_b[:periods])
+    assert len(a) == len(b) == periods
+    np.testing.assert_array_equal(a, b)
+    assert ctrl.chunk_count >= periods // 40  # a replan every execute_steps = 4 actions (0.4 s)
+
+
+def test_controller_env_refuses_a_misshapen_chunk_and_step_before_reset(pipeline):
+    env = pp.ControllerEnv(pipeline["onnx"])
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros((8, 8)))
+    env.reset(1)
+    with pytest.raises(ValueError, match="action_chunk"):
+        env.step(np.zeros((4, 8)))
+
+
+def test_lpds_runs_a_few_env_steps_on_pick_place_and_exports_a_matching_head(pipeline, tmp_path):
+    dec_ckpt = torch.load(pipeline["ckpt"], weights_only=False)
+    dec = meanflow.build_from_checkpoint(dec_ckpt)
+    norm = Normalization.from_dict(dec_ckpt["normalization"])
+    env = NormalizedEnv(pp.ControllerEnv(pipeline["onnx"]), norm)
+    cfg = lpds.LPDSConfig(total_steps=24, learning_starts=8, batch_size=8, hidden=32, log_every=8)
+    agent, log = lpds.train(cfg, env, dec, progress=False)
+    # The residual moved off zero (it was trained) and the dual variable is tracked.
+    assert torch.count_nonzero(agent.actor(torch.zeros(1, 17))) > 0
+    assert len(log.series("lagrange/alpha")[0]) == 2
+    # Base noise on the sphere, like the runtime's: the latents fed to the decoder have norm ~ 8.
+    assert abs(log.series("latent/norm")[1][0] - 8.0) < 1.0
+    onnx = _export_head(pipeline, agent.actor, tmp_path, cfg.delta)
+    ctrl = SteeringController(pp.controller_config(pipeline["onnx"], onnx))
+    ctrl.configure()  # validates the head against the decoder's hash and layouts
+    assert ctrl.head_type == "lpds" and ctrl.trust_region_delta == pytest.approx(0.35)
+
+
+def _export_head(pipeline, actor, tmp_path, delta):
+    head = tmp_path / "lpds.pt"
+    torch.save({"head_type": "lpds", "head": actor, "decoder": str(pipeline["ckpt"]), "task": "pick_place",
+                "decoder_onnx": str(pipeline["onnx"]), "config": {"trust_region_delta": delta},
+                "command": "test", "train_wall_s": 0.0, "seed": 0}, head)
+    onnx = tmp_path / "heads" / "lpds.onnx"
+    assert main(["export", "--checkpoint", str(head), "--out", str(onnx)]) == 0
+    return onnx
+
+
+def test_head_manifest_pairs_only_with_its_decoder(pipeline, tmp_path):
+    onnx = _export_head(pipeline, lpds.ResidualActor(17, 64, 16, 1), tmp_path, 0.35)
+    other = tmp_path / "decoder.onnx"
+    assert main(["train-base", "--demos", str(pipeline["demos"]), "--steps", "3", "--hidden", "32", "--layers", "2",
+                 "--seed", "9", "--out", str(tmp_path / "other.pt")]) == 0
+    assert main(["export", "--checkpoint", str(tmp_path / "other.pt"), "--out", str(other)]) == 0
+    ctrl = SteeringController(pp.controller_config(other, onnx))
+    with pytest.raises(ManifestError, match="decoder_sha256"):
+        ctrl.configure()
+
+
+def test_evaluate_records_wilson_interval_in_the_manifest(pipeline, capsys):
+    out = pipeline["root"] / "eval.json"
+    assert main(["evaluate", "--decoder", str(pipeline["onnx"]), "--head", "none", "--episodes", "1",
+                 "--seed", "100000", "--record", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())["results"][0]
+    assert res["episodes"] == 1 and 0.0 <= res["wilson_low"] <= res["success_rate"] <= res["wilson_high"] <= 1.0
+    m = load_manifest(pipeline["onnx"])  # still valid (sha of the .onnx unchanged) after recording
+    assert m.provenance.metrics["eval_nominal"]["successes"] == res["successes"]
+    assert "95% Wilson" in capsys.readouterr().out

@@ -1,0 +1,428 @@
+"""pick_place for learning: demonstrations, the chunk env over the runtime core, evaluation.
+
+Everything here executes action chunks with the runtime's own code, so what is trained and
+measured in Python is what the policy node does on the robot or in the ROS sim:
+
+- observations are assembled in the manifest's order with `core.observation.ObservationAssembler`
+  (``tcp_position`` is forward kinematics of the arm joints, as on the robot);
+- a chunk of joint_position_delta actions becomes absolute targets relative to the arm joints of
+  the observation it was inferred from, is interpolated to the command rate by
+  `core.chunking.ChunkExecutor` and passes `core.safety.SafetyFilter`, all inside
+  `core.controller.SteeringController`;
+- `ControllerEnv` (training: the chunk comes from a torch agent) and `evaluate` (the exported ONNX
+  models) both drive that controller, stepping the MuJoCo task directly, without ROS.
+
+Demonstration dataset (`collect` -> `save_dataset`, an .npz, N chunk-level rows, one per policy
+step of every episode; raw units):
+
+    observations       [N, 17] float32  arm_joint_positions 7, gripper_width 1, tcp_position 3,
+                                        object_position 3, target_position 3 (OBSERVATION_LAYOUT)
+    actions            [N, 8, 8] float32 the expert's next T_a = 8 targets: 7 joint deltas (rad,
+                                        relative to the row's arm joints) + gripper width (m);
+                                        padded with the last target after the episode's end
+    rewards            [N] float32      1.0 where the task succeeds within the row's env step
+                                        (the next `execute_steps` policy steps), else 0.0
+    shaped_rewards     [N] float32      the task's shaped reward summed over those steps
+    next_observations  [N, 17] float32  the observation `execute_steps` policy steps later (or
+                                        the last one of the episode)
+    dones              [N] float32      1.0 where the episode terminated (success, object off the
+                                        table) within the env step; time-limit cuts are 0
+    episode_ids        [N] int64        index of the episode of the row
+    episode_success    [E] bool         per episode; episode_seeds [E] int64
+    layout             str (JSON)       task, profile, quality, expert config, observation sources
+                                        and sizes, action entries, chunk_length, execute_steps,
+                                        policy_rate_hz, command_rate_hz
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from lps_sim.experts import EXPERT_PRESETS, ExpertConfig, run_expert_episode
+from lps_sim.experts_report import wilson_interval
+from lps_sim.tasks import FrankaTask, make_task
+from lps_steering.core.controller import ControllerConfig, SteeringController
+from lps_steering.core.kinematics import tcp_position
+from lps_steering.core.manifest import ActionEntry, ActionLayout, ObservationEntry, ObservationLayout
+from lps_steering.core.policy import PolicyOutput
+from tqdm import tqdm
+
+TASK = "pick_place"
+# (manifest entry name, source, size): the fixed observation layout of the pick_place models.
+OBSERVATION_LAYOUT = (
+    ("arm_q", "arm_joint_positions", 7),
+    ("gripper", "gripper_width", 1),
+    ("tcp", "tcp_position", 3),
+    ("object", "object_position", 3),
+    ("target", "target_position", 3),
+)
+ACTION_ENTRIES = (("arm_delta", 7, "rad", "joint_position_delta"), ("gripper", 1, "m", "gripper_width"))
+OBS_DIM = sum(size for _, _, size in OBSERVATION_LAYOUT)
+ACTION_DIM = sum(size for _, size, _, _ in ACTION_ENTRIES)
+CHUNK_LENGTH = 8
+EXECUTE_STEPS = 4
+POLICY_RATE_HZ = 10.0
+LATENT_DIM = CHUNK_LENGTH * ACTION_DIM
+# Sources the sim feeds into the controller each command period (tcp_position is derived).
+FED_SOURCES = ("arm_joint_positions", "gripper_width", "object_position", "target_position")
+
+# Demonstration qualities beyond lps_sim's presets ("clean", "noisy").
+QUALITIES: dict[str, ExpertConfig] = {
+    **EXPERT_PRESETS,
+    # A shakier operator than "noisy": more jitter on every target and larger placement errors.
+    "sloppy": ExpertConfig(action_noise=0.02, hesitation_prob=0.2, max_pause_steps=8, dither=0.015,
+                           imprecision=0.012),
+}
+
+
+def expert_config(quality: str) -> ExpertConfig:
+    if quality not in QUALITIES:
+        raise ValueError(f"`quality` must be one of {sorted(QUALITIES)}, got {quality!r}")
+    return QUALITIES[quality]
+
+
+def observation_vector(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """A task observation dict -> the raw vector in OBSERVATION_LAYOUT order, as the runtime builds it."""
+    parts = []
+    for _, source, size in OBSERVATION_LAYOUT:
+        value = tcp_position(obs["arm_joint_positions"]) if source == "tcp_position" else obs[source]
+        value = np.asarray(value, dtype=np.float64).reshape(-1)
+        if value.shape != (size,):
+            raise ValueError(f"observation `{source}` must have {size} values, got {value.shape[0]}")
+        parts.append(value)
+    return np.concatenate(parts)
+
+
+def observation_layout(mean: np.ndarray, std: np.ndarray) -> ObservationLayout:
+    """The manifest's observation layout with normalisation statistics [OBS_DIM] each."""
+    entries, offset = [], 0
+    for name, source, size in OBSERVATION_LAYOUT:
+        entries.append(ObservationEntry(name, source, size, np.asarray(mean[offset:offset + size]).tolist(),
+                                        np.asarray(std[offset:offset + size]).tolist()))
+        offset += size
+    return ObservationLayout(entries=entries)
+
+
+def action_layout(mean: np.ndarray, std: np.ndarray) -> ActionLayout:
+    return ActionLayout(entries=[ActionEntry(*e) for e in ACTION_ENTRIES],
+                        mean=np.asarray(mean).tolist(), std=np.asarray(std).tolist())
+
+
+# ---------------------------------------------------------------------------------------------
+# Demonstrations
+# ---------------------------------------------------------------------------------------------
+def episode_rows(observations: np.ndarray, final_observation: np.ndarray, q_targets: np.ndarray,
+                 gripper: np.ndarray, shaped: np.ndarray, success: bool, terminated: bool,
+                 chunk_length: int = CHUNK_LENGTH, execute_steps: int = EXECUTE_STEPS) -> dict[str, np.ndarray]:
+    """Chunk-level rows of one episode of T policy steps (observation t, then the target chosen at t)."""
+    t_len = len(observations)
+    arm = slice(0, 7)
+    idx = np.minimum(np.arange(t_len)[:, None] + np.arange(chunk_length)[None, :], t_len - 1)
+    actions = np.empty((t_len, chunk_length, ACTION_DIM))
+    actions[:, :, :7] = q_targets[idx] - observations[:, None, arm]
+    actions[:, :, 7] = gripper[idx]
+    nxt_idx = np.arange(t_len) + execute_steps
+    ends = nxt_idx >= t_len  # the env step starting here reaches the end of the episode
+    all_obs = np.vstack([observations, final_observation[None]])
+    next_obs = all_obs[np.minimum(nxt_idx, t_len)]
+    csum = np.concatenate([[0.0], np.cumsum(shaped)])
+    shaped_rows = csum[np.minimum(nxt_idx, t_len)] - csum[np.arange(t_len)]
+    return {
+        "observations": observations.astype(np.float32), "actions": actions.astype(np.float32),
+        "rewards": (ends & success).astype(np.float32), "shaped_rewards": shaped_rows.astype(np.float32),
+        "next_observations": next_obs.astype(np.float32), "dones": (ends & terminated).astype(np.float32),
+    }
+
+
+def collect(episodes: int, quality: str = "noisy", seed: int = 0, profile: str = "nominal",
+            progress: bool = True, task: FrankaTask | None = None) -> dict[str, Any]:
+    """Run the scripted expert for `episodes` seeded episodes (seeds seed..seed+episodes-1)."""
+    if episodes < 1:
+        raise ValueError(f"`episodes` must be >= 1, got {episodes}")
+    cfg = expert_config(quality)
+    task = task if task is not None else make_task(TASK)
+    rows: dict[str, list[np.ndarray]] = {}
+    ids, succ, seeds = [], [], []
+    bar = tqdm(range(episodes), desc=f"collect {quality}", disable=not progress, mininterval=1.0)
+    for ep in bar:
+        s = seed + ep
+        traj = run_expert_episode(task, s, profile, cfg, POLICY_RATE_HZ)
+        obs = np.stack([observation_vector({k: traj.observations[k][i] for k in traj.observations})
+                        for i in range(len(traj))])
+        final = observation_vector(task.observation())
+        r = episode_rows(obs, final, traj.q_targets, traj.gripper, traj.rewards, traj.success, traj.terminated)
+        for k, v in r.items():
+            rows.setdefault(k, []).append(v)
+        ids.append(np.full(len(traj), ep, dtype=np.int64))
+        succ.append(traj.success)
+        seeds.append(s)
+        bar.set_postfix(success=f"{np.mean(succ):.2f}")
+    data: dict[str, Any] = {k: np.concatenate(v) for k, v in rows.items()}
+    data["episode_ids"] = np.concatenate(ids)
+    data["episode_success"] = np.asarray(succ, dtype=bool)
+    data["episode_seeds"] = np.asarray(seeds, dtype=np.int64)
+    data["layout"] = json.dumps({
+        "task": TASK, "profile": profile, "quality": quality, "expert": asdict(cfg), "seed": seed,
+        "observation": [{"name": n, "source": s, "size": z} for n, s, z in OBSERVATION_LAYOUT],
+        "action": [{"name": n, "size": z, "units": u, "mode": m} for n, z, u, m in ACTION_ENTRIES],
+        "chunk_length": CHUNK_LENGTH, "execute_steps": EXECUTE_STEPS, "policy_rate_hz": POLICY_RATE_HZ,
+        "command_rate_hz": 1.0 / task.config.control_period_s,
+        "reward": "1 where the task succeeds within the env step (execute_steps policy steps), else 0",
+    })
+    return data
+
+
+DATASET_KEYS = ("observations", "actions", "rewards", "shaped_rewards", "next_observations", "dones",
+                "episode_ids", "episode_success", "episode_seeds", "layout")
+
+
+def save_dataset(path: str | Path, data: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{k: data[k] for k in DATASET_KEYS})
+    return path
+
+
+def load_dataset(path: str | Path) -> dict[str, Any]:
+    """Load and check a dataset written by `save_dataset` (names the missing or misshapen field)."""
+    with np.load(path) as z:
+        missing = [k for k in DATASET_KEYS if k not in z.files]
+        if missing:
+            raise ValueError(f"{path}: dataset fields {missing} missing (expected {list(DATASET_KEYS)})")
+        data = {k: z[k] for k in DATASET_KEYS}
+    data["layout"] = json.loads(str(data["layout"]))
+    n = len(data["observations"])
+    if data["observations"].shape != (n, OBS_DIM):
+        raise ValueError(f"{path}: `observations` must be [N, {OBS_DIM}], got {data['observations'].shape}")
+    if data["actions"].shape != (n, CHUNK_LENGTH, ACTION_DIM):
+        raise ValueError(f"{path}: `actions` must be [N, {CHUNK_LENGTH}, {ACTION_DIM}], "
+                         f"got {data['actions'].shape}")
+    for k in ("rewards", "shaped_rewards", "dones", "episode_ids"):
+        if data[k].shape != (n,):
+            raise ValueError(f"{path}: `{k}` must be [N={n}], got {data[k].shape}")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# The controller loop over the MuJoCo task
+# ---------------------------------------------------------------------------------------------
+class _ChunkSlot:
+    """Stands in for `SteeredPolicy` inside the controller: hands over the chunk the agent chose.
+
+    Training decides each chunk outside the controller (a torch agent), but everything after that
+    (absolute targets, interpolation, safety) must stay the controller's own code.
+    """
+
+    head_type = "external"
+
+    def __init__(self) -> None:
+        self.chunk: np.ndarray | None = None
+        self.observation: np.ndarray | None = None
+
+    def infer(self, observation: np.ndarray, images: Any = None) -> PolicyOutput:
+        if self.chunk is None:
+            raise RuntimeError("the controller asked for a chunk but none was supplied")
+        if not np.allclose(observation, self.observation, rtol=0.0, atol=1e-9):
+            raise RuntimeError("the controller replanned on another observation than the agent saw")
+        actions, self.chunk = self.chunk, None
+        return PolicyOutput(actions=actions, latent=np.zeros(0), delta_sq_norm=math.nan, guard_scale=math.nan,
+                            latent_norm=math.nan, inference_ms=0.0)
+
+    def reseed(self, seed: int) -> None:
+        pass
+
+
+@dataclass
+class EpisodeResult:
+    success: bool
+    terminated: bool
+    truncated: bool
+    steps: int  # command periods
+    chunks: int
+    holds: int  # command periods the safety filter refused (HOLD)
+    limited: int  # command periods the safety filter clipped (LIMITED)
+
+
+class ControllerEpisode:
+    """One task episode driven by a `SteeringController`, one command period at a time.
+
+    `advance()` runs command periods until the controller is due to infer a new chunk (returning
+    the raw observation it will infer from) or the episode ends (returning None).
+    """
+
+    def __init__(self, task: FrankaTask, controller: SteeringController) -> None:
+        self.task, self.controller = task, controller
+        self.dt = task.config.control_period_s
+
+    def reset(self, seed: int, profile: str = "nominal") -> np.ndarray:
+        c = self.controller
+        c.executor.reset()
+        c.safety.reset()
+        c.resume()
+        self.obs = self.task.reset(seed, profile)
+        self.now = 0.0
+        self._feed()
+        self.result = EpisodeResult(False, False, False, 0, 0, 0, 0)
+        self.done = False
+        self.shaped = 0.0
+        return self.raw_observation()
+
+    def _feed(self) -> None:
+        for source in FED_SOURCES:
+            self.controller.observe(source, self.obs[source], self.now)
+
+    def raw_observation(self) -> np.ndarray:
+        return np.array(self.controller.assembler.assemble(self.now))
+
+    @property
+    def needs_chunk(self) -> bool:
+        return self.controller.executor.needs_replan(self.now)
+
+    def period(self) -> None:
+        """One command period: controller cycle, then one task step."""
+        c = self.controller
+        cyc = c.step(self.now, self.obs["arm_joint_positions"])
+        if cyc.replanned:
+            self.result.chunks += 1
+        self.result.holds += int(cyc.safety_state == 2)
+        self.result.limited += int(cyc.safety_state == 1)
+        if not np.all(np.isfinite(cyc.command)):
+            raise RuntimeError(f"controller produced no safe command: {cyc.safety_reason}")
+        res = self.task.step(cyc.command, cyc.gripper)
+        self.shaped += res.reward
+        self.obs = res.observation
+        self.now += self.dt
+        self._feed()
+        self.result.steps += 1
+        if res.terminated or res.truncated:
+            self.done = True
+            self.result.success, self.result.terminated, self.result.truncated = (
+                bool(res.success), bool(res.terminated), bool(res.truncated))
+
+    def advance(self) -> np.ndarray | None:
+        """Run until the next replan (return its raw observation) or the end (return None)."""
+        while not self.done:
+            self.period()
+            if self.done:
+                return None
+            if self.needs_chunk:
+                return self.raw_observation()
+        return None
+
+
+def controller_config(decoder_path: str | Path, head_path: str | Path | str = "", seed: int = 0,
+                      **overrides: Any) -> ControllerConfig:
+    """The runtime's defaults (policy_node.yaml) with execute_steps = 4 and no warm-up."""
+    return ControllerConfig(decoder_path=str(decoder_path), head_path=str(head_path or ""),
+                            execute_steps=EXECUTE_STEPS, seed=seed, warmup_runs=0, **overrides)
+
+
+class ControllerEnv:
+    """`ChunkEnv` over pick_place: one `step` = one chunk executed by the runtime's controller.
+
+    Observations and chunks are raw units (wrap in `common.NormalizedEnv` for the agents). The
+    reward is 1.0 when the task succeeds during the step (then the episode terminates), else 0;
+    `info["shaped"]` carries the task's shaped reward summed over the step.
+
+    Args:
+        decoder_path: exported decoder .onnx: its manifest fixes the observation layout and the
+            controller configures exactly as the node would (its ONNX session is not used here).
+        profile: lps_sim randomisation profile.
+    """
+
+    obs_dim, action_dim, chunk_length = OBS_DIM, ACTION_DIM, CHUNK_LENGTH
+
+    def __init__(self, decoder_path: str | Path, profile: str = "nominal", task: FrankaTask | None = None) -> None:
+        self.task = task if task is not None else make_task(TASK)
+        self.profile = profile
+        self.controller = SteeringController(controller_config(decoder_path))
+        self.controller.configure()
+        self.slot = _ChunkSlot()
+        self.controller.policy = self.slot  # the agent, not the ONNX session, chooses chunks
+        self.episode = ControllerEpisode(self.task, self.controller)
+        self._obs: np.ndarray | None = None
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        self._obs = self.episode.reset(int(seed or 0), self.profile)
+        return self._obs.copy()
+
+    def step(self, action_chunk: np.ndarray) -> tuple[np.ndarray, float, bool, dict[str, Any]]:
+        if self._obs is None or self.episode.done:
+            raise RuntimeError("call reset() before step() (and after an episode ended)")
+        chunk = np.asarray(action_chunk, dtype=np.float64)
+        if chunk.shape != (CHUNK_LENGTH, ACTION_DIM):
+            raise ValueError(f"`action_chunk` must have shape ({CHUNK_LENGTH}, {ACTION_DIM}), got {chunk.shape}")
+        self.slot.chunk, self.slot.observation = chunk, self._obs
+        ep = self.episode
+        ep.shaped = 0.0
+        nxt = ep.advance()
+        if self.slot.chunk is not None:
+            raise RuntimeError("the controller did not take the chunk (it was holding)")
+        done = nxt is None
+        if done:
+            nxt = ep.raw_observation()
+        self._obs = nxt
+        r = ep.result
+        reward = 1.0 if (done and r.success) else 0.0
+        info = {"terminated": bool(done and r.terminated), "truncated": bool(done and r.truncated),
+                "success": bool(done and r.success), "shaped": ep.shaped, "holds": r.holds}
+        return nxt.copy(), reward, done, info
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation of exported models (the runtime path, ONNX Runtime)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class EvalResult:
+    head: str
+    episodes: int
+    successes: int
+    wilson_low: float
+    wilson_high: float
+    mean_steps: float
+    holds: int
+    wall_s: float
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.episodes
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"success_rate": self.success_rate}
+
+
+def evaluate(decoder_path: str | Path, head_path: str | Path | str = "", episodes: int = 100,
+             profile: str = "nominal", seed: int = 100_000, progress: bool = True,
+             label: str | None = None) -> EvalResult:
+    """Success of decoder (+ head) over seeded episodes through `SteeringController` and ONNX Runtime.
+
+    Episode k uses task seed `seed + k` and noise seed `seed + k`, so two heads meet the same
+    scenes and a rerun gives the same numbers. The default seeds do not overlap the
+    demonstrations' (0..) nor LP-DS training's.
+    """
+    task = make_task(TASK)
+    controller = SteeringController(controller_config(decoder_path, head_path, seed=0))
+    controller.configure()
+    episode = ControllerEpisode(task, controller)
+    name = label or (Path(head_path).stem if head_path else "base")
+    successes, steps, holds = 0, [], 0
+    t0 = time.perf_counter()
+    bar = tqdm(range(episodes), desc=f"eval {name}", disable=not progress, mininterval=1.0)
+    for k in bar:
+        controller.policy.reseed(seed + k)
+        episode.reset(seed + k, profile)
+        while not episode.done:
+            episode.period()
+        successes += int(episode.result.success)
+        steps.append(episode.result.steps)
+        holds += episode.result.holds
+        bar.set_postfix(success=f"{successes / (k + 1):.2f}")
+    lo, hi = wilson_interval(successes, episodes)
+    return EvalResult(name, episodes, successes, float(lo), float(hi), float(np.mean(steps)), holds,
+                      time.perf_counter() - t0)
