@@ -220,3 +220,54 @@ class RosClient:
     def wait_for_node(self, node: str, timeout: float = 20.0) -> None:
         """Blocks until the node's lifecycle services answer (the process is up and discovered)."""
         self.get_state(node, timeout)
+
+
+READY_POSE = (0.0, -0.785398, 0.0, -2.356194, 0.0, 1.570796, 0.785398)
+
+
+class JointStateSource:
+    """Publishes fr3 joint states at a fixed rate from the test process; `q` may be changed live.
+
+    Stands in for the robot where a test needs exact control of what the policy sees (NaN
+    values, silence); the real interface (sensor_msgs/JointState, names, stamps) is kept.
+    """
+
+    def __init__(self, client: RosClient, rate_hz: float = 100.0, topic: str = 'joint_states',
+                 robot: str = 'fr3', object_position: tuple[float, float, float] | None = (0.5, 0.0, 0.05)) -> None:
+        from geometry_msgs.msg import PoseStamped
+        from sensor_msgs.msg import JointState
+
+        self.q = list(READY_POSE)
+        self.width = 0.08
+        self.enabled = True
+        self.published = 0
+        self._node = client.node
+        self._msg = JointState()
+        self._msg.name = [f'{robot}_joint{i}' for i in range(1, 8)] + [
+            f'{robot}_finger_joint1', f'{robot}_finger_joint2']
+        self._pub = client.node.create_publisher(JointState, topic, 10)
+        # The perception side: a static object pose, published with every joint state.
+        self.object_position = object_position
+        self._pose = PoseStamped()
+        self._pose.header.frame_id = 'base'
+        self._pose_pub = client.node.create_publisher(PoseStamped, 'object_pose', 10)
+        self._timer = client.node.create_timer(1.0 / rate_hz, self._tick)
+
+    def _tick(self) -> None:
+        if not self.enabled:
+            return
+        msg = self._msg
+        msg.header.stamp = self._node.get_clock().now().to_msg()
+        msg.position = list(self.q) + [self.width / 2, self.width / 2]
+        msg.velocity = [0.0] * 9
+        if self.object_position is not None:
+            self._pose.header.stamp = msg.header.stamp
+            p = self._pose.pose.position
+            p.x, p.y, p.z = self.object_position
+            self._pose_pub.publish(self._pose)
+        self._pub.publish(msg)
+        self.published += 1
+
+    def close(self) -> None:
+        self._timer.cancel()
+        self._node.destroy_timer(self._timer)

@@ -1,0 +1,640 @@
+"""Lifecycle policy node: the thin ROS shell around `lps_steering.core.SteeringController`.
+
+configure  read parameters, build the controller (load + validate models, warm up), create
+           publishers and subscriptions. Any error -> FAILURE, reason logged, node unconfigured.
+activate   start the control loop.
+deactivate stop the loop, publish a hold at the measured position.
+cleanup    release the ONNX sessions.
+
+Threads. Control cycles run in a dedicated control thread, never in the executor: the executor
+(SingleThreadedExecutor by default) serves subscriptions, lifecycle and parameter services and the
+status timer. So a slow service call, above all a head swap (ONNX session creation and warm-up
+inside the parameter callback), can never delay a cycle; the loaded head is handed to the control
+thread and installed between two cycles. Subscription callbacks only store the newest message;
+the control thread converts it, so the controller is only ever touched from one thread.
+
+trigger=timer: the control thread sleeps to absolute deadlines (steady clock, or the ROS clock
+when use_sim_time is set). trigger=observation: one cycle per received joint state.
+A missed cycle is one that starts more than one command period after its deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import PoseStamped
+from lps_msgs.msg import SteeringStatus, SteeringTelemetry
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
+from rclpy.time import Time as RosTime
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from lps_steering.core import SAFETY_HOLD, ControllerConfig, CycleResult, SteeringController
+
+ARM_DOF = 7
+NO_HEAD = 'none'
+
+# Parameters read at configure; changing them needs cleanup + configure, so they are refused
+# while the node is configured (the descriptor says so too).
+_CONFIG_TIME = 'read at configure: change it while unconfigured (cleanup, set, configure)'
+
+
+def _float(text: str, lo: float, hi: float, *, live: bool = False) -> ParameterDescriptor:
+    return ParameterDescriptor(
+        description=text if live else f'{text}; {_CONFIG_TIME}',
+        floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi, step=0.0)])
+
+
+def _int(text: str, lo: int, hi: int) -> ParameterDescriptor:
+    return ParameterDescriptor(description=f'{text}; {_CONFIG_TIME}',
+                               integer_range=[IntegerRange(from_value=lo, to_value=hi, step=1)])
+
+
+def _text(text: str, *, live: bool = False) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text if live else f'{text}; {_CONFIG_TIME}')
+
+
+# name -> (default, descriptor). Order is the order of `ros2 param list`.
+PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
+    'decoder': ('', _text('path of the decoder .onnx (its manifest .json lies beside it)')),
+    'steering_head': (NO_HEAD, _text(
+        "path of the steering head .onnx, or 'none' for the frozen base policy. Settable while "
+        'configured: the head is loaded and validated in the parameter call and installed '
+        'between two control cycles; a refused head leaves the running one in place', live=True)),
+    'policy_rate_hz': (0.0, _float(
+        "rate of the actions inside a chunk (Hz); 0 = the decoder manifest's, otherwise it must "
+        'equal it', 0.0, 1000.0)),
+    'command_rate_hz': (100.0, _float('rate of control cycles and commands (Hz)', 1.0, 1000.0)),
+    'execute_steps': (4, _int('actions of a chunk executed before the next inference', 1, 256)),
+    'temporal_ensemble_decay': (0.0, _float(
+        'temporal ensembling of overlapping chunks, weights exp(-m*i); 0 disables ensembling',
+        0.0, 10.0)),
+    'trigger': ('timer', _text(
+        "'timer': fixed-rate loop on the node clock; 'observation': one cycle per joint state")),
+    'robot_type': ('fr3', _text("'fr3' or 'panda': joint name prefix and limit table")),
+    'joint_states_topic': ('joint_states', _text('sensor_msgs/JointState input')),
+    'object_pose_topic': ('object_pose', _text('geometry_msgs/PoseStamped, if the model uses it')),
+    'target_pose_topic': ('target_pose', _text('geometry_msgs/PoseStamped, if the model uses it')),
+    'command_topic': ('fr3_arm_controller/joint_trajectory', _text(
+        'trajectory_msgs/JointTrajectory output (one point per command)')),
+    'gripper_command_topic': ('gripper_command', _text('std_msgs/Float64 gripper width output (m)')),
+    'guard': (0.0, _float('run-time trust-region guard for lpds heads (x trust_region_delta); 0 = off',
+                          0.0, 100.0)),
+    'noise_seed': (0, _int('seed of the base noise generator', 0, 2**31 - 1)),
+    'providers': (['CPUExecutionProvider'], _text('ONNX Runtime execution providers, in priority order')),
+    'allow_provider_fallback': (False, _text('accept a session that runs on other providers than asked')),
+    'intra_op_threads': (1, _int('ONNX Runtime intra-op threads per session', 1, 64)),
+    'max_observation_age_ms': (200.0, _float('older observations make the cycle hold (ms)', 1.0, 10000.0)),
+    'workspace_min': ([0.2, -0.6, 0.02], _text('lower corner (x, y, z) of the TCP box, base frame (m)')),
+    'workspace_max': ([0.85, 0.6, 0.9], _text('upper corner (x, y, z) of the TCP box, base frame (m)')),
+    'max_joint_step': (0.02, _float('largest change of a joint command per command period (rad)',
+                                    1e-4, 0.2)),
+}
+_LIVE = frozenset({'steering_head'})
+
+
+class PolicyNode(LifecycleNode):
+    """Managed node running `SteeringController` at `command_rate_hz`."""
+
+    def __init__(self, node_name: str = 'policy_node', **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        for name, (default, descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._state = 'unconfigured'
+        self._controller: SteeringController | None = None
+        self._cmd_pub = self._grip_pub = self._telemetry_pub = self._status_pub = None
+        self._subs: list[Any] = []
+        self._status_timer = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._obs_event = threading.Event()
+        self._pending_lock = threading.Lock()
+        self._pending_head: tuple[Any, str] | None = None
+        self._head_path = NO_HEAD
+        self._last_swap_error = ''
+        self._reset_counters()
+        # Newest messages, written by subscription callbacks, read by the control thread.
+        self._joint_msg: tuple[JointState, float, int] | None = None
+        self._pose_msgs: dict[str, tuple[PoseStamped, float] | None] = {}
+
+    # ================================================================ parameters
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if p.name not in PARAMETERS:
+                continue
+            reason = self._check_value(p)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+            if p.name not in _LIVE and self._state != 'unconfigured':
+                return SetParametersResult(successful=False, reason=(
+                    f'`{p.name}` is read at configure and the node is {self._state}: cleanup first'))
+        for p in params:
+            if p.name == 'steering_head' and self._controller is not None:
+                reason = self._load_head(p.value)
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    @staticmethod
+    def _check_value(p: Parameter) -> str:
+        """What the descriptors cannot say (choices, vector sizes); empty string when valid."""
+        v = p.value
+        if p.name == 'trigger' and v not in ('timer', 'observation'):
+            return f"`trigger` must be 'timer' or 'observation', got {v!r}"
+        if p.name == 'robot_type' and v not in ('fr3', 'panda'):
+            return f"`robot_type` must be 'fr3' or 'panda', got {v!r}"
+        if p.name in ('workspace_min', 'workspace_max') and (
+                len(v) != 3 or not all(math.isfinite(x) for x in v)):
+            return f'`{p.name}` must be 3 finite numbers (x, y, z) in metres, got {list(v)}'
+        if p.name == 'providers' and (len(v) == 0 or not all(v)):
+            return f'`providers` must be a non-empty list of provider names, got {list(v)}'
+        if p.name == 'steering_head' and not v:
+            return "`steering_head` must be a path to a head .onnx or 'none', got ''"
+        return ''
+
+    def _load_head(self, path: str) -> str:
+        """Load + validate a head (slow: session creation, warm-up) and queue it; '' if accepted."""
+        if path == NO_HEAD:
+            head = None
+        else:
+            started = time.monotonic()
+            try:
+                head = self._controller.load_head(path)
+            except Exception as exc:  # noqa: BLE001 - every refusal reason goes back to the caller
+                self._last_swap_error = f'{type(exc).__name__}: {exc}'
+                self.get_logger().error(f'steering head {path} refused: {self._last_swap_error}')
+                self._publish_status()
+                return f'steering head refused: {self._last_swap_error}'
+            self.get_logger().info(
+                f'steering head {head.model_id} loaded in {1e3 * (time.monotonic() - started):.1f} ms')
+        self._last_swap_error = ''
+        if self._thread is not None and self._thread.is_alive():
+            with self._pending_lock:
+                self._pending_head = (head, path)
+        else:
+            self._install(head, path)
+        return ''
+
+    def _install(self, head: Any, path: str) -> None:
+        self._controller.install_head(head)
+        self._head_path = path
+        self._status_dirty = True
+
+    def _config(self) -> ControllerConfig:
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        head = p['steering_head']
+        return ControllerConfig(
+            decoder_path=p['decoder'],
+            head_path='' if head == NO_HEAD else head,
+            robot=p['robot_type'],
+            providers=tuple(p['providers']),
+            allow_provider_fallback=p['allow_provider_fallback'],
+            intra_op_threads=p['intra_op_threads'],
+            command_rate_hz=p['command_rate_hz'],
+            execute_steps=p['execute_steps'],
+            temporal_ensembling=p['temporal_ensemble_decay'] > 0.0,
+            ensemble_decay=p['temporal_ensemble_decay'],
+            max_observation_age_s=p['max_observation_age_ms'] / 1e3,
+            guard=p['guard'],
+            seed=p['noise_seed'],
+            max_step_rad=p['max_joint_step'],
+            workspace_min=tuple(p['workspace_min']),
+            workspace_max=tuple(p['workspace_max']),
+        )
+
+    # ================================================================ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            config = self._config()
+            controller = SteeringController(config)
+            controller.configure()
+            wanted_rate = self.get_parameter('policy_rate_hz').value
+            if wanted_rate > 0.0 and not math.isclose(wanted_rate, controller.policy_rate_hz):
+                raise ValueError(f'`policy_rate_hz` must equal the decoder manifest\'s '
+                                 f'({controller.policy_rate_hz}) or be 0, got {wanted_rate}')
+        except Exception as exc:  # noqa: BLE001 - any reason is logged and reported as FAILURE
+            self.get_logger().error(f'configure failed: {type(exc).__name__}: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        self._controller = controller
+        self._head_path = self.get_parameter('steering_head').value
+        self._period = 1.0 / config.command_rate_hz
+        self._trigger = self.get_parameter('trigger').value
+        self._max_age = config.max_observation_age_s
+        self._build_io(config)
+        self._state = 'inactive'
+        self.get_logger().info(
+            f'configured: decoder {controller.decoder_id}, head {controller.head_id}, '
+            f'providers {controller.providers}, {config.command_rate_hz:g} Hz, trigger {self._trigger}')
+        self._publish_status()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _build_io(self, config: ControllerConfig) -> None:
+        robot = config.robot
+        self._arm_names = [f'{robot}_joint{i}' for i in range(1, ARM_DOF + 1)]
+        self._finger_names = [f'{robot}_finger_joint1', f'{robot}_finger_joint2']
+        self._name_cache: tuple[list[str], list[int], list[int]] | None = None
+        g = self.get_parameter
+        self._cmd_pub = self.create_publisher(JointTrajectory, g('command_topic').value, 10)
+        self._grip_pub = self.create_publisher(Float64, g('gripper_command_topic').value, 10)
+        self._telemetry_pub = self.create_publisher(SteeringTelemetry, '~/telemetry', 100)
+        self._status_pub = self.create_publisher(SteeringStatus, '~/status', 10)
+        self._subs = [self.create_subscription(JointState, g('joint_states_topic').value,
+                                               self._on_joint_state, 10)]
+        sources = set(self._controller.required_sources)
+        self._pose_msgs = {}
+        for source, param in (('object_position', 'object_pose_topic'),
+                              ('target_position', 'target_pose_topic')):
+            if source in sources:
+                self._pose_msgs[source] = None
+                self._subs.append(self.create_subscription(
+                    PoseStamped, g(param).value,
+                    lambda msg, s=source: self._on_pose(s, msg), 10))
+        self._uses_velocity = 'arm_joint_velocities' in sources
+        self._uses_gripper = 'gripper_width' in sources
+        self._status_timer = self.create_timer(1.0, self._publish_status)
+        # Preallocated messages: the cycle only fills in numbers.
+        self._traj = JointTrajectory(joint_names=self._arm_names)
+        self._traj.points = [JointTrajectoryPoint(time_from_start=_duration(self._period))]
+        self._grip_msg = Float64()
+        self._telemetry = SteeringTelemetry()
+        self._telemetry.header.frame_id = ''
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._reset_counters()
+        self._controller.resume()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._control_loop, name='control', daemon=True)
+        self._state = 'active'
+        self._thread.start()
+        self.get_logger().info('active: control loop started')
+        self._publish_status()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_loop()
+        self._hold_at_measured('deactivated')
+        self._state = 'inactive'
+        self.get_logger().info('inactive: control loop stopped, arm holds')
+        self._publish_status()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._state = 'unconfigured'
+        self._publish_status_unconfigured()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._thread is not None:
+            self._stop_loop()
+            self._hold_at_measured('shutdown')
+        self._release()
+        self._state = 'finalized'
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_loop()
+        self._hold_at_measured('error')
+        self._release()
+        self._state = 'unconfigured'
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self._status_timer is not None:
+            self.destroy_timer(self._status_timer)
+            self._status_timer = None
+        for pub in (self._cmd_pub, self._grip_pub, self._telemetry_pub):
+            if pub is not None:
+                self.destroy_publisher(pub)
+        self._cmd_pub = self._grip_pub = self._telemetry_pub = None
+        if self._controller is not None:
+            self._controller.cleanup()
+        self._controller = None
+        self._joint_msg = None
+        with self._pending_lock:
+            self._pending_head = None
+
+    def _stop_loop(self) -> None:
+        self._stop.set()
+        self._obs_event.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            if self._thread.is_alive():
+                self.get_logger().error('control thread did not stop within 5 s')
+        self._thread = None
+
+    def _hold_at_measured(self, reason: str) -> None:
+        """Command the last measured arm position: the arm stops where it is."""
+        self._controller.hold(reason)
+        q = self._measured_q()
+        if q is None or self._cmd_pub is None:
+            self.get_logger().warning(f'{reason}: no finite joint state to hold at; no command sent')
+            return
+        self._traj.points[0].positions = q
+        self._cmd_pub.publish(self._traj)
+
+    # ================================================================ inputs
+    def _on_joint_state(self, msg: JointState) -> None:
+        self._joint_msg = (msg, self._now_s(), time.monotonic_ns())
+        self._obs_event.set()
+
+    def _on_pose(self, source: str, msg: PoseStamped) -> None:
+        self._pose_msgs[source] = (msg, self._now_s())
+
+    def _measured_q(self) -> np.ndarray | None:
+        latest = self._joint_msg
+        if latest is None:
+            return None
+        index = self._joint_index(latest[0])
+        if index is None:
+            return None
+        return np.asarray(latest[0].position, dtype=np.float64)[index[0]]
+
+    def _joint_index(self, msg: JointState) -> tuple[list[int], list[int]] | None:
+        """Positions of the arm and finger joints in the message; cached while names repeat."""
+        cache = self._name_cache
+        if cache is not None and cache[0] == msg.name:
+            return cache[1], cache[2]
+        names = list(msg.name)
+        if not all(n in names for n in self._arm_names) or len(msg.position) != len(names):
+            return None
+        arm = [names.index(n) for n in self._arm_names]
+        fingers = [names.index(n) for n in self._finger_names if n in names]
+        self._name_cache = (names, arm, fingers)
+        return arm, fingers
+
+    def _feed(self) -> tuple[np.ndarray | None, float]:
+        """Give the controller the newest messages; returns measured q and its receipt time."""
+        latest = self._joint_msg
+        if latest is None:
+            return None, math.nan
+        msg, stamp, _ = latest
+        index = self._joint_index(msg)
+        if index is None:
+            return None, stamp
+        arm, fingers = index
+        position = np.asarray(msg.position, dtype=np.float64)
+        q = position[arm]
+        c = self._controller
+        try:
+            c.observe('arm_joint_positions', q, stamp)
+            if self._uses_velocity and len(msg.velocity) == len(msg.position):
+                c.observe('arm_joint_velocities', np.asarray(msg.velocity, dtype=np.float64)[arm], stamp)
+            if self._uses_gripper and len(fingers) == 2:
+                c.observe('gripper_width', float(position[fingers].sum()), stamp)
+            for source, item in self._pose_msgs.items():
+                if item is not None:
+                    p = item[0].pose.position
+                    c.observe(source, np.array((p.x, p.y, p.z)), item[1])
+        except Exception as exc:  # noqa: BLE001 - a refused observation must end in a hold
+            self._feed_error = f'observation refused: {exc}'
+        return q, stamp
+
+    # ================================================================ control loop
+    def _control_loop(self) -> None:
+        try:
+            if self._trigger == 'observation':
+                self._observation_loop()
+            elif self.get_parameter('use_sim_time').value:
+                self._ros_clock_loop()
+            else:
+                self._steady_loop()
+        except Exception as exc:  # noqa: BLE001 - the loop must never die silently
+            self.get_logger().fatal(f'control loop crashed: {type(exc).__name__}: {exc}')
+            self._hold_at_measured(f'control loop crashed: {exc}')
+
+    def _steady_loop(self) -> None:
+        period = self._period
+        deadline = time.monotonic() + period
+        while not self._stop.is_set():
+            wait = deadline - time.monotonic()
+            if wait > 0.0 and self._stop.wait(wait):
+                return
+            late = time.monotonic() - deadline
+            self._cycle(late)
+            deadline += period
+            behind = time.monotonic() - deadline
+            if behind > period:
+                # Skip the deadlines already lost instead of bursting to catch up; each counts.
+                lost = int(behind // period)
+                self._missed += lost
+                deadline += lost * period
+
+    def _ros_clock_loop(self) -> None:
+        clock = self.get_clock()
+        period_ns = int(round(self._period * 1e9))
+        deadline = clock.now().nanoseconds + period_ns
+        while not self._stop.is_set():
+            if not clock.sleep_until(RosTime(nanoseconds=deadline, clock_type=clock.clock_type)):
+                if self._stop.is_set() or not self.context.ok():
+                    return
+                deadline = clock.now().nanoseconds + period_ns  # time source changed: restart
+                continue
+            self._cycle((clock.now().nanoseconds - deadline) * 1e-9)
+            deadline += period_ns
+
+    def _observation_loop(self) -> None:
+        last_seen = -1
+        while not self._stop.is_set():
+            fresh = self._obs_event.wait(self._max_age)
+            self._obs_event.clear()
+            if self._stop.is_set():
+                return
+            latest = self._joint_msg
+            if fresh and latest is not None and latest[2] != last_seen:
+                last_seen = latest[2]
+                self._cycle((time.monotonic_ns() - latest[2]) * 1e-9)
+            elif not fresh:
+                # Nothing arrived for max_age: run a cycle anyway so the controller holds (stale).
+                self._cycle(0.0)
+
+    def _cycle(self, late_s: float) -> None:
+        started = time.perf_counter()
+        if late_s > self._period:
+            self._missed += 1
+        self._cycles += 1
+        with self._pending_lock:
+            pending, self._pending_head = self._pending_head, None
+        if pending is not None:
+            self._install(*pending)
+        self._feed_error = ''
+        q, _ = self._feed()
+        now = self._now_s()
+        c = self._controller
+        if q is None:
+            result = None
+            reason = 'no joint state with all arm joints received yet'
+        else:
+            if self._feed_error:
+                q = np.full(ARM_DOF, math.nan)  # the controller turns a bad measurement into a hold
+            result = c.step(now, q)
+            reason = self._feed_error or result.safety_reason
+            self._traj.points[0].positions = result.command
+            self._cmd_pub.publish(self._traj)
+            if math.isfinite(result.gripper):
+                self._grip_msg.data = result.gripper
+                self._grip_pub.publish(self._grip_msg)
+        self._publish_telemetry(result, reason, started)
+
+    def _publish_telemetry(self, result: CycleResult | None, reason: str, started: float) -> None:
+        c, t = self._controller, self._telemetry
+        t.header.stamp = self.get_clock().now().to_msg()
+        t.decoder_id, t.head_id, t.head_type = c.decoder_id, c.head_id, c.head_type
+        t.cycle = self._cycles
+        t.trust_region_delta = c.trust_region_delta
+        if result is None:
+            t.safety_state, t.safety_reason = SAFETY_HOLD, reason
+            t.command, t.gripper_command = [], math.nan
+            t.replanned, t.inference_ms, t.observation_age_ms = False, math.nan, math.nan
+            t.delta_sq_norm = t.guard_scale = t.latent_norm = math.nan
+        else:
+            t.observation_stamp = _time_msg(result.observation_stamp_s)
+            t.chunk_count, t.chunk_index = result.chunk_count, result.chunk_index
+            t.replanned = result.replanned
+            t.inference_ms = result.inference_ms
+            t.observation_age_ms = result.observation_age_ms
+            t.delta_sq_norm, t.guard_scale = result.delta_sq_norm, result.guard_scale
+            t.latent_norm = result.latent_norm
+            t.safety_state, t.safety_reason = result.safety_state, reason
+            t.command, t.gripper_command = result.command, result.gripper
+        t.cycle_ms = (time.perf_counter() - started) * 1e3
+        self._telemetry_pub.publish(t)
+        if t.safety_state != self._last_safety or self._status_dirty:
+            self._last_safety, self._last_reason = t.safety_state, t.safety_reason
+            self._status_dirty = False
+            self._publish_status()
+
+    # ================================================================ status
+    def _reset_counters(self) -> None:
+        self._cycles = 0
+        self._missed = 0
+        self._last_safety = -1
+        self._last_reason = ''
+        self._status_dirty = False
+        self._feed_error = ''
+        self._rate_mark = (time.monotonic(), 0)
+
+    def _publish_status(self) -> None:
+        pub, c = self._status_pub, self._controller
+        if pub is None or c is None:
+            return
+        s = SteeringStatus()
+        s.header.stamp = self.get_clock().now().to_msg()
+        s.lifecycle_state = self._state
+        s.decoder_id = c.decoder_id
+        s.decoder_sha256 = c.decoder.sha256 if c.decoder is not None else ''
+        s.head_id, s.head_type = c.head_id, c.head_type
+        s.head_path = '' if self._head_path == NO_HEAD else self._head_path
+        s.head_sha256 = c.head.sha256 if c.head is not None else ''
+        s.providers = c.providers
+        s.policy_rate_hz = c.policy_rate_hz
+        s.command_rate_hz = 1.0 / self._period
+        now, cycles = time.monotonic(), self._cycles
+        mark_t, mark_c = self._rate_mark
+        if now - mark_t >= 0.5:
+            self._achieved = (cycles - mark_c) / (now - mark_t) if self._state == 'active' else 0.0
+            self._rate_mark = (now, cycles)
+        s.achieved_rate_hz = getattr(self, '_achieved', 0.0)
+        s.cycles, s.missed_cycles = cycles, self._missed
+        s.head_swaps = c.head_swaps
+        s.last_swap_error = self._last_swap_error
+        s.safety_state = max(self._last_safety, 0)
+        s.safety_reason = self._last_reason
+        pub.publish(s)
+
+    def _publish_status_unconfigured(self) -> None:
+        if self._status_pub is not None:
+            s = SteeringStatus(lifecycle_state='unconfigured', head_id='none', head_type='none')
+            s.header.stamp = self.get_clock().now().to_msg()
+            self._status_pub.publish(s)
+
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+
+def _duration(seconds: float) -> Duration:
+    ns = int(round(seconds * 1e9))
+    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def _time_msg(seconds: float) -> Time:
+    if not math.isfinite(seconds):
+        return Time()
+    ns = int(seconds * 1e9)
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+EXECUTORS = {
+    'events': lambda: __import__('rclpy.experimental', fromlist=['EventsExecutor']).EventsExecutor(),
+    'single': SingleThreadedExecutor,
+    'multi': lambda: MultiThreadedExecutor(num_threads=2),
+}
+
+
+def main(args: list[str] | None = None) -> None:
+    argv = sys.argv if args is None else args
+    cli = argparse.ArgumentParser(description='lps-franka lifecycle policy node')
+    # Not 'events' by default: measured here (rclpy 9.1.2 wheels), the EventsExecutor never
+    # answers service requests (lifecycle, parameters), so a managed node cannot be driven.
+    cli.add_argument('--executor', choices=sorted(EXECUTORS), default='single',
+                     help='executor serving subscriptions, services and parameters (not the '
+                          'control loop, which has its own thread)')
+    cli.add_argument('--autostart', action='store_true',
+                     help='configure and activate at start (for launches without a lifecycle manager)')
+    opts = cli.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    # The GIL is handed over every 5 ms by default: too coarse for a 100 Hz control thread that
+    # shares the interpreter with a head being loaded in the executor thread.
+    sys.setswitchinterval(0.0005)
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    node = PolicyNode()
+    executor = EXECUTORS[opts.executor]()
+    executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except (ExternalShutdownException, rclpy.executors.ShutdownException):
+            pass
+        finally:
+            stop.set()
+
+    spinner = threading.Thread(target=spin, name='executor', daemon=True)
+    spinner.start()
+    if opts.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+        node.trigger_activate()
+    while not stop.wait(0.5):
+        pass
+    # Executor first, so no transition races the shutdown one; then the arm holds; then DDS.
+    executor.shutdown(timeout_sec=2.0)
+    spinner.join(2.0)
+    if node._state != 'finalized':
+        node.trigger_shutdown()
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()
