@@ -34,11 +34,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'tests'))
 
 import rclpy  # noqa: E402
+from geometry_msgs.msg import PoseStamped  # noqa: E402
 from lps_msgs.msg import SteeringStatus, SteeringTelemetry  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from ros_util import READY_POSE, Collector, NodeProcess, RosClient  # noqa: E402
-from geometry_msgs.msg import PoseStamped  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
@@ -221,7 +221,7 @@ def bench_swaps(client: RosClient, telemetry: Collector, status: Collector, mode
     after = status.wait_count(len(status.snapshot()) + 1, 3.0)[-1]
     msgs = telemetry.snapshot()
     cycles = [m.cycle for m in msgs]
-    gaps = int(sum(b - a - 1 for a, b in zip(cycles, cycles[1:])))
+    gaps = int(sum(b - a - 1 for a, b in zip(cycles, cycles[1:], strict=False)))
     periods = periods_from([stamp_s(m.header.stamp) for m in msgs])
     return {'missed': after.missed_cycles - before, 'swaps': after.head_swaps, 'gaps': gaps,
             'late': int(np.sum(periods > 2.0 / RATE_HZ)), 'jitter': stats_ms(np.abs(periods - 1 / RATE_HZ)),

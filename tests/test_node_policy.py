@@ -147,7 +147,7 @@ def test_lifecycle_commands_and_holds(tmp_path: Path, client: RosClient, models:
             tfs = msg.points[0].time_from_start
             assert (tfs.sec, tfs.nanosec) == (0, 10_000_000)
             assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (0, 0)
-        for a, b in zip(msgs, msgs[1:]):
+        for a, b in zip(msgs, msgs[1:], strict=False):
             step = np.abs(np.array(b.points[0].positions) - np.array(a.points[0].positions))
             assert step.max() <= MAX_STEP + 1e-9
         assert gripper.wait_count(5, 2.0)

@@ -1,7 +1,8 @@
 """Kinematic stand-in for a Franka arm + hand: test and demo infrastructure, no physics.
 
 Speaks the interfaces of the real robot side: publishes ``joint_states`` (sensor_msgs/JointState,
-``<robot>_joint1..7`` + ``<robot>_finger_joint1/2``) and follows position targets received as
+``<robot>_joint1..7`` + ``<robot>_finger_joint1/2``) and, standing in for perception, a static
+``object_pose`` (geometry_msgs/PoseStamped) and follows position targets received as
 trajectory_msgs/JointTrajectory on ``command_topic`` and a gripper width on ``gripper_command``
 (std_msgs/Float64). Each joint tracks its target with a first-order lag of time constant
 ``lag_s``, so a command is never reached instantly, as on a real joint trajectory controller.
@@ -16,6 +17,7 @@ import sys
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -55,6 +57,12 @@ class FakeRobot(Node):
         command_topic = self.declare_parameter(
             'command_topic', 'fr3_arm_controller/joint_trajectory',
             _desc('JointTrajectory topic the arm follows')).value
+        obj = self.declare_parameter(
+            'object_position', [0.5, 0.0, 0.05],
+            _desc('object position (x, y, z) published on object_pose with every joint state, '
+                  'standing in for perception; [] publishes none')).value
+        if len(obj) not in (0, 3):
+            raise ValueError(f'`object_position` must be [] or 3 numbers (x, y, z), got {list(obj)}')
         if len(initial) != 7 or not all(math.isfinite(v) for v in initial):
             raise ValueError(f'`initial_positions` must be 7 finite values, got {list(initial)}')
 
@@ -72,6 +80,13 @@ class FakeRobot(Node):
         self._pub = self.create_publisher(JointState, 'joint_states', 10)
         self.create_subscription(JointTrajectory, command_topic, self._on_trajectory, 10)
         self.create_subscription(Float64, 'gripper_command', self._on_gripper, 10)
+        self._pose = None
+        if len(obj) == 3:
+            self._pose = PoseStamped()
+            self._pose.header.frame_id = 'base'
+            p = self._pose.pose.position
+            p.x, p.y, p.z = (float(v) for v in obj)
+            self._pose_pub = self.create_publisher(PoseStamped, 'object_pose', 10)
         self.create_timer(self._dt, self._tick)
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
@@ -110,6 +125,9 @@ class FakeRobot(Node):
         msg.velocity = self._dq.tolist() + [0.0, 0.0]
         msg.effort = []
         self._pub.publish(msg)
+        if self._pose is not None:
+            self._pose.header.stamp = msg.header.stamp
+            self._pose_pub.publish(self._pose)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -33,8 +33,7 @@ import rclpy
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import PoseStamped
 from lps_msgs.msg import SteeringStatus, SteeringTelemetry
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -621,10 +620,11 @@ def main(args: list[str] | None = None) -> None:
         finally:
             stop.set()
 
-    spinner = threading.Thread(target=spin, name='executor', daemon=True)
-    spinner.start()
+    # Autostart before the executor runs, so no service call can race these transitions.
     if opts.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
         node.trigger_activate()
+    spinner = threading.Thread(target=spin, name='executor', daemon=True)
+    spinner.start()
     while not stop.wait(0.5):
         pass
     # Executor first, so no transition races the shutdown one; then the arm holds; then DDS.
