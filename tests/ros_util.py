@@ -77,8 +77,11 @@ class NodeProcess:
     """
 
     def __init__(self, module: str, log_path: Path, params: dict[str, Any] | None = None,
-                 name: str | None = None, extra_args: Iterable[str] = ()) -> None:
-        cmd = [sys.executable, '-m', module, *extra_args, '--ros-args']
+                 name: str | None = None, extra_args: Iterable[str] = (),
+                 executable: str | None = None) -> None:
+        # `executable`: an installed console script instead of `python -m module`.
+        cmd = [executable] if executable else [sys.executable, '-m', module]
+        cmd += [*extra_args, '--ros-args']
         if name:
             cmd += ['-r', f'__node:={name}']
         for key, value in (params or {}).items():
