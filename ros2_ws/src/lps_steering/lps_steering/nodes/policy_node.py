@@ -344,6 +344,8 @@ class PolicyNode(LifecycleNode):
 
     def _hold_at_measured(self, reason: str) -> None:
         """Command the last measured arm position: the arm stops where it is."""
+        if self._controller is None:
+            return
         self._controller.hold(reason)
         q = self._measured_q()
         if q is None or self._cmd_pub is None:
