@@ -13,7 +13,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from lps_sim.experts import run_expert_episode
 from lps_sim.tasks import make_task
 from lps_steering.core.controller import SteeringController
 from lps_steering.core.kinematics import tcp_position
@@ -41,25 +40,27 @@ def pipeline(tmp_path_factory):
     return {"root": root, "demos": demos, "ckpt": ckpt, "onnx": onnx}
 
 
-def test_dataset_rows_rebuild_the_expert_targets_and_the_runtime_observation(pipeline):
+def test_dataset_rows_rebuild_the_commands_the_robot_was_sent(pipeline):
     data = pp.load_dataset(pipeline["demos"])
     n = len(data["observations"])
     assert data["observations"].shape == (n, 17) and data["actions"].shape == (n, 8, 8)
     assert data["layout"]["quality"] == "clean" and data["layout"]["execute_steps"] == 4
-    # Re-run episode 0 (seed 3): deltas + the row's arm joints give back the expert's targets.
-    task = make_task("pick_place")
-    traj = run_expert_episode(task, 3, "nominal", "clean")
+    # Re-run episode 0 (seed 3): deltas + the row's arm joints give back the filtered commands.
+    demo = pp.run_demo_episode(make_task("pick_place"), 3, "clean")
     rows = data["episode_ids"] == 0
-    assert rows.sum() == len(traj)
+    assert rows.sum() == len(demo.observations)
     obs, acts = data["observations"][rows], data["actions"][rows]
-    np.testing.assert_allclose(acts[:, 0, :7] + obs[:, :7], traj.q_targets, atol=1e-5)
-    np.testing.assert_allclose(acts[:-1, 1, :7] + obs[:-1, :7], traj.q_targets[1:], atol=1e-5)
-    np.testing.assert_allclose(acts[:, 0, 7], traj.gripper, atol=1e-7)
+    np.testing.assert_allclose(acts[:, 0, :7] + obs[:, :7], demo.executed[:, :7], atol=1e-5)
+    np.testing.assert_allclose(acts[:-1, 1, :7] + obs[:-1, :7], demo.executed[1:, :7], atol=1e-5)
+    np.testing.assert_allclose(acts[:, 0, 7], demo.executed[:, 7], atol=1e-7)
     # tcp_position is the core's forward kinematics of the arm joints, as the runtime computes it.
     np.testing.assert_allclose(obs[10, 8:11], tcp_position(obs[10, :7].astype(np.float64)), atol=1e-5)
     np.testing.assert_allclose(data["next_observations"][rows][:-4], obs[4:], atol=0)
-    # The expert succeeded: exactly the last env step (4 rows) carries the reward and the done flag.
-    assert traj.success and data["episode_success"][0]
+    # The expert succeeded through the safety filter, holding at most a period or two: its grasp
+    # stays above the runtime's workspace floor. Exactly the last env step (4 rows) carries reward
+    # and done.
+    assert demo.success and data["episode_success"][0] and demo.holds <= 2
+    assert obs[:, 10].min() > pp.controller_config("x.onnx").workspace_min[2]
     assert data["rewards"][rows].sum() == 4 and data["rewards"][rows][-4:].sum() == 4
     assert np.array_equal(data["dones"][rows], data["rewards"][rows])
 

@@ -83,7 +83,7 @@ def make_env(spec: str):
     raise ValueError(f"`--env` must be 'four_modes:<variant>', got {spec!r}")
 
 
-def _load_demos(path: str) -> tuple[dict[str, np.ndarray], str]:
+def _load_demos(path: str, successful_only: bool = False) -> tuple[dict[str, np.ndarray], str]:
     """(arrays with toy-style keys obs/actions/rewards/next_obs/dones, task name or env spec)."""
     with np.load(path) as z:
         is_task = "layout" in z.files
@@ -91,8 +91,9 @@ def _load_demos(path: str) -> tuple[dict[str, np.ndarray], str]:
         from lps_train.pick_place import load_dataset
 
         d = load_dataset(path)
-        return {"obs": d["observations"], "actions": d["actions"], "rewards": d["rewards"],
-                "next_obs": d["next_observations"], "dones": d["dones"]}, d["layout"]["task"]
+        keep = d["episode_success"][d["episode_ids"]] if successful_only else np.ones(len(d["rewards"]), bool)
+        return {"obs": d["observations"][keep], "actions": d["actions"][keep], "rewards": d["rewards"][keep],
+                "next_obs": d["next_observations"][keep], "dones": d["dones"][keep]}, d["layout"]["task"]
     with np.load(path) as z:
         return {k: z[k] for k in ("obs", "actions", "rewards", "next_obs", "dones")}, str(z["env"])
 
@@ -124,7 +125,7 @@ def cmd_collect(a: argparse.Namespace) -> None:
 
 
 def cmd_train_base(a: argparse.Namespace) -> None:
-    d, source = _load_demos(a.demos)
+    d, source = _load_demos(a.demos, a.successful_only)
     if a.no_normalize:
         norm = Normalization.identity(d["obs"].shape[1], d["actions"].shape[2])
     else:
@@ -143,7 +144,8 @@ def cmd_train_base(a: argparse.Namespace) -> None:
         cfg = apply_sets(cfg, a.set)
         dec = flow.train(cfg, obs, acts, logger=log)
     wall = time.perf_counter() - t0
-    extra = {"env": source, "demos": str(a.demos), "rows": int(len(obs)), "command": command_line(),
+    extra = {"env": source, "demos": str(a.demos), "rows": int(len(obs)), "successful_only": a.successful_only,
+             "command": command_line(),
              "train_wall_s": round(wall, 1)}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     (meanflow if kind == "meanflow" else flow).save_decoder(a.out, dec, norm, cfg, extra=extra)
@@ -308,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--layers", type=int, default=4)
     b.add_argument("--lr", type=float, default=3e-4)
     b.add_argument("--no-normalize", action="store_true", help="identity normalisation (units already ~[-1, 1])")
+    b.add_argument("--successful-only", action="store_true", help="fit only the episodes that succeeded")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--set", action="append", help="config field override name=value (repeatable)")
     b.add_argument("--out", required=True)

@@ -17,9 +17,11 @@ step of every episode; raw units):
 
     observations       [N, 17] float32  arm_joint_positions 7, gripper_width 1, tcp_position 3,
                                         object_position 3, target_position 3 (OBSERVATION_LAYOUT)
-    actions            [N, 8, 8] float32 the expert's next T_a = 8 targets: 7 joint deltas (rad,
-                                        relative to the row's arm joints) + gripper width (m);
-                                        padded with the last target after the episode's end
+    actions            [N, 8, 8] float32 the next T_a = 8 commands the robot was sent (the expert's
+                                        targets after the runtime's SafetyFilter, sampled at the
+                                        policy rate): 7 joint deltas (rad, relative to the row's
+                                        arm joints) + gripper width (m); padded with the last one
+                                        after the episode's end
     rewards            [N] float32      1.0 where the task succeeds within the row's env step
                                         (the next `execute_steps` policy steps), else 0.0
     shaped_rewards     [N] float32      the task's shaped reward summed over those steps
@@ -44,13 +46,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lps_sim.experts import EXPERT_PRESETS, ExpertConfig, run_expert_episode
+from lps_sim.experts import EXPERT_PRESETS, ExpertConfig, PickPlaceExpert
 from lps_sim.experts_report import wilson_interval
 from lps_sim.tasks import FrankaTask, make_task
 from lps_steering.core.controller import ControllerConfig, SteeringController
 from lps_steering.core.kinematics import tcp_position
 from lps_steering.core.manifest import ActionEntry, ActionLayout, ObservationEntry, ObservationLayout
 from lps_steering.core.policy import PolicyOutput
+from lps_steering.core.safety import RobotLimits, SafetyFilter
 from tqdm import tqdm
 
 TASK = "pick_place"
@@ -72,12 +75,19 @@ LATENT_DIM = CHUNK_LENGTH * ACTION_DIM
 # Sources the sim feeds into the controller each command period (tcp_position is derived).
 FED_SOURCES = ("arm_joint_positions", "gripper_width", "object_position", "target_position")
 
-# Demonstration qualities beyond lps_sim's presets ("clean", "noisy").
+# Demonstration qualities. The runtime's safety filter (acceleration 5 rad/s^2, per-joint clipping)
+# cannot follow lps_sim's presets at 0.3 m/s: the clipped arm leaves the planned path near the
+# cube and the expert waits for arrivals that never come. At 0.2 m/s the filtered expert succeeds.
+# Per-target action noise is left out for the same reason (through the filter it stalls the
+# expert's arrival checks); a sloppy operator here hesitates and misses its grasp/place points.
+_PACE = {"speed": 0.2, "slow_speed": 0.08, "yaw_speed": 1.0}
 QUALITIES: dict[str, ExpertConfig] = {
-    **EXPERT_PRESETS,
-    # A shakier operator than "noisy": more jitter on every target and larger placement errors.
-    "sloppy": ExpertConfig(action_noise=0.02, hesitation_prob=0.2, max_pause_steps=8, dither=0.015,
-                           imprecision=0.012),
+    "clean": ExpertConfig(**_PACE),
+    "noisy": ExpertConfig(**_PACE, hesitation_prob=0.1, max_pause_steps=4, dither=0.005, imprecision=0.008),
+    "sloppy": ExpertConfig(**_PACE, hesitation_prob=0.15, max_pause_steps=5, dither=0.005, imprecision=0.012),
+    # lps_sim's own presets (0.3 m/s), for comparison: most of their episodes fail through the filter.
+    "sim_clean": EXPERT_PRESETS["clean"],
+    "sim_noisy": EXPERT_PRESETS["noisy"],
 }
 
 
@@ -140,6 +150,80 @@ def episode_rows(observations: np.ndarray, final_observation: np.ndarray, q_targ
     }
 
 
+class RuntimeAwarePickPlaceExpert(PickPlaceExpert):
+    """lps_sim's pick_place expert with its grasp raised by `GRASP_LIFT`.
+
+    The stock expert puts the TCP at the cube's centre (2.25 cm above the table), a hair above
+    the runtime's workspace floor (TCP z >= 2 cm): its commands dip below the floor, the safety
+    filter holds, and a held gripper cannot close. 8 mm higher the fingers still grip the middle
+    of the 4.5 cm cube. Placement heights follow, as the expert measures the cube in the hand.
+    """
+
+    GRASP_LIFT = 0.008
+
+    def plan_grasp(self) -> list:
+        waypoints = super().plan_grasp()
+        for wp in waypoints:
+            wp.position = wp.position + np.array([0.0, 0.0, self.GRASP_LIFT])
+        return waypoints
+
+
+@dataclass
+class DemoEpisode:
+    observations: np.ndarray  # [T, OBS_DIM] raw, at each policy step
+    final_observation: np.ndarray  # [OBS_DIM] after the last step
+    executed: np.ndarray  # [T, ACTION_DIM] arm command + gripper sent at the end of each policy step
+    shaped: np.ndarray  # [T] shaped reward summed over each policy step's command periods
+    success: bool
+    terminated: bool
+    holds: int
+    limited: int
+
+
+def run_demo_episode(task: FrankaTask, seed: int, quality: str | ExpertConfig = "noisy",
+                     profile: str = "nominal") -> DemoEpisode:
+    """The scripted expert at 10 Hz, interpolated to the command rate like `run_expert_episode`,
+    with every command passing the runtime's `SafetyFilter` (same settings as the controller).
+
+    What is recorded as the action is what the robot was actually commanded: the filtered command
+    at each policy step's end. Chunks built from it are executable by the runtime as they are.
+    """
+    cfg = expert_config(quality) if isinstance(quality, str) else quality
+    n = round(1.0 / (POLICY_RATE_HZ * task.config.control_period_s))
+    cc = controller_config("unused.onnx")
+    safety = SafetyFilter(RobotLimits.for_robot(task.config.robot), 1.0 / task.config.control_period_s,
+                          joint_margin=cc.joint_margin_rad, max_step=cc.max_step_rad,
+                          velocity_scale=cc.velocity_scale, acceleration_scale=cc.acceleration_scale,
+                          workspace_min=cc.workspace_min, workspace_max=cc.workspace_max)
+    obs = task.reset(seed, profile)
+    agent = RuntimeAwarePickPlaceExpert(task, cfg, POLICY_RATE_HZ, seed)
+    prev_q = obs["arm_joint_positions"].copy()
+    observations, executed, shaped = [], [], []
+    holds = limited = 0
+    res = None
+    while True:
+        q, g = agent.act(obs)
+        observations.append(observation_vector(obs))
+        total = 0.0
+        for k in range(n):
+            out = safety.filter(prev_q + (k + 1) / n * (q - prev_q), g, obs["arm_joint_positions"])
+            holds += out.state == 2
+            limited += out.state == 1
+            grip = out.gripper if math.isfinite(out.gripper) else g
+            res = task.step(out.q, grip)
+            obs = res.observation
+            total += res.reward
+            if res.terminated or res.truncated:
+                break
+        executed.append(np.concatenate([out.q, [grip]]))
+        shaped.append(total)
+        prev_q = q
+        if res.terminated or res.truncated:
+            break
+    return DemoEpisode(np.asarray(observations), observation_vector(task.observation()), np.asarray(executed),
+                       np.asarray(shaped), bool(res.success), bool(res.terminated), holds, limited)
+
+
 def collect(episodes: int, quality: str = "noisy", seed: int = 0, profile: str = "nominal",
             progress: bool = True, task: FrankaTask | None = None) -> dict[str, Any]:
     """Run the scripted expert for `episodes` seeded episodes (seeds seed..seed+episodes-1)."""
@@ -152,15 +236,13 @@ def collect(episodes: int, quality: str = "noisy", seed: int = 0, profile: str =
     bar = tqdm(range(episodes), desc=f"collect {quality}", disable=not progress, mininterval=1.0)
     for ep in bar:
         s = seed + ep
-        traj = run_expert_episode(task, s, profile, cfg, POLICY_RATE_HZ)
-        obs = np.stack([observation_vector({k: traj.observations[k][i] for k in traj.observations})
-                        for i in range(len(traj))])
-        final = observation_vector(task.observation())
-        r = episode_rows(obs, final, traj.q_targets, traj.gripper, traj.rewards, traj.success, traj.terminated)
+        demo = run_demo_episode(task, s, cfg, profile)
+        r = episode_rows(demo.observations, demo.final_observation, demo.executed[:, :7], demo.executed[:, 7],
+                         demo.shaped, demo.success, demo.terminated)
         for k, v in r.items():
             rows.setdefault(k, []).append(v)
-        ids.append(np.full(len(traj), ep, dtype=np.int64))
-        succ.append(traj.success)
+        ids.append(np.full(len(demo.observations), ep, dtype=np.int64))
+        succ.append(demo.success)
         seeds.append(s)
         bar.set_postfix(success=f"{np.mean(succ):.2f}")
     data: dict[str, Any] = {k: np.concatenate(v) for k, v in rows.items()}
@@ -169,6 +251,8 @@ def collect(episodes: int, quality: str = "noisy", seed: int = 0, profile: str =
     data["episode_seeds"] = np.asarray(seeds, dtype=np.int64)
     data["layout"] = json.dumps({
         "task": TASK, "profile": profile, "quality": quality, "expert": asdict(cfg), "seed": seed,
+        "grasp_lift": RuntimeAwarePickPlaceExpert.GRASP_LIFT,
+        "actions_are": "commands after the runtime's SafetyFilter at each policy step's end",
         "observation": [{"name": n, "source": s, "size": z} for n, s, z in OBSERVATION_LAYOUT],
         "action": [{"name": n, "size": z, "units": u, "mode": m} for n, z, u, m in ACTION_ENTRIES],
         "chunk_length": CHUNK_LENGTH, "execute_steps": EXECUTE_STEPS, "policy_rate_hz": POLICY_RATE_HZ,

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Rebuild the shipped pick_place models from nothing: demonstrations -> MeanFlow base decoder (+ the
+# K=10 flow decoder) -> LP-DS / LPS / DSRL heads -> ONNX + manifests -> evaluation recorded in the
+# manifests. Datasets and run folders (data/, runs/) are not committed; models/pick_place/ is.
+#
+#   scripts/make_models.sh            # the whole chain (about 1.5-2 h on a 2-core CPU)
+#   STAGES="eval" scripts/make_models.sh   # one or more stages: demos base export heads eval
+#
+# Every stage prints its wall time; each model's manifest records its command, seed, commit,
+# training wall time and evaluation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUN=scripts/with-env
+DATA=data/pick_place
+RUNS=runs/pick_place
+MODELS=models/pick_place
+STAGES=${STAGES:-"demos base export heads eval"}
+EPISODES=${EPISODES:-100}
+
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+stage() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+mkdir -p "$DATA" "$RUNS" "$MODELS/heads" "$MODELS/flow"
+
+if has demos; then
+  stage "demonstrations"
+  $RUN lps-train collect --task pick_place --episodes 200 --quality noisy --seed 0 --out "$DATA/demos.npz"
+fi
+
+if has base; then
+  stage "base decoders"
+  $RUN lps-train train-base --demos "$DATA/demos.npz" --decoder meanflow --steps 6000 --hidden 256 --layers 3 \
+    --lr 1e-3 --seed 0 --set batch_size=256 --set ema_decay=0.998 --out "$RUNS/meanflow.pt"
+  $RUN lps-train train-base --demos "$DATA/demos.npz" --decoder flow --steps 6000 --hidden 256 --layers 3 \
+    --lr 1e-3 --seed 0 --set batch_size=256 --set ema_decay=0.998 --out "$RUNS/flow.pt"
+fi
+
+if has export; then
+  stage "export decoders"
+  $RUN lps-train export --checkpoint "$RUNS/meanflow.pt" --out "$MODELS/decoder.onnx"
+  $RUN lps-train export --checkpoint "$RUNS/flow.pt" --out "$MODELS/flow/decoder.onnx"
+fi
+
+if has heads; then
+  stage "heads"
+  $RUN lps-train train-head --algo lpds --decoder "$RUNS/meanflow.pt" --decoder-onnx "$MODELS/decoder.onnx" \
+    --task pick_place --steps 8000 --delta 0.35 --seed 0 --out "$RUNS/lpds.pt"
+  $RUN lps-train train-head --algo lps --decoder "$RUNS/meanflow.pt" --demos "$DATA/demos.npz" --steps 6000 \
+    --seed 0 --out "$RUNS/lps.pt"
+  $RUN lps-train train-head --algo dsrl --decoder "$RUNS/meanflow.pt" --decoder-onnx "$MODELS/decoder.onnx" \
+    --task pick_place --steps 8000 --seed 0 --out "$RUNS/dsrl.pt"
+  for h in lpds lps dsrl; do
+    $RUN lps-train export --checkpoint "$RUNS/$h.pt" --decoder-onnx "$MODELS/decoder.onnx" --out "$MODELS/heads/$h.onnx"
+  done
+fi
+
+if has eval; then
+  stage "evaluation"
+  $RUN lps-train evaluate --decoder "$MODELS/decoder.onnx" --head none lpds lps dsrl --episodes "$EPISODES" \
+    --profile nominal --record --out "$RUNS/eval_nominal.json"
+fi
+stage "done"
