@@ -8,8 +8,7 @@ asserts nothing. Every process runs with loopback-only discovery in a domain of 
      in its own process (SingleThreadedExecutor, no policy) measured the same way.
   2. observation -> command latency across processes, p50/p99 (trigger=observation): this
      process publishes JointState at 100 Hz and times until the JointTrajectory comes back, for
-     the SingleThreaded and MultiThreaded executors in the node (the EventsExecutor of these
-     rclpy wheels answers no service call, so a lifecycle node cannot run on it). Baseline: an echo node that
+     the SingleThreaded and the experimental Events executor in the node. Baseline: an echo node that
      answers each JointState with a JointTrajectory at once (transport round trip, no policy).
   3. missed cycles during 20 head swaps at 100 Hz (status counter, and telemetry gaps).
 
@@ -291,7 +290,7 @@ def main() -> None:
         base = bench_baseline_timer(client, tmp, min(SECONDS, 20.0))
         loop = bench_timer_loop(client, tmp, models, SECONDS)
         echo = bench_latency(client, tmp, None, 'events', LATENCY_SECONDS)
-        lat = {ex: bench_latency(client, tmp, models, ex, LATENCY_SECONDS) for ex in ('single', 'multi')}
+        lat = {ex: bench_latency(client, tmp, models, ex, LATENCY_SECONDS) for ex in ('single', 'events')}
 
     def fmt(t: tuple[float, float, float]) -> str:
         return f'{t[0]:.3f} / {t[1]:.3f} / {t[2]:.3f}'
