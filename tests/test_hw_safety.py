@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from lps_franka_hw.startup import (
+from lps_steering.core.startup import (
     StateWatchdog,
     check_joint_positions,
     check_joint_state_fresh,

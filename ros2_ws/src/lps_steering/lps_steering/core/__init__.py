@@ -1,8 +1,9 @@
 """Runtime core of lps-franka: plain Python over numpy and onnxruntime (never rclpy, never torch).
 
 Modules: `manifest` (model artifact schema), `sessions` (ONNX Runtime sessions), `policy`
-(`SteeredPolicy`), `observation`, `kinematics`, `chunking`, `safety`, `controller`
-(`SteeringController`, the whole cycle the policy node wraps).
+(`SteeredPolicy`), `observation`, `kinematics`, `chunking`, `safety`, `startup` (start-up
+checks, joint-state watchdog), `controller` (`SteeringController`, the whole cycle the policy
+node wraps).
 """
 
 from .controller import ControllerConfig, CycleResult, SteeringController
@@ -11,11 +12,12 @@ from .observation import MissingObservation, NonFiniteObservation, ObservationEr
 from .policy import LoadedModel, PolicyOutput, SteeredPolicy, check_head_matches, load_model
 from .safety import SAFETY_HOLD, SAFETY_LIMITED, SAFETY_OK, RobotLimits, SafetyFilter, SafetyResult
 from .sessions import ProviderError, create_session
+from .startup import StartupReport, StateWatchdog, run_startup_checks
 
 __all__ = [
     "SAFETY_HOLD", "SAFETY_LIMITED", "SAFETY_OK", "ControllerConfig", "CycleResult", "LoadedModel",
     "Manifest", "ManifestError", "MissingObservation", "NonFiniteObservation", "ObservationError",
     "PolicyOutput", "ProviderError", "RobotLimits", "SafetyFilter", "SafetyResult", "StaleObservation",
-    "SteeredPolicy", "SteeringController", "check_head_matches", "create_session", "load_manifest",
+    "StartupReport", "StateWatchdog", "SteeredPolicy", "SteeringController", "check_head_matches", "create_session", "load_manifest",
     "load_model", "sha256_file",
 ]
