@@ -243,6 +243,8 @@ class JointStateSource:
         self.q = list(READY_POSE)
         self.width = 0.08
         self.enabled = True
+        # A builtin_interfaces/Time to stamp every message with (a frozen publisher), or None.
+        self.frozen_stamp = None
         self.published = 0
         self._node = client.node
         self._msg = JointState()
@@ -260,7 +262,7 @@ class JointStateSource:
         if not self.enabled:
             return
         msg = self._msg
-        msg.header.stamp = self._node.get_clock().now().to_msg()
+        msg.header.stamp = self.frozen_stamp or self._node.get_clock().now().to_msg()
         msg.position = list(self.q) + [self.width / 2, self.width / 2]
         msg.velocity = [0.0] * 9
         if self.object_position is not None:

@@ -168,3 +168,75 @@ def test_temporal_ensembling_cycle(tiny_models):
     _, results = _run(c, READY, 0.0, 50)
     assert sum(r.replanned for r in results) == 5  # one chunk per policy period (10 cycles)
     assert all(not r.held for r in results)
+
+
+def test_jerk_scale_config_and_validation(tiny_models):
+    assert ControllerConfig(decoder_path="x.onnx").jerk_scale == 0.5  # jerk-limited unless turned off
+    assert ControllerConfig(decoder_path="x.onnx", jerk_scale=0).jerk_scale is None
+    assert ControllerConfig(decoder_path="x.onnx", jerk_scale=0.0).jerk_scale is None
+    for bad in (1.5, -0.1, math.nan, "0.5", True):
+        with pytest.raises(ValueError, match=r"`jerk_scale` must be in \(0, 1\], or None / 0"):
+            ControllerConfig(decoder_path="x.onnx", jerk_scale=bad)
+    assert _controller(tiny_models, jerk_scale=0.25).safety.jerk_limited
+    c = _controller(tiny_models, jerk_scale=None)
+    assert not c.safety.jerk_limited
+
+
+def test_jerk_limited_cycle_reports_velocity_and_brakes_to_rest_on_hold(tiny_models):
+    c = _controller(tiny_models, jerk_scale=0.5, max_step_rad=0.02)
+    f = c.safety
+    q, results = _run(c, READY, 0.0, 60)
+    commands = np.array([READY] + [r.command for r in results])
+    v = np.diff(commands, axis=0) * RATE
+    # The velocity the node streams is the finite difference of consecutive commands.
+    np.testing.assert_allclose(f.velocity, v[-1], atol=1e-9)
+    a = np.diff(v, axis=0) * RATE
+    assert np.all(np.abs(v) <= f.v_max * (1 + 1e-6))
+    assert np.all(np.abs(np.diff(a, axis=0) * RATE) <= f.j_max * (1 + 1e-6))
+    # Get the output moving fast (a far target through the same filter), then latch a hold.
+    for _ in range(15):
+        res = f.filter(q + 0.5, None, q)
+    speed = np.abs(f.velocity).max()
+    assert speed > 0.5
+    c.hold("operator stop")
+    held = [res.q]
+    for i in range(200):
+        r = c.step(1.0 + i / RATE, q)
+        assert r.held and r.safety_reason == "operator stop"
+        held.append(r.command)
+        if f.at_rest:
+            break
+    assert f.at_rest, "the hold never came to rest"
+    held = np.array(held)
+    assert len(held) > 5  # a graceful stop from speed takes several periods, not one
+    hv = np.diff(held, axis=0) * RATE
+    assert np.all(np.abs(hv) <= f.v_max * (1 + 1e-6))
+    assert np.all(np.abs(np.diff(np.diff(hv, axis=0), axis=0)) * RATE * RATE <= f.j_max * (1 + 1e-6))
+    # At rest the command stays put.
+    np.testing.assert_array_equal(c.step(3.0, q).command, held[-1])
+    np.testing.assert_array_equal(f.velocity, np.zeros(7))
+
+
+def test_reset_starts_from_the_measured_pose_and_reseed_repeats_chunks(tiny_models):
+    c = _controller(tiny_models, head=None)
+    _run(c, READY, 0.0, 10)
+    first = c.executor.targets.copy()
+    # The arm was moved elsewhere meanwhile (a new episode): after reset the first command is
+    # the measured pose, not a continuation of the old commands.
+    elsewhere = READY + np.array([0.1, -0.1, 0.05, 0.1, 0.0, -0.05, 0.1])
+    c.reset()
+    c.reseed(5)
+    _, results = _run(c, elsewhere, 5.0, 3)
+    np.testing.assert_allclose(results[0].command, elsewhere, atol=1e-12)
+    assert results[0].replanned and not results[0].held
+    # Same seed, same observation: the same chunk as at the start.
+    c.reset()
+    c.reseed(5)
+    _run(c, READY, 10.0, 1)
+    np.testing.assert_array_equal(c.executor.targets, first)
+    c.reset()
+    c.reseed(6)
+    _run(c, READY, 20.0, 1)
+    assert np.abs(c.executor.targets - first).max() > 1e-4
+    with pytest.raises(ValueError, match=r"`seed` must be an integer >= 0, got -1"):
+        c.reseed(-1)

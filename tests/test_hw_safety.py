@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from lps_steering.core.safety import SAFETY_HOLD, SAFETY_LIMITED, SAFETY_OK, RobotLimits, SafetyFilter
 from lps_steering.core.startup import (
     StateWatchdog,
     check_joint_positions,
@@ -19,7 +20,6 @@ from lps_steering.core.startup import (
     check_robot_mode,
     run_startup_checks,
 )
-from lps_steering.core.safety import SAFETY_HOLD, SAFETY_LIMITED, SAFETY_OK, RobotLimits, SafetyFilter
 
 READY = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
 WIDE_BOX = dict(workspace_min=(-2.0, -2.0, -2.0), workspace_max=(2.0, 2.0, 2.0))

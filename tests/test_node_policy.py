@@ -111,7 +111,10 @@ def test_lifecycle_commands_and_holds(tmp_path: Path, client: RosClient, models:
     telemetry = Collector(client.node, SteeringTelemetry, f'{NODE}/telemetry')
     status = Collector(client.node, SteeringStatus, f'{NODE}/status')
     source = JointStateSource(client)
-    with _start(tmp_path, 'lifecycle', max_joint_step=MAX_STEP, max_observation_age_ms=150.0) as proc:
+    # jerk_scale 0: the plain step-limited filter (one hold at the measured pose on deactivation);
+    # the jerk-limited default is exercised in test_node_safety.py.
+    with _start(tmp_path, 'lifecycle', max_joint_step=MAX_STEP, max_observation_age_ms=150.0,
+                jerk_scale=0.0) as proc:
         client.wait_for_node(NODE)
         assert client.get_state(NODE) == 'unconfigured'
 
@@ -267,18 +270,22 @@ def test_observation_trigger_one_cycle_per_joint_state(tmp_path: Path, client: R
     telemetry = Collector(client.node, SteeringTelemetry, f'{NODE}/telemetry')
     commands = Collector(client.node, JointTrajectory, 'fr3_arm_controller/joint_trajectory')
     source = JointStateSource(client, rate_hz=50.0)
-    source.enabled = False
     with _start(tmp_path, 'observation', decoder=str(models['decoder']), trigger='observation',
                 max_observation_age_ms=5000.0):
         client.wait_for_node(NODE)
+        # Activation needs a fresh joint state (start-up check), so the source runs until then.
         assert client.change_state(NODE, 'configure') and client.change_state(NODE, 'activate')
-        time.sleep(0.3)
-        assert telemetry.snapshot() == []  # no observation yet, no cycle
-        source.enabled = True
-        telemetry.wait_count(40, 5.0)
+        telemetry.wait_count(5, 5.0)
         source.enabled = False
         time.sleep(0.3)
-        sent = source.published
-        got = len(commands.snapshot())
+        sent0, got0, cycles0 = source.published, len(commands.snapshot()), len(telemetry.snapshot())
+        time.sleep(0.3)
+        assert len(telemetry.snapshot()) == cycles0  # no observation, no cycle
+        source.enabled = True
+        telemetry.wait_count(cycles0 + 40, 5.0)
+        source.enabled = False
+        time.sleep(0.3)
+        sent = source.published - sent0
+        got = len(commands.snapshot()) - got0
         assert got == sent, f'{sent} joint states published, {got} commands received'
     source.close()

@@ -19,5 +19,5 @@ __all__ = [
     "Manifest", "ManifestError", "MissingObservation", "NonFiniteObservation", "ObservationError",
     "PolicyOutput", "ProviderError", "RobotLimits", "SafetyFilter", "SafetyResult", "StaleObservation",
     "StartupReport", "StateWatchdog", "SteeredPolicy", "SteeringController", "check_head_matches", "create_session", "load_manifest",
-    "load_model", "sha256_file",
+    "load_model", "run_startup_checks", "sha256_file",
 ]

@@ -45,6 +45,10 @@ class ControllerConfig:
         max_step_rad: largest change of any joint command between two command periods.
         velocity_scale: fraction of the robot's joint velocity limits the filter allows.
         acceleration_scale: fraction of the robot's joint acceleration limits the filter allows.
+        jerk_scale: fraction of the robot's joint jerk limits the filter allows; None or 0 turns
+            jerk limiting off. With it on, streamed targets have bounded jerk (a Franka stops
+            with a discontinuity reflex otherwise) and every hold decelerates to rest instead of
+            stopping dead.
         workspace_min: lower corner (x, y, z) of the TCP workspace box in the base frame (m).
         workspace_max: upper corner (x, y, z) of the TCP workspace box in the base frame (m).
         warmup_runs: inferences run at configure() so the first control cycle is not slow.
@@ -67,6 +71,7 @@ class ControllerConfig:
     max_step_rad: float = 0.02
     velocity_scale: float = 0.5
     acceleration_scale: float = 0.5
+    jerk_scale: float | None = 0.5
     workspace_min: tuple[float, float, float] = (0.2, -0.6, 0.02)
     workspace_max: tuple[float, float, float] = (0.85, 0.6, 0.9)
     warmup_runs: int = 10
@@ -108,6 +113,10 @@ class ControllerConfig:
             value = getattr(self, name)
             if not _finite(value) or not 0.0 < value <= 1.0:
                 raise bad(name, "in (0, 1]", value)
+        if self.jerk_scale is not None and not isinstance(self.jerk_scale, bool) and self.jerk_scale == 0:
+            self.jerk_scale = None
+        if self.jerk_scale is not None and (not _finite(self.jerk_scale) or not 0.0 < self.jerk_scale <= 1.0):
+            raise bad("jerk_scale", "in (0, 1], or None / 0 to turn jerk limiting off", self.jerk_scale)
         for name in ("workspace_min", "workspace_max"):
             value = tuple(getattr(self, name))
             if len(value) != 3 or not all(_finite(v) for v in value):
@@ -214,6 +223,7 @@ class SteeringController:
         self.safety = SafetyFilter(limits, cfg.command_rate_hz, joint_margin=cfg.joint_margin_rad,
                                    max_step=cfg.max_step_rad, velocity_scale=cfg.velocity_scale,
                                    acceleration_scale=cfg.acceleration_scale,
+                                   jerk_scale=cfg.jerk_scale,
                                    workspace_min=cfg.workspace_min, workspace_max=cfg.workspace_max)
         # Warm the whole policy path (normalisation, head, decoder) on a plausible observation.
         probe = np.asarray(self.assembler.mean_raw_observation(), dtype=np.float64)
@@ -351,6 +361,27 @@ class SteeringController:
         self._latched_hold = ""
         if self.executor is not None:
             self.executor.reset()
+
+    def reset(self) -> None:
+        """Start afresh from the measured position: no latched hold, no chunk, no command history.
+
+        For (re)activation, when the arm may have been moved since the last command (a new
+        episode, a person guiding it): the safety filter must not continue from a command the
+        arm no longer stands at.
+        """
+        self._latched_hold = ""
+        if self.executor is not None:
+            self.executor.reset()
+        if self.safety is not None:
+            self.safety.reset()
+
+    def reseed(self, seed: int) -> None:
+        """Restart the base noise generator at `seed`; the next chunk draws its noise from it."""
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}")
+        if self.policy is None:
+            raise RuntimeError("SteeringController is not configured: call configure() first")
+        self.policy.reseed(seed)
 
     @property
     def holding(self) -> str:

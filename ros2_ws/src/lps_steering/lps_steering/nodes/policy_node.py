@@ -2,9 +2,27 @@
 
 configure  read parameters, build the controller (load + validate models, warm up), create
            publishers and subscriptions. Any error -> FAILURE, reason logged, node unconfigured.
-activate   start the control loop.
-deactivate stop the loop, publish a hold at the measured position.
+activate   run the start-up checks (`lps_steering.core.startup`: a joint state received within
+           `startup_max_joint_state_age_ms`, waited for up to 2 s; joints inside the limits with
+           the filter's margin; robot mode IDLE or MOVE where a FrankaRobotState monitor exists
+           and use_sim_time is off; models validated; providers as requested). Any failure ->
+           FAILURE, the reasons logged and in `~/status` (safety_reason). Then the controller
+           starts afresh from the measured pose and the control loop runs.
+deactivate stop the loop; the arm holds: with `jerk_scale` > 0 hold commands decelerate the last
+           command to rest (at most 2 s), then nothing more is sent; without, one hold at the
+           measured position.
 cleanup    release the ONNX sessions.
+
+Watchdog: joint states that stop arriving or whose header stamp stops advancing for
+`watchdog_timeout_ms` latch a hold with the reason; it is released when fresh states return, and
+chunks restart from the measured pose. The same holds while the robot reports a mode other than
+IDLE / MOVE (real robot only).
+
+`~/recover` (std_srvs/Trigger) sends franka_hardware's error recovery goal, only when called and
+only while the node is not active. The robot-mode monitor and the recovery client come from
+`lps_franka_hw.recovery` and need franka_msgs; both are optional imports (the package does not
+exec_depend on them: lps_franka_hw depends on this package, and franka_msgs is not on PyPI). Without
+them the robot-mode check is skipped and `~/recover` answers that franka_msgs is not installed.
 
 Threads. Control cycles run in a dedicated control thread, never in the executor: the executor
 (SingleThreadedExecutor by default) serves subscriptions, lifecycle and parameter services and the
@@ -30,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+import rclpy.task
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import PoseStamped
 from lps_msgs.msg import SteeringStatus, SteeringTelemetry
@@ -39,14 +58,29 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time as RosTime
+from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from lps_steering.core import SAFETY_HOLD, ControllerConfig, CycleResult, SteeringController
+from lps_steering.core import SAFETY_HOLD, ControllerConfig, CycleResult, RobotLimits, SteeringController
+from lps_steering.core.startup import (
+    READY_MODES,
+    ROBOT_MODES,
+    StartupReport,
+    StateWatchdog,
+    run_startup_checks,
+)
 
 ARM_DOF = 7
 NO_HEAD = 'none'
+# An activation right after configure must not race the first joint state: wait this long for one.
+STARTUP_WAIT_S = 2.0
+# Deactivation decelerates to rest; a stop that takes longer than this is reported and abandoned
+# (the joint trajectory controller then holds the last point it got).
+BRAKE_TIMEOUT_S = 2.0
+RECOVERY_TIMEOUT_S = 30.0
 
 # Parameters read at configure; changing them needs cleanup + configure, so they are refused
 # while the node is configured (the descriptor says so too).
@@ -59,8 +93,8 @@ def _float(text: str, lo: float, hi: float, *, live: bool = False) -> ParameterD
         floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi, step=0.0)])
 
 
-def _int(text: str, lo: int, hi: int) -> ParameterDescriptor:
-    return ParameterDescriptor(description=f'{text}; {_CONFIG_TIME}',
+def _int(text: str, lo: int, hi: int, *, live: bool = False) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text if live else f'{text}; {_CONFIG_TIME}',
                                integer_range=[IntegerRange(from_value=lo, to_value=hi, step=1)])
 
 
@@ -94,7 +128,10 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     'gripper_command_topic': ('gripper_command', _text('std_msgs/Float64 gripper width output (m)')),
     'guard': (0.0, _float('run-time trust-region guard for lpds heads (x trust_region_delta); 0 = off',
                           0.0, 100.0)),
-    'noise_seed': (0, _int('seed of the base noise generator', 0, 2**31 - 1)),
+    'noise_seed': (0, _int(
+        'seed of the base noise generator. Settable while configured: the generator restarts from '
+        'it at the next replan (the evaluator sets it to the episode seed before every episode)',
+        0, 2**31 - 1, live=True)),
     'providers': (['CPUExecutionProvider'], _text('ONNX Runtime execution providers, in priority order')),
     'allow_provider_fallback': (False, _text('accept a session that runs on other providers than asked')),
     'intra_op_threads': (1, _int('ONNX Runtime intra-op threads per session', 1, 64)),
@@ -103,8 +140,17 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     'workspace_max': ([0.85, 0.6, 0.9], _text('upper corner (x, y, z) of the TCP box, base frame (m)')),
     'max_joint_step': (0.02, _float('largest change of a joint command per command period (rad)',
                                     1e-4, 0.2)),
+    'jerk_scale': (0.5, _float(
+        'fraction of the joint jerk limits the safety filter allows; commands then carry '
+        'velocities and holds decelerate to rest. 0 = no jerk limit (holds stop dead)', 0.0, 1.0)),
+    'watchdog_timeout_ms': (200.0, _float(
+        'joint states that stop arriving, or whose header stamp stops advancing, for this long '
+        'make the arm hold until fresh ones return (ms)', 1.0, 10000.0)),
+    'startup_max_joint_state_age_ms': (500.0, _float(
+        'activation is refused unless a joint state arrived within this time (ms); a missing or '
+        'older one is waited for up to 2 s first', 1.0, 10000.0)),
 }
-_LIVE = frozenset({'steering_head'})
+_LIVE = frozenset({'steering_head', 'noise_seed'})
 
 
 class PolicyNode(LifecycleNode):
@@ -126,12 +172,27 @@ class PolicyNode(LifecycleNode):
         self._obs_event = threading.Event()
         self._pending_lock = threading.Lock()
         self._pending_head: tuple[Any, str] | None = None
+        self._pending_seed: int | None = None
+        self._watchdog: StateWatchdog | None = None
+        self._mode_monitor: Any = None
+        self._external_hold = ''
         self._head_path = NO_HEAD
         self._last_swap_error = ''
         self._reset_counters()
         # Newest messages, written by subscription callbacks, read by the control thread.
         self._joint_msg: tuple[JointState, float, int] | None = None
         self._pose_msgs: dict[str, tuple[PoseStamped, float] | None] = {}
+        # Error recovery is served in every state: a robot in reflex must be recoverable before
+        # the policy is configured.
+        self._recovery: Any = None
+        self._recovery_missing = ''
+        try:
+            from lps_franka_hw.recovery import ErrorRecoveryClient
+        except ImportError as exc:
+            self._recovery_missing = f'lps_franka_hw is not installed ({exc})'
+        else:
+            self._recovery = ErrorRecoveryClient(self)
+        self._recover_srv = self.create_service(Trigger, '~/recover', self._on_recover)
 
     # ================================================================ parameters
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -149,7 +210,17 @@ class PolicyNode(LifecycleNode):
                 reason = self._load_head(p.value)
                 if reason:
                     return SetParametersResult(successful=False, reason=reason)
+            if p.name == 'noise_seed' and self._controller is not None:
+                self._queue_reseed(p.value)
         return SetParametersResult(successful=True)
+
+    def _queue_reseed(self, seed: int) -> None:
+        """Reseed now when no loop runs, else hand it to the control thread (applied before a cycle)."""
+        if self._thread is not None and self._thread.is_alive():
+            with self._pending_lock:
+                self._pending_seed = seed
+        else:
+            self._controller.reseed(seed)
 
     @staticmethod
     def _check_value(p: Parameter) -> str:
@@ -214,6 +285,7 @@ class PolicyNode(LifecycleNode):
             guard=p['guard'],
             seed=p['noise_seed'],
             max_step_rad=p['max_joint_step'],
+            jerk_scale=p['jerk_scale'] or None,
             workspace_min=tuple(p['workspace_min']),
             workspace_max=tuple(p['workspace_max']),
         )
@@ -236,6 +308,9 @@ class PolicyNode(LifecycleNode):
         self._period = 1.0 / config.command_rate_hz
         self._trigger = self.get_parameter('trigger').value
         self._max_age = config.max_observation_age_s
+        self._startup_age = self.get_parameter('startup_max_joint_state_age_ms').value / 1e3
+        self._watchdog = StateWatchdog(self.get_parameter('watchdog_timeout_ms').value / 1e3)
+        self._mode_monitor = self._make_mode_monitor()
         self._build_io(config)
         self._state = 'inactive'
         self.get_logger().info(
@@ -275,9 +350,31 @@ class PolicyNode(LifecycleNode):
         self._telemetry = SteeringTelemetry()
         self._telemetry.header.frame_id = ''
 
+    def _make_mode_monitor(self) -> Any:
+        """FrankaRobotState monitor on the real robot; None in sim or without franka_msgs."""
+        if self.get_parameter('use_sim_time').value:
+            return None
+        try:
+            from lps_franka_hw.recovery import RobotModeMonitor
+        except ImportError:
+            return None
+        monitor = RobotModeMonitor(self)
+        return monitor if monitor.available else None
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        report = self._startup_report()
+        if not report.ok:
+            reason = f'activation refused: {report.summary()}'
+            self.get_logger().error(reason)
+            self._last_safety, self._last_reason = SAFETY_HOLD, reason
+            self._publish_status()
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(report.summary())
         self._reset_counters()
-        self._controller.resume()
+        # Afresh from the measured pose: the arm may have moved since the last command (a new
+        # episode, guiding mode), so neither chunks nor the filter's history carry over.
+        self._controller.reset()
+        self._external_hold = ''
         self._stop.clear()
         self._thread = threading.Thread(target=self._control_loop, name='control', daemon=True)
         self._state = 'active'
@@ -286,9 +383,31 @@ class PolicyNode(LifecycleNode):
         self._publish_status()
         return super().on_activate(state)
 
+    def _startup_report(self) -> StartupReport:
+        c, cfg = self._controller, self._controller.config
+        latest = self._joint_msg
+        if latest is None or self._now_s() - latest[1] > self._startup_age:
+            # The executor is busy with this transition: take the next joint state directly.
+            ok, msg = wait_for_message(JointState, self, self.get_parameter('joint_states_topic').value,
+                                       qos_profile=10, time_to_wait=STARTUP_WAIT_S)
+            if ok:
+                self._on_joint_state(msg)
+                latest = self._joint_msg
+        limits = RobotLimits.for_robot(cfg.robot)
+        monitor = self._mode_monitor
+        return run_startup_checks(
+            now_s=self._now_s(), joint_state_stamp_s=latest[1] if latest is not None else None,
+            joint_positions=self._measured_q(), q_min=limits.q_min, q_max=limits.q_max,
+            robot_mode=monitor.mode if monitor is not None else None,
+            robot_mode_required=monitor is not None,
+            decoder_id=c.decoder_id, head_id=c.head_id, head_requested=self._head_path != NO_HEAD,
+            requested_providers=cfg.providers, active_providers=c.providers,
+            allow_provider_fallback=cfg.allow_provider_fallback,
+            max_joint_state_age_s=self._startup_age, joint_margin_rad=cfg.joint_margin_rad)
+
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_loop()
-        self._hold_at_measured('deactivated')
+        self._stop_arm('deactivated')
         self._state = 'inactive'
         self.get_logger().info('inactive: control loop stopped, arm holds')
         self._publish_status()
@@ -303,14 +422,14 @@ class PolicyNode(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._thread is not None:
             self._stop_loop()
-            self._hold_at_measured('shutdown')
+            self._stop_arm('shutdown')
         self._release()
         self._state = 'finalized'
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_loop()
-        self._hold_at_measured('error')
+        self._stop_arm('error')
         self._release()
         self._state = 'unconfigured'
         return TransitionCallbackReturn.SUCCESS
@@ -322,6 +441,10 @@ class PolicyNode(LifecycleNode):
         if self._status_timer is not None:
             self.destroy_timer(self._status_timer)
             self._status_timer = None
+        if self._mode_monitor is not None and self._mode_monitor.sub is not None:
+            self.destroy_subscription(self._mode_monitor.sub)
+        self._mode_monitor = None
+        self._watchdog = None
         for pub in (self._cmd_pub, self._grip_pub, self._telemetry_pub):
             if pub is not None:
                 self.destroy_publisher(pub)
@@ -332,6 +455,7 @@ class PolicyNode(LifecycleNode):
         self._joint_msg = None
         with self._pending_lock:
             self._pending_head = None
+            self._pending_seed = None
 
     def _stop_loop(self) -> None:
         self._stop.set()
@@ -348,15 +472,62 @@ class PolicyNode(LifecycleNode):
             return
         self._controller.hold(reason)
         q = self._measured_q()
-        if q is None or self._cmd_pub is None:
+        if q is None or not np.all(np.isfinite(q)) or self._cmd_pub is None:
             self.get_logger().warning(f'{reason}: no finite joint state to hold at; no command sent')
             return
         self._traj.points[0].positions = q
+        self._traj.points[0].velocities = [0.0] * ARM_DOF
+        self._cmd_pub.publish(self._traj)
+
+    def _stop_arm(self, reason: str) -> None:
+        """Hold after the loop stopped: decelerate to rest (jerk-limited) or one hold at the measured pose.
+
+        Runs in the calling (executor) thread with the loop already stopped, so the controller is
+        touched by one thread only. Commands only, no telemetry: these periods are not control
+        cycles of an episode.
+        """
+        c = self._controller
+        if c is None or c.safety is None or not c.safety.jerk_limited:
+            self._hold_at_measured(reason)
+            return
+        c.hold(reason)
+        started = time.monotonic()
+        deadline, sent = started, 0
+        while self._cmd_pub is not None:
+            q = self._measured_q()
+            result = c.step(self._now_s(), q if q is not None else np.full(ARM_DOF, math.nan))
+            if not np.all(np.isfinite(result.command)):
+                self.get_logger().warning(f'{reason}: no command was ever sent and no finite joint '
+                                          'state to hold at; no command sent')
+                return
+            self._send(result.command, c.safety.velocity)
+            sent += 1
+            if c.safety.at_rest:
+                self.get_logger().info(f'{reason}: at rest after {sent} hold commands '
+                                       f'({1e3 * (time.monotonic() - started):.0f} ms)')
+                return
+            if time.monotonic() - started > BRAKE_TIMEOUT_S:
+                self.get_logger().error(f'{reason}: not at rest after {BRAKE_TIMEOUT_S} s '
+                                        f'({sent} hold commands); the controller holds the last one')
+                return
+            deadline += self._period
+            time.sleep(max(0.0, deadline - time.monotonic()))
+
+    def _send(self, q: np.ndarray, velocity: np.ndarray) -> None:
+        point = self._traj.points[0]
+        point.positions = q
+        # Velocities make joint_trajectory_controller join points with cubic splines that match
+        # the filter's velocity, instead of velocity jumps at every point.
+        point.velocities = velocity
         self._cmd_pub.publish(self._traj)
 
     # ================================================================ inputs
     def _on_joint_state(self, msg: JointState) -> None:
-        self._joint_msg = (msg, self._now_s(), time.monotonic_ns())
+        now = self._now_s()
+        self._joint_msg = (msg, now, time.monotonic_ns())
+        watchdog = self._watchdog
+        if watchdog is not None:
+            watchdog.feed(now, msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec)
         self._obs_event.set()
 
     def _on_pose(self, source: str, msg: PoseStamped) -> None:
@@ -476,12 +647,16 @@ class PolicyNode(LifecycleNode):
         self._cycles += 1
         with self._pending_lock:
             pending, self._pending_head = self._pending_head, None
+            seed, self._pending_seed = self._pending_seed, None
         if pending is not None:
             self._install(*pending)
+        c = self._controller
+        if seed is not None:
+            c.reseed(seed)
         self._feed_error = ''
         q, _ = self._feed()
         now = self._now_s()
-        c = self._controller
+        self._check_external_hold(now)
         if q is None:
             result = None
             reason = 'no joint state with all arm joints received yet'
@@ -490,12 +665,58 @@ class PolicyNode(LifecycleNode):
                 q = np.full(ARM_DOF, math.nan)  # the controller turns a bad measurement into a hold
             result = c.step(now, q)
             reason = self._feed_error or result.safety_reason
-            self._traj.points[0].positions = result.command
-            self._cmd_pub.publish(self._traj)
+            if np.all(np.isfinite(result.command)):
+                self._send(result.command, c.safety.velocity)
             if math.isfinite(result.gripper):
                 self._grip_msg.data = result.gripper
                 self._grip_pub.publish(self._grip_msg)
         self._publish_telemetry(result, reason, started)
+
+    def _check_external_hold(self, now: float) -> None:
+        """Watchdog and robot mode: latch a hold with the reason; release it once both are fine."""
+        reason = self._watchdog.check(now) if self._watchdog is not None else ''
+        monitor = self._mode_monitor
+        if not reason and monitor is not None and monitor.mode is not None and monitor.mode not in READY_MODES:
+            reason = f'robot mode {ROBOT_MODES.get(monitor.mode, monitor.mode)}: not ready to move'
+        if reason and not self._external_hold:
+            self._controller.hold(reason)
+            self._external_hold = reason
+            self.get_logger().warning(f'holding: {reason}')
+        elif not reason and self._external_hold:
+            # resume() restarts chunk execution from the measured pose.
+            self._controller.resume()
+            self.get_logger().info(f'released the hold ({self._external_hold}): joint states fresh again')
+            self._external_hold = ''
+
+    # ================================================================ error recovery
+    async def _on_recover(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """Operator-triggered error recovery; never called by the node itself."""
+        if self._recovery is None:
+            response.success, response.message = False, f'error recovery unavailable: {self._recovery_missing}'
+        elif self._state == 'active':
+            response.success, response.message = False, (
+                'the policy node is active: deactivate it first (recovery while it streams commands '
+                'would let the arm move at once), recover, then activate (the start-up checks run again)')
+        else:
+            future = rclpy.task.Future()
+
+            def done(ok: bool, text: str) -> None:
+                if not future.done():
+                    future.set_result((ok, text))
+
+            if not self._recovery.recover(done):
+                done(False, 'an error recovery is already running')
+            if not future.done():
+                timer = self.create_timer(RECOVERY_TIMEOUT_S, lambda: done(
+                    False, f'error recovery did not finish within {RECOVERY_TIMEOUT_S} s'))
+                try:
+                    await future
+                finally:
+                    self.destroy_timer(timer)
+            response.success, response.message = future.result()
+        log = self.get_logger().info if response.success else self.get_logger().error
+        log(f'~/recover: {response.message}')
+        return response
 
     def _publish_telemetry(self, result: CycleResult | None, reason: str, started: float) -> None:
         c, t = self._controller, self._telemetry
