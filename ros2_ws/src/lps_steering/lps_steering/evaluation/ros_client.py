@@ -4,11 +4,14 @@ The stack is the sim bridge in lock-step plus the policy node triggered by obser
 (`launch/stacks.yaml`, stack `eval`). Per run (head x profile) the head is swapped through the
 policy node's `steering_head` parameter; per episode:
 
-    deactivate policy (it holds)  ->  reset_episode(task, seed, profile)  ->  activate policy
+    deactivate policy (it decelerates to rest)  ->  reset_episode(task, seed, profile)
+    ->  noise_seed = seed  ->  activate policy
     ->  task_status until done (success / timeout / failure) or our own sim-time limit
 
 The policy is inactive across the reset, so no command meant for one episode reaches the next,
-and activation starts the first chunk from the measured position of the new episode. Every wait has
+and activation starts the first chunk from the measured position of the new episode. Its noise
+generator restarts from the episode seed, so an episode's result depends on its seed (and head,
+profile), not on which episodes ran before it. Every wait has
 a wall-clock limit: a dead node ends the evaluation with a message instead of hanging it.
 """
 
@@ -208,11 +211,34 @@ class EvaluationClient:
 
     def set_head(self, path: str) -> None:
         """Swap the head the way a user would: set the node's `steering_head` parameter."""
-        value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=path)
-        req = SetParameters.Request(parameters=[Parameter(name="steering_head", value=value)])
+        self._set_parameter("steering_head", ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=path))
+
+    def set_noise_seed(self, seed: int) -> None:
+        """Restart the policy's noise generator from `seed` (the node applies it at the next replan)."""
+        self._set_parameter("noise_seed", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=seed))
+
+    def _set_parameter(self, name: str, value: ParameterValue) -> None:
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=value)])
         result = self._call(SetParameters, f"{self.policy}/set_parameters", req, 120.0).results[0]
         if not result.successful:
-            raise EvaluationError(f"{self.policy} refused steering_head={path}: {result.reason}")
+            raise EvaluationError(f"{self.policy} refused {name}={_value_text(value)}: {result.reason}")
+
+    def _settle(self, before: int) -> None:
+        """Wait until the sim has applied every hold command of a deactivation.
+
+        A jerk-limited deactivation sends several commands (deceleration to rest), each one a
+        lock-step period: one landing after the reset would move the new episode's arm.
+        """
+        try:
+            self._wait(lambda: self._status_count > before, 2.0, "the hold step")
+        except EvaluationError:
+            return  # no joint state was there to hold at: no command, no step
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            count = self._status_count
+            time.sleep(0.1)
+            if self._status_count == count:
+                return
 
     # ----------------------------------------------------------------------------- episodes
     def run_episode(self, head: str, profile: str, seed: int, dt: float,
@@ -222,12 +248,7 @@ class EvaluationClient:
         if self.lifecycle_state() == "active":
             before = self._status_count
             self.transition(Transition.TRANSITION_DEACTIVATE, "deactivate")
-            # The hold sent on deactivation advances the lock-step sim by one period: let it land
-            # before the reset, so it cannot be applied to the new episode.
-            try:
-                self._wait(lambda: self._status_count > before, 2.0, "the hold step")
-            except EvaluationError:
-                pass  # no joint state was there to hold at: no command, no step
+            self._settle(before)
         res = self._call(ResetEpisode, _join(cfg.namespace, "reset_episode"),
                          ResetEpisode.Request(task=cfg.task, seed=seed, profile=profile), 60.0)
         if not res.success:
@@ -243,6 +264,7 @@ class EvaluationClient:
             if self.recorder is None:
                 raise EvaluationError("an MCAP path was given but the config has `record_mcap` off")
             self.recorder.open(mcap_path)
+        self.set_noise_seed(seed)
         self.transition(Transition.TRANSITION_ACTIVATE, "activate")
 
         last_progress, last_count = time.monotonic(), -1
@@ -262,7 +284,9 @@ class EvaluationClient:
                     status.profile != profile or status.seed != seed):
                 raise EvaluationError(f"the sim runs episode {episode_id} with profile {status.profile!r} "
                                       f"seed {status.seed}, asked for {profile!r} seed {seed}")
+        before = self._status_count
         self.transition(Transition.TRANSITION_DEACTIVATE, "deactivate")
+        self._settle(before)
         if self.recorder is not None:
             self.recorder.close()
 
@@ -290,3 +314,9 @@ class EvaluationClient:
                            if t.replanned and math.isfinite(t.delta_sq_norm)],
             holds=sum(t.safety_state == SAFETY_HOLD for t in telemetry), tcp=tcp,
             start_q=[float(v) for v in res.joint_positions], wall_s=time.monotonic() - started)
+
+
+def _value_text(value: ParameterValue) -> str:
+    if value.type == ParameterType.PARAMETER_INTEGER:
+        return str(value.integer_value)
+    return value.string_value
