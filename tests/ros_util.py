@@ -259,8 +259,11 @@ class JointStateSource:
         self._timer = client.node.create_timer(1.0 / rate_hz, self._tick)
 
     def _tick(self) -> None:
-        if not self.enabled:
-            return
+        if self.enabled:
+            self.publish()
+
+    def publish(self) -> None:
+        """Publish one joint state (and object pose) now, whether or not the timer is enabled."""
         msg = self._msg
         msg.header.stamp = self.frozen_stamp or self._node.get_clock().now().to_msg()
         msg.position = list(self.q) + [self.width / 2, self.width / 2]
