@@ -292,25 +292,24 @@ def test_head_swaps_under_load_miss_no_cycle(tmp_path: Path, client: RosClient, 
 
 def test_observation_trigger_one_cycle_per_joint_state(tmp_path: Path, client: RosClient,
                                                        models: dict[str, Path]) -> None:
+    """trigger=observation: no joint state, no cycle; each joint state, exactly one command."""
     telemetry = Collector(client.node, SteeringTelemetry, f'{NODE}/telemetry')
-    commands = Collector(client.node, JointTrajectory, 'fr3_arm_controller/joint_trajectory')
+    commands = Collector(client.node, JointTrajectory, 'fr3_arm_controller/joint_trajectory', qos=1000)
     source = JointStateSource(client, rate_hz=50.0)
     with _start(tmp_path, 'observation', decoder=str(models['decoder']), trigger='observation',
-                max_observation_age_ms=5000.0):
+                max_observation_age_ms=5000.0, watchdog_timeout_ms=5000.0):
         client.wait_for_node(NODE)
         # Activation needs a fresh joint state (start-up check), so the source runs until then.
         assert client.change_state(NODE, 'configure') and client.change_state(NODE, 'activate')
         telemetry.wait_count(5, 5.0)
         source.enabled = False
         time.sleep(0.3)
-        sent0, got0, cycles0 = source.published, len(commands.snapshot()), len(telemetry.snapshot())
+        got0, cycles0 = len(commands.snapshot()), len(telemetry.snapshot())
         time.sleep(0.3)
         assert len(telemetry.snapshot()) == cycles0  # no observation, no cycle
-        source.enabled = True
-        telemetry.wait_count(cycles0 + 40, 5.0)
-        source.enabled = False
+        for i in range(40):  # lock-step, like the sim bridge: one state, then its command
+            source.publish()
+            commands.wait_count(got0 + i + 1, 10.0)
         time.sleep(0.3)
-        sent = source.published - sent0
-        got = len(commands.snapshot()) - got0
-        assert got == sent, f'{sent} joint states published, {got} commands received'
+        assert len(commands.snapshot()) - got0 == 40, 'a joint state produced more than one command'
     source.close()
