@@ -249,7 +249,10 @@ def bench_latency(client: RosClient, tmp: Path, models: dict | None, executor: s
                   'trigger': 'observation', 'command_rate_hz': RATE_HZ,
                   'max_observation_age_ms': 2000.0}
         node = node_process(tmp, f'latency_{executor}', params, executor)
+        # Activation's start-up checks need fresh joint states.
+        states.start()
         start_node(client, node)
+        states.stop()
         stop = node.stop
     try:
         # Warm up discovery, then measure from a clean slate: k-th state <-> k-th command.
