@@ -251,8 +251,13 @@ def bench_latency(client: RosClient, tmp: Path, models: dict | None, executor: s
         node = node_process(tmp, f'latency_{executor}', params, executor)
         # Activation's start-up checks need fresh joint states.
         states.start()
-        start_node(client, node)
-        states.stop()
+        try:
+            start_node(client, node)
+        except Exception:
+            node.stop()
+            raise
+        finally:
+            states.stop()
         stop = node.stop
     try:
         # Warm up discovery, then measure from a clean slate: k-th state <-> k-th command.
