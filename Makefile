@@ -5,7 +5,7 @@ ORT ?= cpu
 RUN := scripts/with-env
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench lint lock clean
+.PHONY: setup demo test bench lint lock clean models
 
 setup:
 	@ORT=$(ORT) scripts/bootstrap.sh
@@ -18,6 +18,10 @@ test: setup
 
 bench: setup
 	@$(RUN) python bench/run_all.py
+
+# Rebuild the shipped pick_place models (demonstrations -> decoders -> heads -> evaluation); ~1.5 h.
+models: setup
+	@scripts/make_models.sh
 
 lint: setup
 	@$(RUN) ruff check ros2_ws/src sim training tests bench

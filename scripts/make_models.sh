@@ -3,7 +3,7 @@
 # K=10 flow decoder) -> LP-DS / LPS / DSRL heads -> ONNX + manifests -> evaluation recorded in the
 # manifests. Datasets and run folders (data/, runs/) are not committed; models/pick_place/ is.
 #
-#   scripts/make_models.sh            # the whole chain (about 1.5-2 h on a 2-core CPU)
+#   scripts/make_models.sh            # the whole chain (about 1.5 h on a busy 2-core CPU)
 #   STAGES="eval" scripts/make_models.sh   # one or more stages: demos base export heads eval
 #
 # Every stage prints its wall time; each model's manifest records its command, seed, commit,
@@ -24,31 +24,31 @@ mkdir -p "$DATA" "$RUNS" "$MODELS/heads" "$MODELS/flow"
 
 if has demos; then
   stage "demonstrations"
-  $RUN lps-train collect --task pick_place --episodes 200 --quality noisy --seed 0 --out "$DATA/demos.npz"
+  $RUN lps-train collect --task pick_place --episodes 200 --quality clean --seed 0 --out "$DATA/demos_clean.npz"
 fi
 
 if has base; then
   stage "base decoders"
-  $RUN lps-train train-base --demos "$DATA/demos.npz" --decoder meanflow --steps 6000 --hidden 256 --layers 3 \
-    --lr 1e-3 --seed 0 --set batch_size=256 --set ema_decay=0.998 --out "$RUNS/meanflow.pt"
-  $RUN lps-train train-base --demos "$DATA/demos.npz" --decoder flow --steps 6000 --hidden 256 --layers 3 \
-    --lr 1e-3 --seed 0 --set batch_size=256 --set ema_decay=0.998 --out "$RUNS/flow.pt"
+  $RUN lps-train train-base --demos "$DATA/demos_clean.npz" --decoder meanflow --steps 8000 --hidden 512 --layers 3 \
+    --lr 1e-3 --seed 0 --set ema_decay=0.998 --out "$RUNS/mf_clean.pt"
+  $RUN lps-train train-base --demos "$DATA/demos_clean.npz" --decoder flow --steps 8000 --hidden 512 --layers 3 \
+    --lr 1e-3 --seed 0 --set ema_decay=0.998 --out "$RUNS/flow_clean.pt"
 fi
 
 if has export; then
   stage "export decoders"
-  $RUN lps-train export --checkpoint "$RUNS/meanflow.pt" --out "$MODELS/decoder.onnx"
-  $RUN lps-train export --checkpoint "$RUNS/flow.pt" --out "$MODELS/flow/decoder.onnx"
+  $RUN lps-train export --checkpoint "$RUNS/mf_clean.pt" --out "$MODELS/decoder.onnx"
+  $RUN lps-train export --checkpoint "$RUNS/flow_clean.pt" --out "$MODELS/flow/decoder.onnx"
 fi
 
 if has heads; then
   stage "heads"
-  $RUN lps-train train-head --algo lpds --decoder "$RUNS/meanflow.pt" --decoder-onnx "$MODELS/decoder.onnx" \
-    --task pick_place --steps 8000 --delta 0.35 --seed 0 --out "$RUNS/lpds.pt"
-  $RUN lps-train train-head --algo lps --decoder "$RUNS/meanflow.pt" --demos "$DATA/demos.npz" --steps 6000 \
-    --seed 0 --out "$RUNS/lps.pt"
-  $RUN lps-train train-head --algo dsrl --decoder "$RUNS/meanflow.pt" --decoder-onnx "$MODELS/decoder.onnx" \
-    --task pick_place --steps 8000 --seed 0 --out "$RUNS/dsrl.pt"
+  $RUN lps-train train-head --algo lpds --decoder "$RUNS/mf_clean.pt" --decoder-onnx "$MODELS/decoder.onnx" \
+    --task pick_place --steps 20000 --delta 0.35 --seed 0 --set time_budget_s=1500 --out "$RUNS/lpds.pt"
+  $RUN lps-train train-head --algo lps --decoder "$RUNS/mf_clean.pt" --demos "$DATA/demos_clean.npz" --steps 10000 \
+    --seed 0 --set hidden=256 --set critic_layers=3 --set actor_layers=2 --out "$RUNS/lps.pt"
+  $RUN lps-train train-head --algo dsrl --decoder "$RUNS/mf_clean.pt" --decoder-onnx "$MODELS/decoder.onnx" \
+    --task pick_place --steps 20000 --seed 0 --set time_budget_s=1500 --out "$RUNS/dsrl.pt"
   for h in lpds lps dsrl; do
     $RUN lps-train export --checkpoint "$RUNS/$h.pt" --decoder-onnx "$MODELS/decoder.onnx" --out "$MODELS/heads/$h.onnx"
   done

@@ -46,7 +46,7 @@ def test_dataset_rows_rebuild_the_commands_the_robot_was_sent(pipeline):
     assert data["observations"].shape == (n, 17) and data["actions"].shape == (n, 8, 8)
     assert data["layout"]["quality"] == "clean" and data["layout"]["execute_steps"] == 4
     # Re-run episode 0 (seed 3): deltas + the row's arm joints give back the filtered commands.
-    demo = pp.run_demo_episode(make_task("pick_place"), 3, "clean")
+    demo = pp.run_demo_episode(pp.make_pick_place(), 3, "clean")
     rows = data["episode_ids"] == 0
     assert rows.sum() == len(demo.observations)
     obs, acts = data["observations"][rows], data["actions"][rows]

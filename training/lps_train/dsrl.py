@@ -17,6 +17,7 @@ Nothing anchors w to N(0, I): that is what LP-DS adds.
 from __future__ import annotations
 
 import copy
+import time
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,6 +86,8 @@ class DSRLConfig:
     """env steps between logged scalars"""
     eval_every: int = 0
     """env steps between calls of the eval callback (0: never)"""
+    time_budget_s: float = 0.0
+    """stop after this much wall-clock time even before total_steps (0: no limit)"""
 
     def __post_init__(self) -> None:
         if self.action_magnitude <= 0:
@@ -220,7 +223,11 @@ def train(cfg: DSRLConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
     w_norms: list[float] = []
     info: dict[str, float] = {}
     bar = trange(cfg.total_steps, desc="dsrl", disable=not progress, mininterval=1.0)
+    t_start = time.perf_counter()
     for step in bar:
+        if cfg.time_budget_s and time.perf_counter() - t_start > cfg.time_budget_s:
+            logger.log(step, **{"charts/stopped_at_step": step})
+            break
         chunk, w = agent.act(obs, gen, uniform=step < cfg.learning_starts)
         w_norms.append(float(np.linalg.norm(w)))
         nxt, r, done, env_info = env.step(chunk)

@@ -21,6 +21,7 @@ One env step -> one Q^A update -> one Q^W update -> one actor and one alpha upda
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,6 +86,8 @@ class LPDSConfig:
     """env steps between logged scalars"""
     eval_every: int = 0
     """env steps between calls of the eval callback (0: never)"""
+    time_budget_s: float = 0.0
+    """stop after this much wall-clock time even before total_steps (0: no limit)"""
 
     def __post_init__(self) -> None:
         if self.delta <= 0:
@@ -234,7 +237,11 @@ def train(cfg: LPDSConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
     info: dict[str, float] = {}
     w_norms: list[float] = []
     bar = trange(cfg.total_steps, desc="lpds", disable=not progress, mininterval=1.0)
+    t_start = time.perf_counter()
     for step in bar:
+        if cfg.time_budget_s and time.perf_counter() - t_start > cfg.time_budget_s:
+            logger.log(step, **{"charts/stopped_at_step": step})
+            break
         chunk, w, _ = agent.act(obs, gen)
         w_norms.append(float(np.linalg.norm(w)))
         nxt, r, done, env_info = env.step(chunk)
