@@ -10,6 +10,8 @@ asserts nothing. Every process runs with loopback-only discovery in a domain of 
      process publishes JointState at 100 Hz and times until the JointTrajectory comes back, for
      the SingleThreaded and the experimental Events executor in the node. Baseline: an echo node that
      answers each JointState with a JointTrajectory at once (transport round trip, no policy).
+     The round trip counts two DDS hops; the one-hop figure (the target's) comes from telemetry:
+     the command's publish stamp minus the joint state's own stamp, both on this machine's clock.
   3. missed cycles during 20 head swaps at 100 Hz (status counter, and telemetry gaps).
 
 Targets: jitter p99 <= 1 ms; obs -> command p99 <= 1 ms; zero missed cycles during swaps.
@@ -229,6 +231,9 @@ def bench_swaps(client: RosClient, telemetry: Collector, status: Collector, mode
 
 def bench_latency(client: RosClient, tmp: Path, models: dict | None, executor: str, seconds: float) -> dict:
     commands = Collector(client.node, JointTrajectory, 'fr3_arm_controller/joint_trajectory', qos=1000)
+    # One hop: the node stamps telemetry when it publishes the command, and carries the joint
+    # state's own stamp (set here just before publishing): same machine, same clock.
+    telemetry = Collector(client.node, SteeringTelemetry, f'{NODE}/telemetry', qos=1000) if models else None
     states = StatePublisher(client)
     if models is None:
         import subprocess
@@ -267,6 +272,8 @@ def bench_latency(client: RosClient, tmp: Path, models: dict | None, executor: s
         time.sleep(0.2)
         commands.clear()
         states.sent.clear()
+        if telemetry is not None:
+            telemetry.clear()
         states.start()
         time.sleep(seconds)
         states.stop()
@@ -283,7 +290,12 @@ def bench_latency(client: RosClient, tmp: Path, models: dict | None, executor: s
     nxt = np.append(sent[1:], np.iinfo(np.int64).max)
     ok[ok] &= recv[idx[ok]] < nxt[ok]
     lat = (recv[idx[ok]] - sent[ok]) * 1e-9
-    return {'sent': len(sent), 'received': int(ok.sum()), 'latency': stats_ms(lat)}
+    out = {'sent': len(sent), 'received': int(ok.sum()), 'latency': stats_ms(lat)}
+    if telemetry is not None:
+        msgs = [m for m in telemetry.snapshot() if m.command]
+        hop = np.array([stamp_s(m.header.stamp) - stamp_s(m.observation_stamp) for m in msgs])
+        out['one_hop'] = stats_ms(hop)
+    return out
 
 
 def main() -> None:
@@ -314,8 +326,10 @@ def main() -> None:
     table.add_row('inference (replans)', fmt(loop['inference']), '', '', '')
     table.add_row('hold cycles', str(loop['holds']), '', '', '0')
     for ex, r in lat.items():
-        table.add_row(f'obs -> command ({ex} executor)', fmt(r['latency']), fmt(echo['latency']),
+        table.add_row(f'obs -> command round trip ({ex} executor)', fmt(r['latency']), fmt(echo['latency']),
                       f"{r['latency'][1] / echo['latency'][1]:.2f}", 'p99 <= 1 ms')
+        table.add_row(f'  one hop: state stamp -> command publish ({ex})', fmt(r['one_hop']), '', '',
+                      'p99 <= 1 ms')
         table.add_row(f'  states sent / answered ({ex})', f"{r['sent']} / {r['received']}",
                       f"{echo['sent']} / {echo['received']}", '', 'equal')
     sw = loop['swap']

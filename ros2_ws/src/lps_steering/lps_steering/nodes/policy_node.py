@@ -181,6 +181,7 @@ class PolicyNode(LifecycleNode):
         self._reset_counters()
         # Newest messages, written by subscription callbacks, read by the control thread.
         self._joint_msg: tuple[JointState, float, int] | None = None
+        self._cmd_stamp = None  # when the last command was published (builtin_interfaces/Time)
         self._pose_msgs: dict[str, tuple[PoseStamped, float] | None] = {}
         # Error recovery is served in every state: a robot in reflex must be recoverable before
         # the policy is configured.
@@ -519,6 +520,8 @@ class PolicyNode(LifecycleNode):
         # Velocities make joint_trajectory_controller join points with cubic splines that match
         # the filter's velocity, instead of velocity jumps at every point.
         point.velocities = velocity
+        # Telemetry's header stamp is this instant: command latency = it - observation_stamp.
+        self._cmd_stamp = self.get_clock().now().to_msg()
         self._cmd_pub.publish(self._traj)
 
     # ================================================================ inputs
@@ -720,7 +723,8 @@ class PolicyNode(LifecycleNode):
 
     def _publish_telemetry(self, result: CycleResult | None, reason: str, started: float) -> None:
         c, t = self._controller, self._telemetry
-        t.header.stamp = self.get_clock().now().to_msg()
+        sent, self._cmd_stamp = self._cmd_stamp, None
+        t.header.stamp = sent if sent is not None else self.get_clock().now().to_msg()
         t.decoder_id, t.head_id, t.head_type = c.decoder_id, c.head_id, c.head_type
         t.cycle = self._cycles
         t.trust_region_delta = c.trust_region_delta
@@ -730,7 +734,11 @@ class PolicyNode(LifecycleNode):
             t.replanned, t.inference_ms, t.observation_age_ms = False, math.nan, math.nan
             t.delta_sq_norm = t.guard_scale = t.latent_norm = math.nan
         else:
-            t.observation_stamp = _time_msg(result.observation_stamp_s)
+            # The joint state's own stamp (its publisher's clock), as the message defines it, so
+            # header.stamp - observation_stamp is the observation -> command latency end to end.
+            latest = self._joint_msg
+            t.observation_stamp = (latest[0].header.stamp if latest is not None
+                                   else _time_msg(result.observation_stamp_s))
             t.chunk_count, t.chunk_index = result.chunk_count, result.chunk_index
             t.replanned = result.replanned
             t.inference_ms = result.inference_ms
