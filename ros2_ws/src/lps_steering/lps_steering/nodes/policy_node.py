@@ -645,6 +645,7 @@ class PolicyNode(LifecycleNode):
 
     def _cycle(self, late_s: float) -> None:
         started = time.perf_counter()
+        self._cmd_stamp = None  # a hold sent outside a cycle must not stamp this cycle's telemetry
         if late_s > self._period:
             self._missed += 1
         self._cycles += 1
