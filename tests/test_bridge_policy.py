@@ -48,7 +48,8 @@ def test_policy_node_drives_the_lockstep_bridge(tmp_path, tiny_models):
         assert c2["missed_steps"] == c1["missed_steps"], (c1, c2)
         assert c2["refused"] == 0, c2
         steps, commands = c2["steps"] - c1["steps"], c2["commands"] - c1["commands"]
-        assert steps >= 100 and abs(steps - commands) <= 1, (c1, c2)
+        # The window is about 150 steps; diagnostics are sampled with some lag, hence >= 50.
+        assert steps >= 50 and abs(steps - commands) <= 1, (c1, c2)
         # The policy moved the arm: its tiny random decoder outputs non-zero deltas.
         q = np.array([m.position[:7] for m in joints.snapshot()])
         assert np.abs(q[-1] - q[0]).max() > 1e-3

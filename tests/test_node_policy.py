@@ -275,6 +275,7 @@ def test_head_swaps_under_load_miss_no_cycle(tmp_path: Path, client: RosClient, 
             commands.wait_count(n + 1, 10.0)  # TimeoutError here is a missed cycle
             answered += 1
         swapper.join(1.0)
+        telemetry.wait_count(first + answered, 5.0)  # telemetry follows each command
         assert [r.successful for r in swap_results] == [True] * len(order), [r.reason for r in swap_results]
         msgs = telemetry.snapshot()[first:]
         cycles = [m.cycle for m in msgs]
