@@ -57,6 +57,6 @@ fi
 if has eval; then
   stage "evaluation"
   $RUN lps-train evaluate --decoder "$MODELS/decoder.onnx" --head none lpds lps dsrl --episodes "$EPISODES" \
-    --profile nominal --record --out "$RUNS/eval_nominal.json"
+    --profile nominal --record --out "$RUNS/eval_nominal.json" --png docs/img/pick_place_heads.png
 fi
 stage "done"

@@ -202,3 +202,19 @@ def test_evaluate_records_wilson_interval_in_the_manifest(pipeline, capsys):
     m = load_manifest(pipeline["onnx"])  # still valid (sha of the .onnx unchanged) after recording
     assert m.provenance.metrics["eval_nominal"]["successes"] == res["successes"]
     assert "95% Wilson" in capsys.readouterr().out
+
+
+def test_a_held_chunk_ends_the_env_step_and_with_terminate_on_hold_the_episode(pipeline):
+    bad = np.full((8, 8), np.nan)  # the safety filter refuses non-finite commands: HOLD
+    env = pp.ControllerEnv(pipeline["onnx"])
+    env.reset(2)
+    _, reward, done, info = env.step(bad)
+    # A chunk starts at its start point (the measured arm), so the first period is fine; the
+    # second is refused, and the controller replans right after a hold: a 2-period env step.
+    assert info["held"] and not done and reward == 0.0 and env.episode.result.steps == 2
+    strict = pp.ControllerEnv(pipeline["onnx"], terminate_on_hold=True)
+    strict.reset(2)
+    _, reward, done, info = strict.step(bad)
+    assert done and info["terminated"] and not info["success"] and reward == 0.0
+    with pytest.raises(RuntimeError, match="reset"):
+        strict.step(np.zeros((8, 8)))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shlex
 import sys
 import time
@@ -163,7 +162,8 @@ def cmd_train_head(a: argparse.Namespace) -> None:
     if a.algo == "lps":
         if not a.demos:
             raise SystemExit("train-head --algo lps needs --demos (LPS is offline)")
-        d, _ = _load_demos(a.demos)
+        parts = [_load_demos(path)[0] for path in a.demos]
+        d = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         data = ReplayBuffer.from_arrays(norm.normalize_obs(d["obs"]), norm.normalize_actions(d["actions"]),
                                         d["rewards"], norm.normalize_obs(d["next_obs"]), d["dones"])
         cfg = apply_sets(lps.LPSConfig(seed=a.seed, steps=a.steps), a.set)
@@ -176,7 +176,7 @@ def cmd_train_head(a: argparse.Namespace) -> None:
             if not a.decoder_onnx:
                 raise SystemExit(f"train-head --algo {a.algo} --task {a.task} needs --decoder-onnx (the exported "
                                  "decoder whose manifest the controller runs)")
-            raw_env = ControllerEnv(a.decoder_onnx, profile=a.profile)
+            raw_env = ControllerEnv(a.decoder_onnx, profile=a.profile, terminate_on_hold=a.terminate_on_hold)
         elif a.env:
             raw_env = make_env(a.env)
         else:
@@ -277,6 +277,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         diff = f"{100 * (r.success_rate - base.success_rate):+.0f} pt" if base is not None else ""
         print(f"{r.head:<8} {100 * r.success_rate:>7.0f}% {100 * r.wilson_low:>7.1f}-{100 * r.wilson_high:.1f}% "
               f"{diff:>8} {r.holds:>6} {r.wall_s:>7.0f}")
+    if a.png:
+        _plot_eval(Path(a.png), results, a.profile)
     if a.out:
         save_json(a.out, {"profile": a.profile, "episodes": a.episodes, "seed": a.seed, "command": command_line(),
                           "results": [r.to_dict() for r in results]})
@@ -289,6 +291,30 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
                 "base_success_rate": base.success_rate if base is not None else None}
             m.save(manifest_path_for(onnx))
         print("recorded in the manifests' provenance.metrics")
+
+
+def _plot_eval(path: Path, results: list, profile: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    x = np.arange(len(results))
+    rate = np.array([100 * r.success_rate for r in results])
+    err = np.array([[100 * (r.success_rate - r.wilson_low), 100 * (r.wilson_high - r.success_rate)] for r in results]).T
+    colors = ["tab:gray" if r.head == "none" else "tab:blue" for r in results]
+    ax.bar(x, rate, yerr=err, capsize=4, color=colors)
+    for i, r in enumerate(results):
+        ax.text(i, 2, f"{r.successes}/{r.episodes}", ha="center", color="white", fontsize=8)
+    ax.set_xticks(x, ["base" if r.head == "none" else r.head for r in results])
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("success % (95% Wilson)")
+    ax.set_title(f"pick_place, {profile}: steering heads vs frozen MeanFlow base", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--task", help="online algorithms: MuJoCo task (pick_place)")
     h.add_argument("--profile", default="nominal", help="randomisation profile of the training task")
     h.add_argument("--env", help="online algorithms: toy env spec")
-    h.add_argument("--demos", help="lps: the offline dataset")
+    h.add_argument("--terminate-on-hold", action="store_true",
+                   help="online pick_place: end a training episode (reward 0) when the safety filter holds")
+    h.add_argument("--demos", nargs="+", help="lps: the offline dataset(s), concatenated")
     h.add_argument("--steps", type=int, default=20_000)
     h.add_argument("--delta", type=float, default=0.35, help="lpds trust-region radius")
     h.add_argument("--seed", type=int, default=0)
@@ -340,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--seed", type=int, default=100_000, help="first episode seed (episode k: seed + k)")
     v.add_argument("--record", action="store_true", help="write the results into the manifests' metrics")
     v.add_argument("--out", help="JSON file for the results")
+    v.add_argument("--png", help="bar chart of the success rates with their Wilson intervals")
     a = p.parse_args(argv)
     _ARGV[:] = list(argv) if argv is not None else sys.argv[1:]
     {"collect": cmd_collect, "train-base": cmd_train_base, "train-head": cmd_train_head, "export": cmd_export,

@@ -17,8 +17,8 @@ Nothing anchors w to N(0, I): that is what LP-DS adds.
 from __future__ import annotations
 
 import copy
-import time
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 

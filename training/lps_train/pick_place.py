@@ -47,8 +47,8 @@ from typing import Any
 
 import numpy as np
 from lps_sim.experts import EXPERT_PRESETS, ExpertConfig, PickPlaceExpert, Waypoint
-from lps_sim.scene import GRIPPER_MAX_WIDTH
 from lps_sim.experts_report import wilson_interval
+from lps_sim.scene import GRIPPER_MAX_WIDTH
 from lps_sim.tasks import FrankaTask, make_task
 from lps_steering.core.controller import ControllerConfig, SteeringController
 from lps_steering.core.kinematics import tcp_position
@@ -450,9 +450,14 @@ class ControllerEnv:
 
     obs_dim, action_dim, chunk_length = OBS_DIM, ACTION_DIM, CHUNK_LENGTH
 
-    def __init__(self, decoder_path: str | Path, profile: str = "nominal", task: FrankaTask | None = None) -> None:
+    def __init__(self, decoder_path: str | Path, profile: str = "nominal", task: FrankaTask | None = None,
+                 terminate_on_hold: bool = False) -> None:
         self.task = task if task is not None else make_pick_place()
         self.profile = profile
+        # A hold resets chunk execution, so the controller asks for a new chunk one period later:
+        # a policy stuck against a limit turns into thousands of 10 ms env steps. Ending the
+        # episode there (reward 0) keeps env steps 0.4 s long and marks refused commands as failure.
+        self.terminate_on_hold = terminate_on_hold
         self.controller = SteeringController(controller_config(decoder_path))
         self.controller.configure()
         self.slot = _ChunkSlot()
@@ -473,9 +478,11 @@ class ControllerEnv:
         self.slot.chunk, self.slot.observation = chunk, self._obs
         ep = self.episode
         ep.shaped = 0.0
+        holds_before = ep.result.holds
         nxt = ep.advance()
         if self.slot.chunk is not None:
             raise RuntimeError("the controller did not take the chunk (it was holding)")
+        held = ep.result.holds > holds_before
         done = nxt is None
         if done:
             nxt = ep.raw_observation()
@@ -483,7 +490,11 @@ class ControllerEnv:
         r = ep.result
         reward = 1.0 if (done and r.success) else 0.0
         info = {"terminated": bool(done and r.terminated), "truncated": bool(done and r.truncated),
-                "success": bool(done and r.success), "shaped": ep.shaped, "holds": r.holds}
+                "success": bool(done and r.success), "shaped": ep.shaped, "holds": r.holds, "held": held}
+        if held and self.terminate_on_hold and not done:
+            done = True
+            info["terminated"] = True
+            ep.done = True
         return nxt.copy(), reward, done, info
 
 
