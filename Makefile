@@ -5,12 +5,18 @@ ORT ?= cpu
 RUN := scripts/with-env
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench lint lock clean models
+.PHONY: setup demo demo-node test bench lint lock clean models
 
 setup:
 	@ORT=$(ORT) scripts/bootstrap.sh
 
+# The main job: frozen base vs LP-DS vs LPS on pick_place through the ROS path (sim bridge +
+# policy node in lock-step), nominal and one gap profile; report in runs/demo_eval/.
 demo: setup
+	@$(RUN) python -m lps_steering.evaluation --config launch/evaluations/demo.yaml
+
+# The policy node's loop statistics against a kinematic fake arm and a tiny model.
+demo-node: setup
 	@$(RUN) python scripts/demo.py
 
 test: setup
