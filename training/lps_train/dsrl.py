@@ -120,7 +120,9 @@ class LatentPolicy(nn.Module):
         return self.magnitude * torch.tanh(u), logp
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        return self.magnitude * torch.tanh(self.dist(observation)[0])
+        # A constant slice, not chunk(): the exported graph then declares [B, latent_dim], which the
+        # runtime checks against the manifest.
+        return self.magnitude * torch.tanh(self.trunk(observation)[:, : self.latent_dim])
 
 
 class DSRLAgent:
