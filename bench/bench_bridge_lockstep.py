@@ -48,27 +48,7 @@ CONTROL_HZ = 100.0
 POLICY = "policy_node"
 console = Console()
 
-RESPONDER = """
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from sensor_msgs.msg import JointState
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-from builtin_interfaces.msg import Duration
-rclpy.init()
-node = rclpy.create_node('responder')
-out = JointTrajectory(joint_names=[f'fr3_joint{i}' for i in range(1, 8)],
-                      points=[JointTrajectoryPoint(time_from_start=Duration(nanosec=10_000_000))])
-pub = node.create_publisher(JointTrajectory, 'fr3_arm_controller/joint_trajectory', 10)
-def on_state(msg):
-    out.points[0].positions = msg.position[:7]
-    pub.publish(out)
-node.create_subscription(JointState, 'joint_states', on_state, 10)
-ex = SingleThreadedExecutor(); ex.add_node(node)
-try:
-    ex.spin()
-except BaseException:
-    pass
-"""
+RESPONDER = str(Path(__file__).resolve().parent / 'echo_node.py')  # the no-policy baseline peer
 
 
 def _progress(seconds: float, what: str) -> None:
@@ -91,7 +71,7 @@ def _bridge(tmp: Path, name: str, **params: object) -> NodeProcess:
 
 def _responder(tmp: Path) -> subprocess.Popen:
     log = open(tmp / "responder.log", "w")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen([sys.executable, "-c", RESPONDER], stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen([sys.executable, RESPONDER], stdout=log, stderr=subprocess.STDOUT)
 
 
 def _stop(proc: subprocess.Popen) -> None:

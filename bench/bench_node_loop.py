@@ -70,25 +70,7 @@ except BaseException:
     pass
 '''
 
-ECHO_NODE = '''
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from sensor_msgs.msg import JointState
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-rclpy.init()
-node = rclpy.create_node('echo')
-out = JointTrajectory(joint_names=[f'fr3_joint{i}' for i in range(1, 8)], points=[JointTrajectoryPoint()])
-pub = node.create_publisher(JointTrajectory, 'fr3_arm_controller/joint_trajectory', 10)
-def on_state(msg):
-    out.points[0].positions = msg.position[:7]
-    pub.publish(out)
-node.create_subscription(JointState, 'joint_states', on_state, 10)
-ex = SingleThreadedExecutor(); ex.add_node(node)
-try:
-    ex.spin()
-except BaseException:
-    pass
-'''
+ECHO_NODE = str(Path(__file__).resolve().parent / 'echo_node.py')  # the no-policy baseline peer
 
 
 def stats_ms(values_s: np.ndarray) -> tuple[float, float, float]:
@@ -238,7 +220,7 @@ def bench_latency(client: RosClient, tmp: Path, models: dict | None, executor: s
     if models is None:
         import subprocess
         log = open(tmp / 'echo.log', 'w')  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, '-c', ECHO_NODE], stdout=log, stderr=log)
+        proc = subprocess.Popen([sys.executable, ECHO_NODE], stdout=log, stderr=log)
         time.sleep(2.0)
 
         def stop() -> None:
