@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from lps_steering.core.manifest import load_manifest
 from lps_steering.evaluation import EvalConfig
-from lps_steering.evaluation.runner import run_evaluation
+from lps_steering.evaluation.runner import run_evaluation, stop_gracefully
 
 pytestmark = pytest.mark.ros
 
@@ -63,13 +63,7 @@ def stack(domain, tmp_path_factory: pytest.TempPathFactory, tiny_models):
         _wait_log(log, r"activate of /policy_node: ok", proc, 120.0)
         yield proc, log
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_gracefully(proc, 40.0)
 
 
 def test_evaluation_through_ros(stack, tiny_models, tmp_path: Path) -> None:

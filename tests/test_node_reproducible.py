@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lps_msgs.msg import SteeringTelemetry
+from lps_steering.evaluation.runner import stop_gracefully
 from ros_util import Collector, RosClient
 
 pytestmark = pytest.mark.ros
@@ -45,13 +45,7 @@ def eval_stack(tmp_path_factory: pytest.TempPathFactory, tiny_models):
             time.sleep(0.2)
         yield proc, log
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_gracefully(proc, 40.0)
 
 
 def test_same_seed_same_commands_in_any_order(eval_stack, tmp_path: Path, tiny_models) -> None:

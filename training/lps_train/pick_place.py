@@ -73,10 +73,6 @@ CHUNK_LENGTH = 8
 EXECUTE_STEPS = 4
 POLICY_RATE_HZ = 10.0
 LATENT_DIM = CHUNK_LENGTH * ACTION_DIM
-# Episode limit of the learning and evaluation task. lps_sim's 15 s suits its unconstrained
-# scripted expert at 0.3 m/s; through the runtime's safety filter the paced expert needs 8-13 s
-# and behaviour-cloned policies more, so most of their failures at 15 s are time-outs.
-EPISODE_LIMIT_S = 25.0
 # Sources the sim feeds into the controller each command period (tcp_position is derived).
 FED_SOURCES = ("arm_joint_positions", "gripper_width", "object_position", "target_position")
 
@@ -97,8 +93,9 @@ QUALITIES: dict[str, ExpertConfig] = {
 
 
 def make_pick_place(**overrides: Any) -> FrankaTask:
-    """The pick_place task as learned and evaluated here (EPISODE_LIMIT_S unless overridden)."""
-    return make_task(TASK, **({"episode_limit_s": EPISODE_LIMIT_S} | overrides))
+    """The pick_place task as learned and evaluated here: lps_sim's own config (its 25 s episode
+    limit is shared with the ROS bridge), unless overridden."""
+    return make_task(TASK, **overrides)
 
 
 def expert_config(quality: str) -> ExpertConfig:

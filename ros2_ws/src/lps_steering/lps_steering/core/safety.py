@@ -197,12 +197,9 @@ class SafetyFilter:
             reasons.append(f"joint position limit (joint {j})")
             q = clipped
 
-        tcp = tcp_position(q)
-        outside = (tcp < self.ws_min) | (tcp > self.ws_max)
-        if np.any(outside):
-            axis = "xyz"[int(np.flatnonzero(outside)[0])]
-            return self.hold(f"TCP {np.round(tcp, 3).tolist()} outside workspace box on {axis} "
-                             f"[{self.ws_min.tolist()}, {self.ws_max.tolist()}]", measured)
+        outside = self._workspace_violation(q)
+        if outside:
+            return self.hold(outside, measured)
 
         g = self._gripper_width(gripper, reasons)
         self._last_step = q - ref
@@ -212,6 +209,16 @@ class SafetyFilter:
         return SafetyResult(q=q, gripper=g, state=state, reason="; ".join(reasons))
 
     # ------------------------------------------------------------------ gripper
+    def _workspace_violation(self, q: np.ndarray) -> str:
+        """Why the TCP of `q` is outside the workspace box, or "" when it is inside."""
+        tcp = tcp_position(q)
+        outside = (tcp < self.ws_min) | (tcp > self.ws_max)
+        if not np.any(outside):
+            return ""
+        axis = "xyz"[int(np.flatnonzero(outside)[0])]
+        return (f"TCP {np.round(tcp, 3).tolist()} outside workspace box on {axis} "
+                f"[{self.ws_min.tolist()}, {self.ws_max.tolist()}]")
+
     def _gripper_width(self, gripper: float | None, reasons: list[str]) -> float:
         if gripper is None:
             return self._last_gripper if math.isfinite(self._last_gripper) else math.nan
@@ -354,12 +361,9 @@ class SafetyFilter:
             a_new = (v_new - v) / dt
             q = guarded
 
-        tcp = tcp_position(q)
-        outside = (tcp < self.ws_min) | (tcp > self.ws_max)
-        if np.any(outside):
-            axis = "xyz"[int(np.flatnonzero(outside)[0])]
-            return self.hold(f"TCP {np.round(tcp, 3).tolist()} outside workspace box on {axis} "
-                             f"[{self.ws_min.tolist()}, {self.ws_max.tolist()}]", measured)
+        outside = self._workspace_violation(q)
+        if outside:
+            return self.hold(outside, measured)
 
         g = self._gripper_width(gripper, reasons)
         self._commit(q, v_new, a_new)

@@ -46,13 +46,19 @@ def eval_stack(config: EvalConfig, log_path: Path):
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_gracefully(proc, 30.0)
+
+
+def stop_gracefully(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGINT (the launcher forwards it and every node holds and shuts down), SIGKILL after `grace_s`."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def run_evaluation(config: EvalConfig, progress: Progress | None = None,
