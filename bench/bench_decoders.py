@@ -58,7 +58,8 @@ def main() -> None:
             rows.append(("torch eager", name, *timeit(lambda d=dec: d(obs, lat), args.iters)))
 
     try:
-        import onnxruntime as ort
+        from lps_steering.core.policy import bind_buffers
+        from lps_steering.core.sessions import create_session
         from lps_train.export import export_onnx
     except ImportError as e:  # the export helpers are the core engineer's; report rather than fail
         print(f"onnxruntime part skipped: {e}")
@@ -67,13 +68,14 @@ def main() -> None:
             feeds = {"observation": obs.numpy(), "latent": lat.numpy()}
             for name, dec in (("meanflow", mf), ("flow", fl)):
                 path = export_onnx(dec, (obs, lat), ["observation", "latent"], ["actions"], Path(tmp) / f"{name}.onnx")
-                so = ort.SessionOptions()
-                so.intra_op_num_threads = 1
-                so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+                # As the runtime runs them: its session options and buffers bound once.
+                sess = create_session(path, intra_op_threads=1)
+                out = np.zeros((1, CHUNK, ACTION_DIM), np.float32)
+                binding = bind_buffers(sess, feeds, "actions", out)
                 ref = dec(obs, lat).detach().numpy()
-                err = float(np.abs(sess.run(None, feeds)[0] - ref).max())
-                med, p99 = timeit(lambda s=sess: s.run(None, feeds), args.iters)
+                sess.run_with_iobinding(binding)
+                err = float(np.abs(out - ref).max())
+                med, p99 = timeit(lambda s=sess, b=binding: s.run_with_iobinding(b), args.iters)
                 rows.append((f"onnxruntime (|err| {err:.1e})", name, med, p99))
 
     print(f"{'backend':32s} {'decoder':9s} {'median ms':>10s} {'p99 ms':>8s}")

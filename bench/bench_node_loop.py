@@ -8,7 +8,8 @@ asserts nothing. Every process runs with loopback-only discovery in a domain of 
      in its own process (SingleThreadedExecutor, no policy) measured the same way.
   2. observation -> command latency across processes, p50/p99 (trigger=observation): this
      process publishes JointState at 100 Hz and times until the JointTrajectory comes back, for
-     the SingleThreaded and the experimental Events executor in the node. Baseline: an echo node that
+     the SingleThreaded and the MultiThreaded executor serving the node's services (joint states
+     and poses are taken by the control thread itself in both). Baseline: an echo node that
      answers each JointState with a JointTrajectory at once (transport round trip, no policy).
      The round trip counts two DDS hops; the one-hop figure (the target's) comes from telemetry:
      the command's publish stamp minus the joint state's own stamp, both on this machine's clock.
@@ -291,8 +292,8 @@ def main() -> None:
     with RosClient('lps_bench') as client:
         base = bench_baseline_timer(client, tmp, min(SECONDS, 20.0))
         loop = bench_timer_loop(client, tmp, models, SECONDS)
-        echo = bench_latency(client, tmp, None, 'events', LATENCY_SECONDS)
-        lat = {ex: bench_latency(client, tmp, models, ex, LATENCY_SECONDS) for ex in ('single', 'events')}
+        echo = bench_latency(client, tmp, None, 'single', LATENCY_SECONDS)
+        lat = {ex: bench_latency(client, tmp, models, ex, LATENCY_SECONDS) for ex in ('single', 'multi')}
 
     def fmt(t: tuple[float, float, float]) -> str:
         return f'{t[0]:.3f} / {t[1]:.3f} / {t[2]:.3f}'

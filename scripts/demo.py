@@ -1,4 +1,4 @@
-"""Interim demo (`make demo`): fake arm + lifecycle policy node over DDS, loop statistics at the end.
+"""Node demo (`make demo-node`): fake arm + lifecycle policy node over DDS, loop statistics at the end.
 
 1. builds a tiny decoder and heads with `lps_train.tiny` into build/demo-models (once; kept
    while their manifests still validate),
@@ -6,7 +6,8 @@
 3. drives the policy node through configure and activate, swaps the steering head half-way,
 4. after the run prints rate, jitter, inference and safety statistics, and shuts down cleanly.
 
-To be replaced by the evaluation demo once the MuJoCo bridge exists.
+`make demo` (the evaluation through the MuJoCo bridge) is the main job; this one needs no trained
+models and shows the node alone.
 """
 
 from __future__ import annotations

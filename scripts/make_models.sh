@@ -43,8 +43,12 @@ fi
 
 if has heads; then
   stage "heads"
+  # LP-DS: Q^A on the 4 executed actions of each chunk, faster critics, a hold ends the training
+  # episode (docs/training.md, second session: 62% against the base's 51%).
   $RUN lps-train train-head --algo lpds --decoder "$RUNS/mf_clean.pt" --decoder-onnx "$MODELS/decoder.onnx" \
-    --task pick_place --steps 20000 --delta 0.35 --seed 0 --set time_budget_s=1500 --out "$RUNS/lpds.pt"
+    --task pick_place --steps 40000 --delta 0.35 --seed 0 --terminate-on-hold --set critic_steps=4 \
+    --set time_budget_s=1500 --set critic_lr=1e-3 --set latent_critic_lr=1e-3 --set tau=0.01 --set gamma=0.98 \
+    --out "$RUNS/lpds.pt"
   $RUN lps-train train-head --algo lps --decoder "$RUNS/mf_clean.pt" --demos "$DATA/demos_clean.npz" --steps 10000 \
     --seed 0 --set hidden=256 --set critic_layers=3 --set actor_layers=2 --out "$RUNS/lps.pt"
   $RUN lps-train train-head --algo dsrl --decoder "$RUNS/mf_clean.pt" --decoder-onnx "$MODELS/decoder.onnx" \

@@ -161,6 +161,33 @@ def test_run_evaluation_action(stack, tiny_models) -> None:
         rclpy.try_shutdown(context=context)
 
 
+def test_parallel_workers_give_the_same_episodes(domain, tiny_models, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two stacks side by side (each in its own ROS domain) split the seeds; lock-step makes every
+    seed's episode identical to the one a single fresh stack runs."""
+    heads = {"base": "none", "lpds": str(tiny_models.heads["lpds"])}
+    common = dict(heads=heads, profiles=["nominal"], episodes=4, seed=21, episode_timeout_s=TIMEOUT_S,
+                  launch=True, decoder=str(tiny_models.decoder))
+    # Off the module stack's domain: the workers' domains start at ROS_DOMAIN_ID.
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(int(os.environ["ROS_DOMAIN_ID"]) + 10))
+    _, single, _ = run_evaluation(EvalConfig(**common, out_dir=str(tmp_path / "one")))
+    _, parallel, report = run_evaluation(EvalConfig(**common, out_dir=str(tmp_path / "two"), workers=2))
+    for k in (0, 1):
+        log = (tmp_path / "two" / f"stack{k}.log").read_text()
+        assert "activate of /policy_node" in log or "started /policy_node" in log, log[-2000:]
+    assert [(e.head, e.seed) for e in parallel] == [(h, 21 + i) for h in heads for i in range(4)]
+    for a, b in zip(single, parallel, strict=True):
+        assert (a.head, a.seed, a.termination) == (b.head, b.seed, b.termination)
+        np.testing.assert_allclose(a.start_q, b.start_q, atol=1e-12)
+        # The same commands, so the same path, whatever worker ran the seed. The TCP topic is
+        # best effort and its recording starts at the reset, so the paths may start a sample
+        # apart; the evaluator's time-out ends them a few periods after the limit.
+        shift = min(range(-2, 3), key=lambda k: _path_gap(a.tcp, b.tcp, k))
+        assert _path_gap(a.tcp, b.tcp, shift) < 1e-9, (a.head, a.seed, shift)
+    assert not np.allclose(single[0].tcp[:25], single[1].tcp[:25])  # seeds differ, so the check can fail
+    assert "| lpds | nominal | 0/4 |" in report.read_text()
+
+
 def test_runner_forwards_ctrl_c(stack) -> None:
     proc, log = stack
     pids = [int(p) for p in re.findall(r"started /\w+ \(pid (\d+)\)", log.read_text())]
@@ -170,3 +197,20 @@ def test_runner_forwards_ctrl_c(stack) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_parallel_workers_need_their_own_stacks() -> None:
+    with pytest.raises(ValueError, match="`workers` must be 1 unless `launch` is set"):
+        EvalConfig(workers=2)
+    with pytest.raises(ValueError, match="`workers` must be an integer in"):
+        EvalConfig(workers=0)
+    from lps_steering.evaluation.runner import worker_domains
+
+    assert worker_domains(3, base=40) == [40, 41, 42]
+    with pytest.raises(ValueError, match="domain ids must lie in 0..232"):
+        worker_domains(3, base=231)
+
+
+def _path_gap(a: np.ndarray, b: np.ndarray, shift: int, n: int = 20) -> float:
+    """Largest distance between a[i] and b[i + shift] over n samples after the first two."""
+    return float(np.abs(a[2:2 + n] - b[2 + shift:2 + shift + n]).max())

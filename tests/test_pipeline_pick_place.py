@@ -218,3 +218,45 @@ def test_a_held_chunk_ends_the_env_step_and_with_terminate_on_hold_the_episode(p
     assert done and info["terminated"] and not info["success"] and reward == 0.0
     with pytest.raises(RuntimeError, match="reset"):
         strict.step(np.zeros((8, 8)))
+
+
+def test_policy_rollouts_form_a_dataset_of_the_chunks_the_policy_chose(pipeline, tmp_path):
+    out = tmp_path / "rollouts.npz"
+    assert main(["collect", "--task", "pick_place", "--policy", str(pipeline["onnx"]), "--episodes", "1",
+                 "--seed", "4", "--out", str(out)]) == 0
+    data = pp.load_dataset(out)
+    n = len(data["observations"])
+    assert n > 10 and data["layout"]["quality"] == "rollouts"
+    # Rows chain: each row's next observation is the next row's observation.
+    np.testing.assert_array_equal(data["next_observations"][:-1], data["observations"][1:])
+    assert data["dones"][:-1].sum() == 0 and data["rewards"][:-1].sum() == 0
+    assert data["rewards"][-1] == float(data["episode_success"][0])
+    # Row 0 is the frozen policy's own first chunk for that seed (noise seed = task seed).
+    policy = SteeredPolicy(load_model(pipeline["onnx"], "decoder", warmup_runs=0), seed=4)
+    np.testing.assert_allclose(data["actions"][0], policy.infer(data["observations"][0].astype(np.float64)).actions,
+                               atol=1e-5)
+
+
+def test_lift_bonus_is_paid_once_when_the_cube_first_clears_two_centimetres(pipeline):
+    import mujoco
+
+    env = pp.ControllerEnv(pipeline["onnx"], lift_bonus=0.3)
+    env.reset(5)
+    assert not env.cube_lifted()
+    hold = np.zeros((8, 8))
+    hold[:, 7] = 0.08
+    _, reward, _, _ = env.step(hold)
+    assert reward == 0.0  # the cube rests on the table
+    task = env.task
+    # Carry the cube up by hand (a weld would do the same): it is now 5 cm above the table.
+    adr = task._cube_qpos
+    task.data.qpos[adr + 2] = task.cube_half + 0.05
+    task.data.qvel[task._cube_dof:task._cube_dof + 6] = 0.0
+    task.model.opt.gravity[:] = 0.0  # keep it there for the step
+    mujoco.mj_forward(task.model, task.data)
+    _, reward, _, _ = env.step(hold)
+    assert reward == pytest.approx(0.3)
+    _, reward, _, _ = env.step(hold)
+    assert reward == 0.0  # once per episode
+    with pytest.raises(ValueError, match="`lift_bonus` must be in"):
+        pp.ControllerEnv(pipeline["onnx"], lift_bonus=1.0)

@@ -188,3 +188,24 @@ def test_twin_critic_heads_are_independent():
     c = TwinCritic(2, 8, hidden=16, layers=1)
     q1, q2 = c(torch.randn(3, 2), torch.randn(3, 4, 2))
     assert q1.shape == (3,) and not torch.allclose(q1, q2)
+
+
+def test_lpds_critic_steps_makes_the_action_critic_see_only_the_executed_actions():
+    dec = ScaledLatentDecoder()  # chunk 4 x 2
+    agent = lpds.LPDSAgent(small_lpds(critic_steps=2), dec)
+    assert agent.qa.q1[0].in_features == 2 + 2 * 2
+    b = {"obs": torch.randn(8, 2), "actions": torch.randn(8, 4, 2), "rewards": torch.rand(8),
+         "next_obs": torch.randn(8, 2), "dones": torch.zeros(8)}
+    agent.update(b)  # TD, distillation and actor updates all take the sliced chunks
+    tail_changed = b["actions"].clone()
+    tail_changed[:, 2:] += 5.0
+    with torch.no_grad():
+        q_a = agent.qa(b["obs"], b["actions"][:, :agent.k])[0]
+        q_b = agent.qa(b["obs"], tail_changed[:, :agent.k])[0]
+    assert torch.equal(q_a, q_b)  # actions never executed cannot change the value
+    full = lpds.LPDSAgent(small_lpds(), dec)
+    assert full.k == 4 and full.qa.q1[0].in_features == 2 + 4 * 2
+    with pytest.raises(ValueError, match="`critic_steps` must be <= the chunk length"):
+        lpds.LPDSAgent(small_lpds(critic_steps=5), dec)
+    with pytest.raises(ValueError, match="`critic_steps` must be >= 0"):
+        small_lpds(critic_steps=-1)

@@ -245,8 +245,11 @@ class SimBridge(Node):
             self._color_msg, self._depth_msg = Image(), Image()
             self._color_msg.header.frame_id = self._depth_msg.header.frame_id = OPTICAL_FRAME
 
-        self.create_subscription(JointTrajectory, p["command_topic"], self._on_trajectory, 10)
+        # Gripper first: when both are waiting, the executor serves subscriptions in creation order,
+        # and in lock-step the trajectory releases the step, so the gripper width sent with it
+        # (the policy node publishes it just before) must already be in place.
         self.create_subscription(Float64, p["gripper_command_topic"], self._on_gripper, 10)
+        self.create_subscription(JointTrajectory, p["command_topic"], self._on_trajectory, 10)
         self.create_service(ResetEpisode, "reset_episode", self._on_reset)
         self.create_timer(1.0, self._publish_diagnostics)
         self._serve_franka_gripper_actions()

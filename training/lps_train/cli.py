@@ -104,12 +104,18 @@ def cmd_collect(a: argparse.Namespace) -> None:
 
         if a.task != pick_place.TASK:
             raise SystemExit(f"--task must be {pick_place.TASK!r}, got {a.task!r}")
-        out = a.out or f"data/{a.task}/demos_{a.quality}.npz"
         t0 = time.perf_counter()
-        data = pick_place.collect(a.episodes, a.quality, a.seed, a.profile)
+        if a.policy:
+            out = a.out or f"data/{a.task}/rollouts.npz"
+            data = pick_place.collect_rollouts(a.policy, a.head or "", a.episodes, a.seed, a.profile)
+            who = "policy"
+        else:
+            out = a.out or f"data/{a.task}/demos_{a.quality}.npz"
+            data = pick_place.collect(a.episodes, a.quality, a.seed, a.profile)
+            who = "expert"
         pick_place.save_dataset(out, data)
         succ = data["episode_success"]
-        print(f"{out}: {len(data['observations'])} rows from {a.episodes} episodes, expert success "
+        print(f"{out}: {len(data['observations'])} rows from {a.episodes} episodes, {who} success "
               f"{succ.mean():.2f}, {time.perf_counter() - t0:.0f} s")
         return
     from lps_sim.four_modes import collect_demos
@@ -176,7 +182,8 @@ def cmd_train_head(a: argparse.Namespace) -> None:
             if not a.decoder_onnx:
                 raise SystemExit(f"train-head --algo {a.algo} --task {a.task} needs --decoder-onnx (the exported "
                                  "decoder whose manifest the controller runs)")
-            raw_env = ControllerEnv(a.decoder_onnx, profile=a.profile, terminate_on_hold=a.terminate_on_hold)
+            raw_env = ControllerEnv(a.decoder_onnx, profile=a.profile, terminate_on_hold=a.terminate_on_hold,
+                                    lift_bonus=a.lift_bonus)
         elif a.env:
             raw_env = make_env(a.env)
         else:
@@ -320,8 +327,10 @@ def _plot_eval(path: Path, results: list, profile: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lps-train", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("collect", help="scripted demonstrations -> .npz")
+    c = sub.add_parser("collect", help="scripted demonstrations (or --policy rollouts) -> .npz")
     c.add_argument("--task", help="MuJoCo task (pick_place); else --env")
+    c.add_argument("--policy", help="pick_place: roll out this exported decoder (.onnx) instead of the expert")
+    c.add_argument("--head", help="with --policy: steering head .onnx (default: the frozen base policy)")
     c.add_argument("--env", default="four_modes:symmetric")
     c.add_argument("--quality", default="noisy", help="expert preset: clean, noisy, sloppy")
     c.add_argument("--profile", default="nominal")
@@ -349,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--env", help="online algorithms: toy env spec")
     h.add_argument("--terminate-on-hold", action="store_true",
                    help="online pick_place: end a training episode (reward 0) when the safety filter holds")
+    h.add_argument("--lift-bonus", type=float, default=0.0,
+                   help="online pick_place: one-time reward when the cube first clears 2 cm (success pays 1)")
     h.add_argument("--demos", nargs="+", help="lps: the offline dataset(s), concatenated")
     h.add_argument("--steps", type=int, default=20_000)
     h.add_argument("--delta", type=float, default=0.35, help="lpds trust-region radius")

@@ -10,7 +10,8 @@ so at the start the steered policy *is* the base policy. eps is the decoder's ow
 runtime draws it), else N(0, I). It is trained under the trust region
 E_s ||Delta_theta(s)||^2 <= delta with a Lagrange multiplier:
 
-    Q^A(s, a)   TD:  y = r + gamma * min Qbar^A(s', Phi(s', eps' + Delta_theta'(s')))   (twin, target nets)
+    Q^A(s, a)   TD:  y = r + gamma * min Qbar^A(s', Phi(s', eps' + Delta_theta'(s')))   (twin, target nets;
+                a = the chunk's executed actions when `critic_steps` is set)
     Q^W(s, w)   distilled on base noise:  (Q^W(s, eps) - Q^A(s, Phi(s, eps)))^2
     actor       max E[Q^W(s, eps + Delta(s))] - alpha (E||Delta||^2 - delta)
     alpha       alpha <- [alpha + eta_alpha (E||Delta||^2 - delta)]_+
@@ -78,6 +79,10 @@ class LPDSConfig:
     """hidden layers of Q^A and Q^W"""
     actor_layers: int = 2
     """hidden layers of Delta_theta"""
+    critic_steps: int = 0
+    """leading actions of each chunk that Q^A sees (0: the whole chunk). With receding-horizon
+    execution only the first `execute_steps` actions of a chunk reach the environment; the rest
+    cannot change the return and only add input dimensions to the critic"""
     updates_per_step: int = 1
     """update rounds (Q^A, Q^W, actor, alpha) per env step"""
     distill_target: str = "min"
@@ -94,6 +99,8 @@ class LPDSConfig:
             raise ValueError(f"`delta` must be > 0, got {self.delta}")
         if self.distill_target not in ("min", "mean"):
             raise ValueError(f"`distill_target` must be 'min' or 'mean', got {self.distill_target!r}")
+        if self.critic_steps < 0:
+            raise ValueError(f"`critic_steps` must be >= 0 (0: whole chunk), got {self.critic_steps}")
         if self.learning_starts < 1:
             raise ValueError(f"`learning_starts` must be >= 1, got {self.learning_starts}")
 
@@ -139,7 +146,11 @@ class LPDSAgent:
         self.latent_dim = d
         self.actor = ResidualActor(o, d, cfg.hidden, cfg.actor_layers)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.qa = TwinCritic(o, decoder.chunk_length * decoder.action_dim, cfg.hidden, cfg.critic_layers)
+        if cfg.critic_steps > decoder.chunk_length:
+            raise ValueError(f"`critic_steps` must be <= the chunk length ({decoder.chunk_length}), "
+                             f"got {cfg.critic_steps}")
+        self.k = cfg.critic_steps or decoder.chunk_length  # leading chunk actions Q^A sees
+        self.qa = TwinCritic(o, self.k * decoder.action_dim, cfg.hidden, cfg.critic_layers)
         self.qa_target = copy.deepcopy(self.qa).requires_grad_(False)
         self.qw = LatentCritic(o, d, cfg.hidden, cfg.critic_layers)
         self.qa_opt = torch.optim.Adam(self.qa.parameters(), lr=cfg.critic_lr)
@@ -167,9 +178,9 @@ class LPDSAgent:
         with torch.no_grad():
             s2 = b["next_obs"]
             w2 = self.noise(len(s2)) + self.actor_target(s2)
-            q1t, q2t = self.qa_target(s2, self.decoder(s2, w2))
+            q1t, q2t = self.qa_target(s2, self.decoder(s2, w2)[:, :self.k])
             y = b["rewards"] + self.cfg.gamma * (1.0 - b["dones"]) * torch.minimum(q1t, q2t)
-        q1, q2 = self.qa(b["obs"], b["actions"])
+        q1, q2 = self.qa(b["obs"], b["actions"][:, :self.k])
         loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
         self.qa_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -180,7 +191,7 @@ class LPDSAgent:
         s = b["obs"]
         eps = self.noise(len(s))
         with torch.no_grad():
-            q1, q2 = self.qa(s, self.decoder(s, eps))
+            q1, q2 = self.qa(s, self.decoder(s, eps)[:, :self.k])
             target = torch.minimum(q1, q2) if self.cfg.distill_target == "min" else 0.5 * (q1 + q2)
         loss = F.mse_loss(self.qw(s, eps), target)
         self.qw_opt.zero_grad(set_to_none=True)

@@ -71,6 +71,7 @@ OBS_DIM = sum(size for _, _, size in OBSERVATION_LAYOUT)
 ACTION_DIM = sum(size for _, size, _, _ in ACTION_ENTRIES)
 CHUNK_LENGTH = 8
 EXECUTE_STEPS = 4
+LIFT_HEIGHT = 0.02  # m of cube clearance that counts as lifted (for ControllerEnv's lift_bonus)
 POLICY_RATE_HZ = 10.0
 LATENT_DIM = CHUNK_LENGTH * ACTION_DIM
 # Sources the sim feeds into the controller each command period (tcp_position is derived).
@@ -270,21 +271,71 @@ def collect(episodes: int, quality: str = "noisy", seed: int = 0, profile: str =
         succ.append(demo.success)
         seeds.append(s)
         bar.set_postfix(success=f"{np.mean(succ):.2f}")
-    data: dict[str, Any] = {k: np.concatenate(v) for k, v in rows.items()}
-    data["episode_ids"] = np.concatenate(ids)
-    data["episode_success"] = np.asarray(succ, dtype=bool)
-    data["episode_seeds"] = np.asarray(seeds, dtype=np.int64)
-    data["layout"] = json.dumps({
+    return _dataset({k: np.concatenate(v) for k, v in rows.items()}, ids, succ, seeds, {
         "task": TASK, "profile": profile, "quality": quality, "expert": asdict(cfg), "seed": seed,
         "grasp_lift": RuntimeAwarePickPlaceExpert.GRASP_LIFT,
         "actions_are": "commands after the runtime's SafetyFilter at each policy step's end",
-        "observation": [{"name": n, "source": s, "size": z} for n, s, z in OBSERVATION_LAYOUT],
-        "action": [{"name": n, "size": z, "units": u, "mode": m} for n, z, u, m in ACTION_ENTRIES],
-        "chunk_length": CHUNK_LENGTH, "execute_steps": EXECUTE_STEPS, "policy_rate_hz": POLICY_RATE_HZ,
         "command_rate_hz": 1.0 / task.config.control_period_s,
         "reward": "1 where the task succeeds within the env step (execute_steps policy steps), else 0",
     })
+
+
+def _dataset(rows: dict[str, np.ndarray], ids: list[np.ndarray], success: list[bool], seeds: list[int],
+             layout: dict[str, Any]) -> dict[str, Any]:
+    """The dataset dict of `save_dataset`: rows, per-episode arrays, and the layout (JSON)."""
+    data: dict[str, Any] = dict(rows)
+    data["episode_ids"] = np.concatenate(ids)
+    data["episode_success"] = np.asarray(success, dtype=bool)
+    data["episode_seeds"] = np.asarray(seeds, dtype=np.int64)
+    data["layout"] = json.dumps(layout | {
+        "observation": [{"name": n, "source": s, "size": z} for n, s, z in OBSERVATION_LAYOUT],
+        "action": [{"name": n, "size": z, "units": u, "mode": m} for n, z, u, m in ACTION_ENTRIES],
+        "chunk_length": CHUNK_LENGTH, "execute_steps": EXECUTE_STEPS, "policy_rate_hz": POLICY_RATE_HZ,
+    })
     return data
+
+
+def collect_rollouts(decoder_path: str | Path, head_path: str | Path | str = "", episodes: int = 200,
+                     seed: int = 0, profile: str = "nominal", progress: bool = True) -> dict[str, Any]:
+    """Episodes of an exported policy (ONNX decoder + optional head) in the dataset format.
+
+    Offline RL needs failures to learn what not to do, and demonstrations that almost all succeed
+    have none; rollouts of the frozen base policy have plenty, in the states it really visits.
+    One row per chunk the policy chose (the env step of `ControllerEnv`); `layout.quality` is
+    "rollouts". Episode k uses task seed and noise seed `seed + k`.
+    """
+    if episodes < 1:
+        raise ValueError(f"`episodes` must be >= 1, got {episodes}")
+    env = ControllerEnv(decoder_path, profile=profile)
+    policy_ctl = SteeringController(controller_config(decoder_path, head_path, seed=seed))
+    policy_ctl.configure()
+    policy = policy_ctl.policy
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("observations", "actions", "rewards", "shaped_rewards",
+                                                        "next_observations", "dones")}
+    ids, succ, seeds = [], [], []
+    bar = tqdm(range(episodes), desc="collect rollouts", disable=not progress, mininterval=1.0)
+    for ep in bar:
+        s = seed + ep
+        policy.reseed(s)
+        obs, done, n = env.reset(s), False, 0
+        while not done:
+            chunk = policy.infer(obs).actions.astype(np.float64)
+            nxt, r, done, info = env.step(chunk)
+            for k, v in (("observations", obs), ("actions", chunk), ("rewards", r), ("shaped_rewards", info["shaped"]),
+                         ("next_observations", nxt), ("dones", float(info["terminated"]))):
+                rows[k].append(np.asarray(v, dtype=np.float32))
+            obs, n = nxt, n + 1
+        ids.append(np.full(n, ep, dtype=np.int64))
+        succ.append(bool(info["success"]))
+        seeds.append(s)
+        bar.set_postfix(success=f"{np.mean(succ):.2f}")
+    return _dataset({k: np.stack(v) for k, v in rows.items()}, ids, succ, seeds, {
+        "task": TASK, "profile": profile, "quality": "rollouts", "seed": seed,
+        "policy": {"decoder": str(decoder_path), "decoder_id": policy_ctl.decoder_id, "head_id": policy_ctl.head_id},
+        "actions_are": "the chunk the policy chose (before the runtime's SafetyFilter)",
+        "command_rate_hz": 1.0 / env.task.config.control_period_s,
+        "reward": "1 where the task succeeds within the env step, else 0",
+    })
 
 
 DATASET_KEYS = ("observations", "actions", "rewards", "shaped_rewards", "next_observations", "dones",
@@ -448,9 +499,16 @@ class ControllerEnv:
     obs_dim, action_dim, chunk_length = OBS_DIM, ACTION_DIM, CHUNK_LENGTH
 
     def __init__(self, decoder_path: str | Path, profile: str = "nominal", task: FrankaTask | None = None,
-                 terminate_on_hold: bool = False) -> None:
+                 terminate_on_hold: bool = False, lift_bonus: float = 0.0) -> None:
         self.task = task if task is not None else make_pick_place()
         self.profile = profile
+        if not 0.0 <= lift_bonus < 1.0:
+            raise ValueError(f"`lift_bonus` must be in [0, 1) (success pays 1), got {lift_bonus}")
+        # Base failures are mostly grasps that slip (the gripper closes a few cm too high); a
+        # one-time reward when the cube first clears LIFT_HEIGHT puts a signal at the grasp
+        # instead of 10-20 s later at the placement.
+        self.lift_bonus = lift_bonus
+        self._lift_paid = False
         # A hold resets chunk execution, so the controller asks for a new chunk one period later:
         # a policy stuck against a limit turns into thousands of 10 ms env steps. Ending the
         # episode there (reward 0) keeps env steps 0.4 s long and marks refused commands as failure.
@@ -464,6 +522,7 @@ class ControllerEnv:
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         self._obs = self.episode.reset(int(seed or 0), self.profile)
+        self._lift_paid = False
         return self._obs.copy()
 
     def step(self, action_chunk: np.ndarray) -> tuple[np.ndarray, float, bool, dict[str, Any]]:
@@ -486,6 +545,9 @@ class ControllerEnv:
         self._obs = nxt
         r = ep.result
         reward = 1.0 if (done and r.success) else 0.0
+        if self.lift_bonus and not self._lift_paid and self.cube_lifted():
+            self._lift_paid = True
+            reward += self.lift_bonus
         info = {"terminated": bool(done and r.terminated), "truncated": bool(done and r.truncated),
                 "success": bool(done and r.success), "shaped": ep.shaped, "holds": r.holds, "held": held}
         if held and self.terminate_on_hold and not done:
@@ -493,6 +555,9 @@ class ControllerEnv:
             info["terminated"] = True
             ep.done = True
         return nxt.copy(), reward, done, info
+
+    def cube_lifted(self) -> bool:
+        return float(self.task.object_position()[2]) - self.task.cube_half > LIFT_HEIGHT
 
 
 # ---------------------------------------------------------------------------------------------

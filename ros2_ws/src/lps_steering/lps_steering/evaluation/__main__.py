@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--launch", action="store_true", default=None,
                      help="start the eval stack (scripts/launch_stack.py eval) for the run")
     cli.add_argument("--decoder", help="decoder .onnx for --launch")
+    cli.add_argument("--workers", type=int, help="eval stacks side by side (with --launch), one ROS domain each")
     opts = cli.parse_args(argv)
     console = Console()
     if not console.is_terminal:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                              episodes=opts.episodes, seed=opts.seed, task=opts.task,
                              episode_timeout_s=opts.episode_timeout_s, out_dir=opts.out_dir,
                              record_mcap=opts.record_mcap, namespace=opts.namespace, launch=opts.launch,
-                             decoder=opts.decoder)
+                             decoder=opts.decoder, workers=opts.workers)
     except (ValueError, TypeError, OSError) as exc:
         console.print(f"[red]evaluation config: {exc}")
         return 2

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 NO_HEAD = "none"
+MAX_WORKERS = 8
 
 
 @dataclass
@@ -42,6 +43,10 @@ class EvalConfig:
     """start the eval stack (scripts/launch_stack.py eval) for this run and stop it afterwards"""
     decoder: str = ""
     """decoder .onnx, only used with `launch` (passed to the stack as decoder:=...)"""
+    workers: int = 1
+    """eval stacks run side by side (needs `launch`), each in a ROS domain of its own; episode i
+    runs on worker i mod workers. Lock-step episodes are latency-bound, so two stacks on two cores
+    finish nearly twice the episodes in the same time, with the same per-seed results"""
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str, got: object) -> ValueError:
@@ -64,6 +69,10 @@ class EvalConfig:
             raise bad("episode_timeout_s", "a finite number >= 0", self.episode_timeout_s)
         if not self.stall_timeout_s > 0:
             raise bad("stall_timeout_s", "> 0", self.stall_timeout_s)
+        if not isinstance(self.workers, int) or not 1 <= self.workers <= MAX_WORKERS:
+            raise bad("workers", f"an integer in [1, {MAX_WORKERS}]", self.workers)
+        if self.workers > 1 and not self.launch:
+            raise bad("workers", "1 unless `launch` is set (each worker starts its own stack)", self.workers)
         if self.launch and not Path(self.decoder).is_file():
             raise bad("decoder", "an existing decoder .onnx when `launch` is set", self.decoder)
 

@@ -61,13 +61,15 @@ def _join(namespace: str, name: str) -> str:
 
 
 class EvaluationClient:
-    """One rclpy node in its own context, spun in a background thread."""
+    """One rclpy node in its own context (in `domain_id`, else ROS_DOMAIN_ID), spun in a background thread."""
 
-    def __init__(self, config: EvalConfig) -> None:
+    def __init__(self, config: EvalConfig, domain_id: int | None = None) -> None:
         self.config = config
         self.context = rclpy.Context()
-        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node("lps_evaluator", context=self.context)
+        rclpy.init(context=self.context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+        # One name per domain: parallel workers share this process's rosout logger names.
+        name = "lps_evaluator" if domain_id is None else f"lps_evaluator_d{domain_id}"
+        self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         ns, policy = config.namespace, config.policy_node
@@ -175,9 +177,15 @@ class EvaluationClient:
         if not self._call(ChangeState, f"{self.policy}/change_state", req, 120.0).success:
             raise EvaluationError(f"{label} of {self.policy} was refused (its log says why)")
 
-    def prepare(self) -> None:
-        """Policy node configured and inactive, sim bridge reachable."""
-        state = self.lifecycle_state()
+    def prepare(self, startup_timeout_s: float = SERVICE_TIMEOUT_S) -> None:
+        """Policy node configured and inactive, sim bridge reachable.
+
+        `startup_timeout_s` bounds the wait for the policy node to appear: a stack this process has
+        just launched needs longer than one already running (model loading, MuJoCo compilation,
+        other stacks starting beside it).
+        """
+        state = self._call(GetState, f"{self.policy}/get_state", GetState.Request(),
+                           startup_timeout_s).current_state.label
         if state == "unconfigured":
             self.transition(Transition.TRANSITION_CONFIGURE, "configure")
         elif state == "active":

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from .report import write_report
 from .stats import EpisodeRecord, RunSummary, summarise
 
 Progress = Callable[[EpisodeRecord, int, int], None]
+STACK_STARTUP_S = 180.0  # a stack launched here may take this long to answer (loaded machine)
+MAX_DOMAIN_ID = 232  # the largest ROS domain id Fast DDS and Cyclone map to valid ports on Linux
 
 
 def find_launch_runner() -> Path:
@@ -32,8 +35,11 @@ def find_launch_runner() -> Path:
 
 
 @contextmanager
-def eval_stack(config: EvalConfig, log_path: Path):
-    """The eval stack as a child process for the duration of the block (SIGINT on the way out)."""
+def eval_stack(config: EvalConfig, log_path: Path, domain_id: int | None = None):
+    """The eval stack as a child process for the duration of the block (SIGINT on the way out).
+
+    `domain_id` puts the stack in that ROS domain instead of the inherited ROS_DOMAIN_ID.
+    """
     args = [sys.executable, str(find_launch_runner()), "eval",
             f"decoder:={Path(config.decoder).resolve()}", f"task:={config.task}",
             f"profile:={config.profiles[0]}", f"seed:={config.seed}"]
@@ -41,8 +47,10 @@ def eval_stack(config: EvalConfig, log_path: Path):
         args.append(f"namespace:={config.namespace}")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST"))
+        env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+        if domain_id is not None:
+            env["ROS_DOMAIN_ID"] = str(domain_id)
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             yield proc
         finally:
@@ -61,42 +69,79 @@ def stop_gracefully(proc: subprocess.Popen, grace_s: float) -> None:
         proc.wait(5)
 
 
+def worker_domains(workers: int, base: int | None = None) -> list[int]:
+    """ROS domain of each worker: ROS_DOMAIN_ID and the ones after it."""
+    first = int(os.environ.get("ROS_DOMAIN_ID", "0")) if base is None else base
+    if not 0 <= first or first + workers - 1 > MAX_DOMAIN_ID:
+        raise ValueError(f"{workers} eval workers need ROS domains {first}..{first + workers - 1}, "
+                         f"but domain ids must lie in 0..{MAX_DOMAIN_ID} (set ROS_DOMAIN_ID lower)")
+    return [first + k for k in range(workers)]
+
+
 def run_evaluation(config: EvalConfig, progress: Progress | None = None,
                    on_start: Callable[[int], None] | None = None) -> tuple[list[RunSummary], list[EpisodeRecord], Path]:
     """Run every (head, profile) pair; returns the summaries, the episodes and the report path."""
     out_dir = Path(config.out_dir)
-    if config.launch:
-        with eval_stack(config, out_dir / "stack.log"):
-            return _run(config, out_dir, progress, on_start)
-    return _run(config, out_dir, progress, on_start)
-
-
-def _run(config: EvalConfig, out_dir: Path, progress: Progress | None,
-         on_start: Callable[[int], None] | None) -> tuple[list[RunSummary], list[EpisodeRecord], Path]:
-    from .ros_client import EvaluationClient  # rclpy only here: stats and report stay ROS-free
-
     total = len(config.heads) * len(config.profiles) * config.episodes
+    if on_start is not None:
+        on_start(total)
     episodes: list[EpisodeRecord] = []
-    summaries: list[RunSummary] = []
-    with EvaluationClient(config) as client:
-        client.prepare()
-        dt = client.command_period()
-        if on_start is not None:
-            on_start(total)
-        for label in config.heads:
-            client.set_head(config.head_path(label))
-            for profile in config.profiles:
-                run: list[EpisodeRecord] = []
-                for i in range(config.episodes):
-                    seed = config.seed + i
-                    mcap = (out_dir / "mcap" / f"{label}_{profile}_{seed}.mcap") if config.record_mcap else None
-                    record = client.run_episode(label, profile, seed, dt, mcap)
-                    run.append(record)
-                    if progress is not None:
-                        progress(record, len(episodes) + len(run), total)
-                episodes += run
-                summaries.append(summarise(label, profile, run))
+    lock = threading.Lock()
+
+    def done(record: EpisodeRecord) -> None:
+        with lock:
+            episodes.append(record)
+            if progress is not None:
+                progress(record, len(episodes), total)
+
+    if config.workers == 1:
+        if config.launch:
+            with eval_stack(config, out_dir / "stack.log"):
+                _run_shard(config, out_dir, range(config.episodes), done)
+        else:
+            _run_shard(config, out_dir, range(config.episodes), done)
+    else:
+        errors: list[BaseException] = []
+
+        def worker(k: int, domain: int) -> None:
+            try:
+                with eval_stack(config, out_dir / f"stack{k}.log", domain):
+                    _run_shard(config, out_dir, range(k, config.episodes, config.workers), done, domain)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(k, d), name=f"eval-worker-{k}")
+                   for k, d in enumerate(worker_domains(config.workers))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    # One summary per (head, profile), episodes in seed order whatever worker ran them.
+    order = {(h, p): i for i, (h, p) in enumerate((h, p) for h in config.heads for p in config.profiles)}
+    episodes.sort(key=lambda e: (order[(e.head, e.profile)], e.seed))
+    summaries = [summarise(h, p, [e for e in episodes if (e.head, e.profile) == (h, p)])
+                 for h in config.heads for p in config.profiles]
     meta: dict[str, Any] = config.to_dict()
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     report = write_report(out_dir, meta, summaries, episodes, config.tcp_plots)
     return summaries, episodes, report
+
+
+def _run_shard(config: EvalConfig, out_dir: Path, indices: range, done: Callable[[EpisodeRecord], None],
+               domain_id: int | None = None) -> None:
+    """Episodes `indices` of every (head, profile) pair through one stack."""
+    from .ros_client import EvaluationClient  # rclpy only here: stats and report stay ROS-free
+
+    with EvaluationClient(config, domain_id) as client:
+        client.prepare(STACK_STARTUP_S if config.launch else 30.0)
+        dt = client.command_period()
+        for label in config.heads:
+            client.set_head(config.head_path(label))
+            for profile in config.profiles:
+                for i in indices:
+                    seed = config.seed + i
+                    mcap = (out_dir / "mcap" / f"{label}_{profile}_{seed}.mcap") if config.record_mcap else None
+                    done(client.run_episode(label, profile, seed, dt, mcap))

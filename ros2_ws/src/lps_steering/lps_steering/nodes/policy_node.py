@@ -25,14 +25,17 @@ exec_depend on them: lps_franka_hw depends on this package, and franka_msgs is n
 them the robot-mode check is skipped and `~/recover` answers that franka_msgs is not installed.
 
 Threads. Control cycles run in a dedicated control thread, never in the executor: the executor
-(SingleThreadedExecutor by default) serves subscriptions, lifecycle and parameter services and the
-status timer. So a slow service call, above all a head swap (ONNX session creation and warm-up
-inside the parameter callback), can never delay a cycle; the loaded head is handed to the control
-thread and installed between two cycles. Subscription callbacks only store the newest message;
-the control thread converts it, so the controller is only ever touched from one thread.
+(SingleThreadedExecutor by default) serves the pose subscriptions, lifecycle and parameter
+services and the status timer. So a slow service call, above all a head swap (ONNX session
+creation and warm-up inside the parameter callback), can never delay a cycle; the loaded head is
+handed to the control thread and installed between two cycles. Joint states bypass the executor:
+the control thread waits on their subscription itself and takes them (`control_input`), so a
+joint state reaches the cycle without an executor pass or a thread handover. The controller is
+only ever touched from one thread.
 
-trigger=timer: the control thread sleeps to absolute deadlines (steady clock, or the ROS clock
-when use_sim_time is set). trigger=observation: one cycle per received joint state.
+trigger=timer: the control thread waits for joint states until absolute deadlines (steady clock,
+or the ROS clock when use_sim_time is set). trigger=observation: one cycle per received joint
+state, run as soon as it is taken.
 A missed cycle is one that starts more than one command period after its deadline.
 """
 
@@ -58,7 +61,6 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time as RosTime
-from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
@@ -72,8 +74,10 @@ from lps_steering.core.startup import (
     StateWatchdog,
     run_startup_checks,
 )
+from lps_steering.nodes.control_input import ControlThreadInput, ControlThreadInputs
 
 ARM_DOF = 7
+SPIN_BEFORE_DEADLINE_S = 0.0003  # timer trigger: busy-wait this much before each deadline
 NO_HEAD = 'none'
 # An activation right after configure must not race the first joint state: wait this long for one.
 STARTUP_WAIT_S = 2.0
@@ -169,7 +173,10 @@ class PolicyNode(LifecycleNode):
         self._status_timer = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._obs_event = threading.Event()
+        self._inputs: ControlThreadInputs | None = None
+        self._joint_input: ControlThreadInput | None = None
+        self._sim_time = False
+        self._pose_inputs: dict[str, ControlThreadInput] = {}
         self._pending_lock = threading.Lock()
         self._pending_head: tuple[Any, str] | None = None
         self._pending_seed: int | None = None
@@ -308,6 +315,7 @@ class PolicyNode(LifecycleNode):
         self._head_path = self.get_parameter('steering_head').value
         self._period = 1.0 / config.command_rate_hz
         self._trigger = self.get_parameter('trigger').value
+        self._sim_time = bool(self.get_parameter('use_sim_time').value)
         self._max_age = config.max_observation_age_s
         self._startup_age = self.get_parameter('startup_max_joint_state_age_ms').value / 1e3
         self._watchdog = StateWatchdog(self.get_parameter('watchdog_timeout_ms').value / 1e3)
@@ -330,17 +338,17 @@ class PolicyNode(LifecycleNode):
         self._grip_pub = self.create_publisher(Float64, g('gripper_command_topic').value, 10)
         self._telemetry_pub = self.create_publisher(SteeringTelemetry, '~/telemetry', 100)
         self._status_pub = self.create_publisher(SteeringStatus, '~/status', 10)
-        self._subs = [self.create_subscription(JointState, g('joint_states_topic').value,
-                                               self._on_joint_state, 10)]
+        self._inputs = ControlThreadInputs(self)
+        self._joint_input = self._inputs.subscribe(JointState, g('joint_states_topic').value, 10)
+        self._subs = []
         sources = set(self._controller.required_sources)
         self._pose_msgs = {}
+        self._pose_inputs = {}
         for source, param in (('object_position', 'object_pose_topic'),
                               ('target_position', 'target_pose_topic')):
             if source in sources:
                 self._pose_msgs[source] = None
-                self._subs.append(self.create_subscription(
-                    PoseStamped, g(param).value,
-                    lambda msg, s=source: self._on_pose(s, msg), 10))
+                self._pose_inputs[source] = self._inputs.subscribe(PoseStamped, g(param).value, 10)
         self._uses_velocity = 'arm_joint_velocities' in sources
         self._uses_gripper = 'gripper_width' in sources
         self._status_timer = self.create_timer(1.0, self._publish_status)
@@ -386,13 +394,16 @@ class PolicyNode(LifecycleNode):
 
     def _startup_report(self) -> StartupReport:
         c, cfg = self._controller, self._controller.config
+        # The control thread is not running yet: this thread may take joint states.
+        self._take_joint_states()
         latest = self._joint_msg
-        if latest is None or self._now_s() - latest[1] > self._startup_age:
-            # The executor is busy with this transition: take the next joint state directly.
-            ok, msg = wait_for_message(JointState, self, self.get_parameter('joint_states_topic').value,
-                                       qos_profile=10, time_to_wait=STARTUP_WAIT_S)
-            if ok:
-                self._on_joint_state(msg)
+        give_up = time.monotonic() + STARTUP_WAIT_S
+        while latest is None or self._now_s() - latest[1] > self._startup_age:
+            remaining = give_up - time.monotonic()
+            if remaining <= 0.0:
+                break
+            if self._inputs.wait(remaining):
+                self._take_joint_states()
                 latest = self._joint_msg
         limits = RobotLimits.for_robot(cfg.robot)
         monitor = self._mode_monitor
@@ -439,6 +450,10 @@ class PolicyNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
+        if self._inputs is not None:
+            self._inputs.destroy()
+        self._inputs = self._joint_input = None
+        self._pose_inputs = {}
         if self._status_timer is not None:
             self.destroy_timer(self._status_timer)
             self._status_timer = None
@@ -460,7 +475,8 @@ class PolicyNode(LifecycleNode):
 
     def _stop_loop(self) -> None:
         self._stop.set()
-        self._obs_event.set()
+        if self._inputs is not None:
+            self._inputs.wake()
         if self._thread is not None:
             self._thread.join(5.0)
             if self._thread.is_alive():
@@ -495,6 +511,7 @@ class PolicyNode(LifecycleNode):
         started = time.monotonic()
         deadline, sent = started, 0
         while self._cmd_pub is not None:
+            self._take_joint_states()  # the control thread has stopped: this thread takes them now
             q = self._measured_q()
             result = c.step(self._now_s(), q if q is not None else np.full(ARM_DOF, math.nan))
             if not np.all(np.isfinite(result.command)):
@@ -525,16 +542,43 @@ class PolicyNode(LifecycleNode):
         self._cmd_pub.publish(self._traj)
 
     # ================================================================ inputs
-    def _on_joint_state(self, msg: JointState) -> None:
-        now = self._now_s()
-        self._joint_msg = (msg, now, time.monotonic_ns())
+    def _received_at(self, stamp: Time, age_s: float) -> float:
+        """Receipt time on the node's clock of a message taken `age_s` after it arrived.
+
+        With sim time the node's clock follows /clock through the executor, which may not have
+        seen the /clock published just before this message yet: a message is never older than
+        its own stamp there (wall-clock age means nothing while a lock-step sim waits).
+        """
+        if self._sim_time:
+            return max(self._now_s(), stamp.sec + 1e-9 * stamp.nanosec)
+        return self._now_s() - age_s
+
+    def _on_joint_state(self, msg: JointState, age_s: float = 0.0) -> None:
+        now = self._received_at(msg.header.stamp, age_s)
+        self._joint_msg = (msg, now, time.monotonic_ns() - int(age_s * 1e9))
         watchdog = self._watchdog
         if watchdog is not None:
             watchdog.feed(now, msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec)
-        self._obs_event.set()
 
-    def _on_pose(self, source: str, msg: PoseStamped) -> None:
-        self._pose_msgs[source] = (msg, self._now_s())
+    def _take_joint_states(self) -> bool:
+        """Take every queued pose and joint state (the newest wins); True if a joint state came.
+
+        Poses first: a cycle triggered by a joint state then sees the poses published before it.
+        Only the thread that runs the control loop calls this, or any thread while no loop runs.
+        """
+        if self._joint_input is None:
+            return False
+        for source, pose_input in self._pose_inputs.items():
+            while (taken := pose_input.take()) is not None:
+                self._on_pose(source, *taken)
+        took = False
+        while (taken := self._joint_input.take()) is not None:
+            self._on_joint_state(*taken)
+            took = True
+        return took
+
+    def _on_pose(self, source: str, msg: PoseStamped, age_s: float = 0.0) -> None:
+        self._pose_msgs[source] = (msg, self._received_at(msg.header.stamp, age_s))
 
     def _measured_q(self) -> np.ndarray | None:
         latest = self._joint_msg
@@ -600,11 +644,19 @@ class PolicyNode(LifecycleNode):
 
     def _steady_loop(self) -> None:
         period = self._period
+        source = self._inputs
         deadline = time.monotonic() + period
         while not self._stop.is_set():
-            wait = deadline - time.monotonic()
-            if wait > 0.0 and self._stop.wait(wait):
-                return
+            wait = deadline - time.monotonic() - SPIN_BEFORE_DEADLINE_S
+            if wait > 0.0:
+                # Joint states are taken as they arrive, so their receipt times are true ones.
+                if source.wait(wait):
+                    self._take_joint_states()
+                continue
+            # A timed wait wakes 0.05-1 ms late depending on load; the last stretch is spun.
+            while time.monotonic() < deadline:
+                pass
+            self._take_joint_states()
             late = time.monotonic() - deadline
             self._cycle(late)
             deadline += period
@@ -625,22 +677,28 @@ class PolicyNode(LifecycleNode):
                     return
                 deadline = clock.now().nanoseconds + period_ns  # time source changed: restart
                 continue
+            self._take_joint_states()
             self._cycle((clock.now().nanoseconds - deadline) * 1e-9)
             deadline += period_ns
 
     def _observation_loop(self) -> None:
-        last_seen = -1
+        source = self._inputs
+        quiet_since = time.monotonic()
+        # The state that passed the start-up checks has not been answered yet; a lock-step sim
+        # publishes it once and waits for the command.
+        self._take_joint_states()
+        if self._joint_msg is not None:
+            self._cycle((time.monotonic_ns() - self._joint_msg[2]) * 1e-9)
         while not self._stop.is_set():
-            fresh = self._obs_event.wait(self._max_age)
-            self._obs_event.clear()
+            ready = source.wait(max(0.0, quiet_since + self._max_age - time.monotonic()))
             if self._stop.is_set():
                 return
-            latest = self._joint_msg
-            if fresh and latest is not None and latest[2] != last_seen:
-                last_seen = latest[2]
-                self._cycle((time.monotonic_ns() - latest[2]) * 1e-9)
-            elif not fresh:
+            if ready and self._take_joint_states():
+                quiet_since = time.monotonic()
+                self._cycle((time.monotonic_ns() - self._joint_msg[2]) * 1e-9)
+            elif time.monotonic() - quiet_since >= self._max_age:
                 # Nothing arrived for max_age: run a cycle anyway so the controller holds (stale).
+                quiet_since = time.monotonic()
                 self._cycle(0.0)
 
     def _cycle(self, late_s: float) -> None:
@@ -658,8 +716,10 @@ class PolicyNode(LifecycleNode):
         if seed is not None:
             c.reseed(seed)
         self._feed_error = ''
-        q, _ = self._feed()
+        q, received = self._feed()
         now = self._now_s()
+        if self._sim_time and math.isfinite(received):
+            now = max(now, received)  # see _received_at
         self._check_external_hold(now)
         if q is None:
             result = None
@@ -669,11 +729,13 @@ class PolicyNode(LifecycleNode):
                 q = np.full(ARM_DOF, math.nan)  # the controller turns a bad measurement into a hold
             result = c.step(now, q)
             reason = self._feed_error or result.safety_reason
-            if np.all(np.isfinite(result.command)):
-                self._send(result.command, c.safety.velocity)
+            # Gripper first: a lock-step sim advances on the arm command, and a gripper command
+            # arriving after it would act one period later, depending on machine load.
             if math.isfinite(result.gripper):
                 self._grip_msg.data = result.gripper
                 self._grip_pub.publish(self._grip_msg)
+            if np.all(np.isfinite(result.command)):
+                self._send(result.command, c.safety.velocity)
         self._publish_telemetry(result, reason, started)
 
     def _check_external_hold(self, now: float) -> None:
@@ -815,8 +877,10 @@ def _time_msg(seconds: float) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
+# No EventsExecutor: it ignores callback groups, so it would take the joint states meant for the
+# control thread (measured: a third of them lost), and with these wheels its spin() dispatches
+# nothing.
 EXECUTORS = {
-    'events': lambda: __import__('rclpy.experimental', fromlist=['EventsExecutor']).EventsExecutor(),
     'single': SingleThreadedExecutor,
     'multi': lambda: MultiThreadedExecutor(num_threads=2),
 }
@@ -825,8 +889,7 @@ EXECUTORS = {
 def main(args: list[str] | None = None) -> None:
     argv = sys.argv if args is None else args
     cli = argparse.ArgumentParser(description='lps-franka lifecycle policy node')
-    # 'single' by default: it is the one the DDS tests exercise. 'events' (experimental) only
-    # works here through the spin_once loop below; see bench/bench_node_loop.py for both.
+    # 'single' by default: it is the one the DDS tests exercise; bench/bench_node_loop.py measures both.
     cli.add_argument('--executor', choices=sorted(EXECUTORS), default='single',
                      help='executor serving subscriptions, services and parameters (not the '
                           'control loop, which has its own thread)')
@@ -845,8 +908,7 @@ def main(args: list[str] | None = None) -> None:
     executor.add_node(node)
 
     def spin() -> None:
-        # spin_once in a loop, not spin(): measured here (rclpy 9.1.2 wheels) the EventsExecutor's
-        # spin() dispatches nothing at all, while spin_once(timeout) works for every executor.
+        # spin_once in a loop, not spin(), so a stop request is seen within 0.1 s.
         try:
             while not stop.is_set() and rclpy.ok():
                 executor.spin_once(timeout_sec=0.1)
