@@ -33,7 +33,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="timed inferences per path")
     parser.add_argument("--warmup", type=int, default=200, help="untimed inferences per path first")
-    parser.add_argument("--block", type=int, default=100, help="calls per path before switching paths")
+    parser.add_argument("--block", type=int, default=1000, help="calls per path before switching paths")
     parser.add_argument("--head", default="lpds", choices=["none", "lps", "lpds", "dsrl"])
     args = parser.parse_args()
 
