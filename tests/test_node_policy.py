@@ -12,6 +12,8 @@ import math
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +107,22 @@ def _last(collector: Collector, timeout: float = 5.0, after: int = 0):
 
 
 # ---------------------------------------------------------------------------------------- tests
+@contextmanager
+def _start_lock_step(tmp_path: Path, name: str, client: RosClient, models: dict[str, Path],
+                     telemetry: Collector, source: JointStateSource) -> Iterator[NodeProcess]:
+    """An active node with trigger=observation whose joint-state source is then silenced, so the
+    test publishes every joint state itself (lock-step, like the sim bridge)."""
+    with _start(tmp_path, name, decoder=str(models['decoder']), trigger='observation',
+                max_observation_age_ms=5000.0, watchdog_timeout_ms=5000.0) as proc:
+        client.wait_for_node(NODE)
+        # Activation needs a fresh joint state (start-up check), so the source runs until then.
+        assert client.change_state(NODE, 'configure') and client.change_state(NODE, 'activate')
+        telemetry.wait_count(5, 5.0)
+        source.enabled = False
+        time.sleep(0.3)
+        yield proc
+
+
 def test_lifecycle_commands_and_holds(tmp_path: Path, client: RosClient, models: dict[str, Path]) -> None:
     """configure refusal -> configure -> activate -> commands -> NaN hold -> stale hold -> deactivate."""
     commands = Collector(client.node, JointTrajectory, 'fr3_arm_controller/joint_trajectory')
@@ -258,13 +276,7 @@ def test_head_swaps_under_load_miss_no_cycle(tmp_path: Path, client: RosClient, 
             # A new head takes over at the next replan; wait for it before the next swap.
             telemetry.wait_for(lambda m, h=head, n=n: any(x.head_type == h for x in m[n:]), 20.0, head)
 
-    with _start(tmp_path, 'swaps', decoder=str(models['decoder']), trigger='observation',
-                max_observation_age_ms=5000.0, watchdog_timeout_ms=5000.0):
-        client.wait_for_node(NODE)
-        assert client.change_state(NODE, 'configure') and client.change_state(NODE, 'activate')
-        telemetry.wait_count(5, 5.0)
-        source.enabled = False
-        time.sleep(0.3)
+    with _start_lock_step(tmp_path, 'swaps', client, models, telemetry, source):
         swapper = threading.Thread(target=swap_all, daemon=True)
         first = len(telemetry.snapshot())
         swapper.start()
@@ -297,14 +309,7 @@ def test_observation_trigger_one_cycle_per_joint_state(tmp_path: Path, client: R
     telemetry = Collector(client.node, SteeringTelemetry, f'{NODE}/telemetry')
     commands = Collector(client.node, JointTrajectory, 'fr3_arm_controller/joint_trajectory', qos=1000)
     source = JointStateSource(client, rate_hz=50.0)
-    with _start(tmp_path, 'observation', decoder=str(models['decoder']), trigger='observation',
-                max_observation_age_ms=5000.0, watchdog_timeout_ms=5000.0):
-        client.wait_for_node(NODE)
-        # Activation needs a fresh joint state (start-up check), so the source runs until then.
-        assert client.change_state(NODE, 'configure') and client.change_state(NODE, 'activate')
-        telemetry.wait_count(5, 5.0)
-        source.enabled = False
-        time.sleep(0.3)
+    with _start_lock_step(tmp_path, 'observation', client, models, telemetry, source):
         got0, cycles0 = len(commands.snapshot()), len(telemetry.snapshot())
         time.sleep(0.3)
         assert len(telemetry.snapshot()) == cycles0  # no observation, no cycle

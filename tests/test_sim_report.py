@@ -1,7 +1,6 @@
 """The expert success report: Wilson intervals and one tiny real run end to end."""
 
 import pytest
-
 from lps_sim import experts_report
 
 

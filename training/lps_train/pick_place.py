@@ -54,7 +54,6 @@ from lps_steering.core.controller import ControllerConfig, SteeringController
 from lps_steering.core.kinematics import tcp_position
 from lps_steering.core.manifest import ActionEntry, ActionLayout, ObservationEntry, ObservationLayout
 from lps_steering.core.policy import PolicyOutput
-from lps_steering.core.safety import RobotLimits, SafetyFilter
 from tqdm import tqdm
 
 TASK = "pick_place"
@@ -209,18 +208,18 @@ class DemoEpisode:
 def run_demo_episode(task: FrankaTask, seed: int, quality: str | ExpertConfig = "noisy",
                      profile: str = "nominal") -> DemoEpisode:
     """The scripted expert at 10 Hz, interpolated to the command rate like `run_expert_episode`,
-    with every command passing the runtime's `SafetyFilter` (same settings as the controller).
+    with every command passing the runtime's `SafetyFilter` (the controller's settings, without
+    jerk limiting).
 
     What is recorded as the action is what the robot was actually commanded: the filtered command
     at each policy step's end. Chunks built from it are executable by the runtime as they are.
     """
     cfg = expert_config(quality) if isinstance(quality, str) else quality
     n = round(1.0 / (POLICY_RATE_HZ * task.config.control_period_s))
-    cc = controller_config("unused.onnx")
-    safety = SafetyFilter(RobotLimits.for_robot(task.config.robot), 1.0 / task.config.control_period_s,
-                          joint_margin=cc.joint_margin_rad, max_step=cc.max_step_rad,
-                          velocity_scale=cc.velocity_scale, acceleration_scale=cc.acceleration_scale,
-                          workspace_min=cc.workspace_min, workspace_max=cc.workspace_max)
+    # The shipped demonstrations were recorded without jerk limiting (the controller's default
+    # since): kept so that `collect` reproduces them.
+    safety = controller_config("unused.onnx", robot=task.config.robot, jerk_scale=None,
+                               command_rate_hz=1.0 / task.config.control_period_s).safety_filter()
     obs = task.reset(seed, profile)
     agent = RuntimeAwarePickPlaceExpert(task, cfg, POLICY_RATE_HZ, seed)
     prev_q = obs["arm_joint_positions"].copy()
@@ -407,6 +406,7 @@ class EpisodeResult:
     chunks: int
     holds: int  # command periods the safety filter refused (HOLD)
     limited: int  # command periods the safety filter clipped (LIMITED)
+    hold_reason: str = ""  # why the safety filter last held, if it ever did
 
 
 class ControllerEpisode:
@@ -450,7 +450,9 @@ class ControllerEpisode:
         cyc = c.step(self.now, self.obs["arm_joint_positions"])
         if cyc.replanned:
             self.result.chunks += 1
-        self.result.holds += int(cyc.safety_state == 2)
+        if cyc.safety_state == 2:
+            self.result.holds += 1
+            self.result.hold_reason = cyc.safety_reason
         self.result.limited += int(cyc.safety_state == 1)
         if not np.all(np.isfinite(cyc.command)):
             raise RuntimeError(f"controller produced no safe command: {cyc.safety_reason}")

@@ -128,6 +128,14 @@ class ControllerConfig:
         if not isinstance(self.warmup_runs, int) or self.warmup_runs < 0:
             raise bad("warmup_runs", "an integer >= 0", self.warmup_runs)
 
+    def safety_filter(self) -> SafetyFilter:
+        """A fresh safety filter with this configuration's robot limits, rate and margins."""
+        return SafetyFilter(RobotLimits.for_robot(self.robot), self.command_rate_hz,
+                            joint_margin=self.joint_margin_rad, max_step=self.max_step_rad,
+                            velocity_scale=self.velocity_scale, acceleration_scale=self.acceleration_scale,
+                            jerk_scale=self.jerk_scale, workspace_min=self.workspace_min,
+                            workspace_max=self.workspace_max)
+
 
 @dataclass
 class CycleResult:
@@ -219,12 +227,7 @@ class SteeringController:
                                       cfg.command_rate_hz,
                                       ensemble_decay=cfg.ensemble_decay if cfg.temporal_ensembling
                                       else None)
-        limits = RobotLimits.for_robot(cfg.robot)
-        self.safety = SafetyFilter(limits, cfg.command_rate_hz, joint_margin=cfg.joint_margin_rad,
-                                   max_step=cfg.max_step_rad, velocity_scale=cfg.velocity_scale,
-                                   acceleration_scale=cfg.acceleration_scale,
-                                   jerk_scale=cfg.jerk_scale,
-                                   workspace_min=cfg.workspace_min, workspace_max=cfg.workspace_max)
+        self.safety = cfg.safety_filter()
         # Warm the whole policy path (normalisation, head, decoder) on a plausible observation.
         probe = np.asarray(self.assembler.mean_raw_observation(), dtype=np.float64)
         for _ in range(cfg.warmup_runs):

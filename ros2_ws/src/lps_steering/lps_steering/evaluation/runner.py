@@ -94,19 +94,23 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
             if progress is not None:
                 progress(record, len(episodes), total)
 
+    def shard(k: int, domain: int | None) -> None:
+        indices = range(k, config.episodes, config.workers)
+        if not config.launch:
+            _run_shard(config, out_dir, indices, done, domain)
+            return
+        log = out_dir / ("stack.log" if config.workers == 1 else f"stack{k}.log")
+        with eval_stack(config, log, domain):
+            _run_shard(config, out_dir, indices, done, domain)
+
     if config.workers == 1:
-        if config.launch:
-            with eval_stack(config, out_dir / "stack.log"):
-                _run_shard(config, out_dir, range(config.episodes), done)
-        else:
-            _run_shard(config, out_dir, range(config.episodes), done)
+        shard(0, None)  # in this thread, in the inherited ROS domain: Ctrl-C lands here
     else:
         errors: list[BaseException] = []
 
         def worker(k: int, domain: int) -> None:
             try:
-                with eval_stack(config, out_dir / f"stack{k}.log", domain):
-                    _run_shard(config, out_dir, range(k, config.episodes, config.workers), done, domain)
+                shard(k, domain)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
                 errors.append(exc)
 
@@ -133,10 +137,11 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
 def _run_shard(config: EvalConfig, out_dir: Path, indices: range, done: Callable[[EpisodeRecord], None],
                domain_id: int | None = None) -> None:
     """Episodes `indices` of every (head, profile) pair through one stack."""
-    from .ros_client import EvaluationClient  # rclpy only here: stats and report stay ROS-free
+    # rclpy only here: stats and report stay ROS-free.
+    from .ros_client import SERVICE_TIMEOUT_S, EvaluationClient
 
     with EvaluationClient(config, domain_id) as client:
-        client.prepare(STACK_STARTUP_S if config.launch else 30.0)
+        client.prepare(STACK_STARTUP_S if config.launch else SERVICE_TIMEOUT_S)
         dt = client.command_period()
         for label in config.heads:
             client.set_head(config.head_path(label))

@@ -4,10 +4,10 @@ Why: through an rclpy executor a joint state reaches the control thread only aft
 thread has rebuilt its wait set (every lifecycle, parameter and node service is in it), run the
 callback and handed over through an Event and the GIL. On the 2-core reference machine that cost
 2-4 ms at p99 between the joint state's stamp and the command, against a 1 ms budget (one
-Franka control cycle). Waiting on a wait set that holds only this subscription, in the thread that
-runs the cycle, leaves DDS delivery plus the cycle itself. The poses that complete the
-observation come the same way, so a cycle sees the poses published before its joint state (a
-lock-step sim publishes them first) without racing the executor.
+Franka control cycle). Waiting on a wait set that holds only the observation's subscriptions, in
+the thread that runs the cycle, leaves DDS delivery plus the cycle itself. The poses that
+complete the observation come the same way, so a cycle sees the poses published before its joint
+state (a lock-step sim publishes them first) without racing the executor.
 
 The executor must never take these messages, so the subscriptions sit in a callback group that
 refuses execution; rclpy's executors skip entities whose group refuses (`Executor.can_execute`).

@@ -25,13 +25,13 @@ exec_depend on them: lps_franka_hw depends on this package, and franka_msgs is n
 them the robot-mode check is skipped and `~/recover` answers that franka_msgs is not installed.
 
 Threads. Control cycles run in a dedicated control thread, never in the executor: the executor
-(SingleThreadedExecutor by default) serves the pose subscriptions, lifecycle and parameter
-services and the status timer. So a slow service call, above all a head swap (ONNX session
-creation and warm-up inside the parameter callback), can never delay a cycle; the loaded head is
-handed to the control thread and installed between two cycles. Joint states bypass the executor:
-the control thread waits on their subscription itself and takes them (`control_input`), so a
-joint state reaches the cycle without an executor pass or a thread handover. The controller is
-only ever touched from one thread.
+(SingleThreadedExecutor by default) serves lifecycle and parameter services, `/clock` and the
+status timer. So a slow service call, above all a head swap (ONNX session creation and warm-up
+inside the parameter callback), can never delay a cycle; the loaded head is handed to the control
+thread and installed between two cycles. Joint states and poses bypass the executor: the control
+thread waits on their subscriptions itself and takes them (`control_input`), so a joint state
+reaches the cycle without an executor pass or a thread handover. The controller is only ever
+touched from one thread.
 
 trigger=timer: the control thread waits for joint states until absolute deadlines (steady clock,
 or the ROS clock when use_sim_time is set). trigger=observation: one cycle per received joint
@@ -169,7 +169,6 @@ class PolicyNode(LifecycleNode):
         self._state = 'unconfigured'
         self._controller: SteeringController | None = None
         self._cmd_pub = self._grip_pub = self._telemetry_pub = self._status_pub = None
-        self._subs: list[Any] = []
         self._status_timer = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -293,7 +292,7 @@ class PolicyNode(LifecycleNode):
             guard=p['guard'],
             seed=p['noise_seed'],
             max_step_rad=p['max_joint_step'],
-            jerk_scale=p['jerk_scale'] or None,
+            jerk_scale=p['jerk_scale'],  # 0 = off: ControllerConfig reads it as None
             workspace_min=tuple(p['workspace_min']),
             workspace_max=tuple(p['workspace_max']),
         )
@@ -340,7 +339,6 @@ class PolicyNode(LifecycleNode):
         self._status_pub = self.create_publisher(SteeringStatus, '~/status', 10)
         self._inputs = ControlThreadInputs(self)
         self._joint_input = self._inputs.subscribe(JointState, g('joint_states_topic').value, 10)
-        self._subs = []
         sources = set(self._controller.required_sources)
         self._pose_msgs = {}
         self._pose_inputs = {}
@@ -361,7 +359,7 @@ class PolicyNode(LifecycleNode):
 
     def _make_mode_monitor(self) -> Any:
         """FrankaRobotState monitor on the real robot; None in sim or without franka_msgs."""
-        if self.get_parameter('use_sim_time').value:
+        if self._sim_time:
             return None
         try:
             from lps_franka_hw.recovery import RobotModeMonitor
@@ -395,7 +393,7 @@ class PolicyNode(LifecycleNode):
     def _startup_report(self) -> StartupReport:
         c, cfg = self._controller, self._controller.config
         # The control thread is not running yet: this thread may take joint states.
-        self._take_joint_states()
+        self._take_inputs()
         latest = self._joint_msg
         give_up = time.monotonic() + STARTUP_WAIT_S
         while latest is None or self._now_s() - latest[1] > self._startup_age:
@@ -403,7 +401,7 @@ class PolicyNode(LifecycleNode):
             if remaining <= 0.0:
                 break
             if self._inputs.wait(remaining):
-                self._take_joint_states()
+                self._take_inputs()
                 latest = self._joint_msg
         limits = RobotLimits.for_robot(cfg.robot)
         monitor = self._mode_monitor
@@ -447,9 +445,6 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> None:
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        self._subs = []
         if self._inputs is not None:
             self._inputs.destroy()
         self._inputs = self._joint_input = None
@@ -511,7 +506,7 @@ class PolicyNode(LifecycleNode):
         started = time.monotonic()
         deadline, sent = started, 0
         while self._cmd_pub is not None:
-            self._take_joint_states()  # the control thread has stopped: this thread takes them now
+            self._take_inputs()  # the control thread has stopped: this thread takes them now
             q = self._measured_q()
             result = c.step(self._now_s(), q if q is not None else np.full(ARM_DOF, math.nan))
             if not np.all(np.isfinite(result.command)):
@@ -550,7 +545,7 @@ class PolicyNode(LifecycleNode):
         its own stamp there (wall-clock age means nothing while a lock-step sim waits).
         """
         if self._sim_time:
-            return max(self._now_s(), stamp.sec + 1e-9 * stamp.nanosec)
+            return max(self._now_s(), _seconds(stamp))
         return self._now_s() - age_s
 
     def _on_joint_state(self, msg: JointState, age_s: float = 0.0) -> None:
@@ -558,10 +553,10 @@ class PolicyNode(LifecycleNode):
         self._joint_msg = (msg, now, time.monotonic_ns() - int(age_s * 1e9))
         watchdog = self._watchdog
         if watchdog is not None:
-            watchdog.feed(now, msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec)
+            watchdog.feed(now, _seconds(msg.header.stamp))
 
-    def _take_joint_states(self) -> bool:
-        """Take every queued pose and joint state (the newest wins); True if a joint state came.
+    def _take_inputs(self) -> bool:
+        """Take every queued pose and joint state (the newest of each wins); True if a joint state came.
 
         Poses first: a cycle triggered by a joint state then sees the poses published before it.
         Only the thread that runs the control loop calls this, or any thread while no loop runs.
@@ -634,7 +629,7 @@ class PolicyNode(LifecycleNode):
         try:
             if self._trigger == 'observation':
                 self._observation_loop()
-            elif self.get_parameter('use_sim_time').value:
+            elif self._sim_time:
                 self._ros_clock_loop()
             else:
                 self._steady_loop()
@@ -651,12 +646,12 @@ class PolicyNode(LifecycleNode):
             if wait > 0.0:
                 # Joint states are taken as they arrive, so their receipt times are true ones.
                 if source.wait(wait):
-                    self._take_joint_states()
+                    self._take_inputs()
                 continue
             # A timed wait wakes 0.05-1 ms late depending on load; the last stretch is spun.
             while time.monotonic() < deadline:
                 pass
-            self._take_joint_states()
+            self._take_inputs()
             late = time.monotonic() - deadline
             self._cycle(late)
             deadline += period
@@ -677,7 +672,7 @@ class PolicyNode(LifecycleNode):
                     return
                 deadline = clock.now().nanoseconds + period_ns  # time source changed: restart
                 continue
-            self._take_joint_states()
+            self._take_inputs()
             self._cycle((clock.now().nanoseconds - deadline) * 1e-9)
             deadline += period_ns
 
@@ -686,14 +681,14 @@ class PolicyNode(LifecycleNode):
         quiet_since = time.monotonic()
         # The state that passed the start-up checks has not been answered yet; a lock-step sim
         # publishes it once and waits for the command.
-        self._take_joint_states()
+        self._take_inputs()
         if self._joint_msg is not None:
             self._cycle((time.monotonic_ns() - self._joint_msg[2]) * 1e-9)
         while not self._stop.is_set():
             ready = source.wait(max(0.0, quiet_since + self._max_age - time.monotonic()))
             if self._stop.is_set():
                 return
-            if ready and self._take_joint_states():
+            if ready and self._take_inputs():
                 quiet_since = time.monotonic()
                 self._cycle((time.monotonic_ns() - self._joint_msg[2]) * 1e-9)
             elif time.monotonic() - quiet_since >= self._max_age:
@@ -868,6 +863,10 @@ class PolicyNode(LifecycleNode):
 def _duration(seconds: float) -> Duration:
     ns = int(round(seconds * 1e9))
     return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def _seconds(stamp: Time) -> float:
+    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 def _time_msg(seconds: float) -> Time:

@@ -1,0 +1,142 @@
+"""Why the frozen pick_place base fails, and how much room a latent leaves: the numbers behind
+docs/training.md ("Why the base fails, and how much a latent can change").
+
+Three measurements on an exported decoder, through the runtime's own controller (seeds 100000+,
+the evaluation seeds):
+
+1. failure anatomy: for each of `--episodes` episodes, success, how high the cube got, and how
+   many command periods the safety filter held;
+2. scene or noise: `--scenes` scenes x `--noises` base-noise seeds; a scene that fails for every
+   noise draw cannot be saved by picking among the base's own behaviours;
+3. latent sensitivity: the spread of decoded chunks over 64 latents at 20 demonstration states,
+   per joint and step, as a share of the dataset's standard deviation.
+
+    scripts/with-env python training/checks/base_failures.py   # ~2 min on one core
+
+Results go to training/checks/results/base_failures/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from lps_steering.core.controller import SteeringController
+from lps_steering.core.policy import SteeredPolicy, load_model
+from lps_train.common import save_json
+from lps_train.pick_place import ControllerEpisode, controller_config, load_dataset, make_pick_place
+from tqdm import tqdm
+
+RESULTS = Path(__file__).resolve().parent / "results" / "base_failures"
+SEED = 100_000
+CLOSING_WIDTH = 0.07  # m: the fingers open at 0.08; below this the gripper is closing
+
+
+def failure_anatomy(decoder: str, episodes: int) -> dict:
+    task = make_pick_place()
+    controller = SteeringController(controller_config(decoder, "", seed=0))
+    controller.configure()
+    ep = ControllerEpisode(task, controller)
+    rows = []
+    for k in tqdm(range(episodes), desc="failure anatomy"):
+        controller.policy.reseed(SEED + k)
+        ep.reset(SEED + k, "nominal")
+        lift, close_offset = 0.0, None
+        while not ep.done:
+            ep.period()
+            lift = max(lift, float(task.object_position()[2]) - task.cube_half)
+            if close_offset is None and float(np.ravel(ep.obs["gripper_width"])[0]) < CLOSING_WIDTH:
+                # Where the fingers started to close, relative to the cube's centre.
+                close_offset = (task.tcp_position() - task.object_position()).tolist()
+        rows.append({"seed": SEED + k, "success": ep.result.success, "max_lift_m": lift,
+                     "hold_periods": ep.result.holds, "last_hold_reason": ep.result.hold_reason,
+                     "close_offset_m": close_offset})
+    failures = [r for r in rows if not r["success"]]
+    return {"episodes": episodes, "successes": episodes - len(failures),
+            "failures_never_lifted_without_holds": sum(r["max_lift_m"] < 0.02 and r["hold_periods"] == 0
+                                                        for r in failures),
+            "failures_with_holds": sum(r["hold_periods"] > 0 for r in failures),
+            "hold_periods_of_failures": [r["hold_periods"] for r in failures if r["hold_periods"]],
+            "close_height_above_cube_centre_m": {
+                "successes": _median_z([r for r in rows if r["success"]]),
+                "failures_without_holds": _median_z([r for r in failures if not r["hold_periods"]])},
+            "failures_held_by_the_workspace_box": sum("outside workspace" in r["last_hold_reason"]
+                                                      for r in failures if r["hold_periods"]),
+            "episodes_detail": rows}
+
+
+def _median_z(rows: list[dict]) -> float:
+    z = [r["close_offset_m"][2] for r in rows if r["close_offset_m"] is not None]
+    return float(np.median(z)) if z else float("nan")
+
+
+def scene_vs_noise(decoder: str, scenes: int, noises: int) -> dict:
+    task = make_pick_place()
+    controller = SteeringController(controller_config(decoder, "", seed=0))
+    controller.configure()
+    ep = ControllerEpisode(task, controller)
+    m = np.zeros((scenes, noises), dtype=int)
+    for k in tqdm(range(scenes), desc="scene x noise"):
+        for j in range(noises):
+            controller.policy.reseed(5000 + 17 * j + k)
+            ep.reset(SEED + k, "nominal")
+            while not ep.done:
+                ep.period()
+            m[k, j] = ep.result.success
+    per_scene = m.sum(1)
+    return {"matrix": m.tolist(), "overall": float(m.mean()),
+            "scenes_always": int((per_scene == noises).sum()), "scenes_never": int((per_scene == 0).sum()),
+            "scenes_mixed": int(((per_scene > 0) & (per_scene < noises)).sum()),
+            "best_noise_per_scene_bound": float((per_scene > 0).mean())}
+
+
+def latent_sensitivity(decoder: str, demos: str, states: int = 20, latents: int = 64) -> dict:
+    dec = load_model(decoder, "decoder", warmup_runs=0)
+    data = load_dataset(demos)
+    m = dec.manifest
+    chunk, dim = m.chunk_length, m.action_dim
+    # Per action dimension, or per chunk step and dimension: either way one std per (step, dim).
+    act_std = np.broadcast_to(np.asarray(m.action.std, dtype=np.float64).reshape(-1, dim), (chunk, dim))
+    rng = np.random.default_rng(0)
+    ratios = []
+    for i in rng.choice(len(data["observations"]), states, replace=False):
+        policy = SteeredPolicy(dec, seed=int(i))
+        obs = data["observations"][i].astype(np.float64)
+        actions = np.stack([policy.infer(obs).actions for _ in range(latents)])
+        ratios.append(actions.std(0) / act_std)
+    r = np.mean(ratios, 0)  # [chunk, dim]
+    return {"spread_over_data_std": r.tolist(), "arm_min": float(r[:, :dim - 1].min()),
+            "arm_max": float(r[:, :dim - 1].max()), "gripper_mean": float(r[:, dim - 1].mean())}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--decoder", default="models/pick_place/decoder.onnx")
+    p.add_argument("--demos", default="data/pick_place/demos_clean.npz",
+                   help="the decoder's demonstrations (lps-train collect --quality clean ...)")
+    p.add_argument("--episodes", type=int, default=30)
+    p.add_argument("--scenes", type=int, default=10)
+    p.add_argument("--noises", type=int, default=5)
+    a = p.parse_args()
+    out = {"decoder": a.decoder, "failure_anatomy": failure_anatomy(a.decoder, a.episodes),
+           "scene_vs_noise": scene_vs_noise(a.decoder, a.scenes, a.noises),
+           "latent_sensitivity": latent_sensitivity(a.decoder, a.demos)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    save_json(RESULTS / "results.json", out)
+    fa, sn, ls = out["failure_anatomy"], out["scene_vs_noise"], out["latent_sensitivity"]
+    print(f"failure anatomy: {fa['successes']}/{fa['episodes']} successes; of the failures "
+          f"{fa['failures_never_lifted_without_holds']} never lifted the cube without a hold, "
+          f"{fa['failures_with_holds']} held (periods {fa['hold_periods_of_failures']}; "
+          f"{fa['failures_held_by_the_workspace_box']} by the workspace box)")
+    z = fa["close_height_above_cube_centre_m"]
+    print(f"gripper starts closing {100 * z['successes']:.1f} cm above the cube centre in successes (median), "
+          f"{100 * z['failures_without_holds']:.1f} cm in failures without holds")
+    print(f"scene x noise: overall {sn['overall']:.2f}; scenes always {sn['scenes_always']}, never "
+          f"{sn['scenes_never']}, mixed {sn['scenes_mixed']}; bound {sn['best_noise_per_scene_bound']:.0%}")
+    print(f"latent spread / data std: arm {ls['arm_min']:.2f}-{ls['arm_max']:.2f}, gripper {ls['gripper_mean']:.2f}")
+    print(f"-> {RESULTS / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
