@@ -155,6 +155,14 @@ class Collector:
     def wait_count(self, n: int, timeout: float) -> list[Any]:
         return self.wait_for(lambda m: len(m) >= n, timeout, f'{n} messages on {self.sub.topic_name}')
 
+    def wait_matched(self, timeout: float = 20.0) -> None:
+        """Until a publisher is matched: what it sends before that is lost to this subscription."""
+        deadline = time.monotonic() + timeout
+        while self.sub.get_publisher_count() < 1:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'no publisher matched {self.sub.topic_name} within {timeout} s')
+            time.sleep(0.02)
+
 
 class RosClient:
     """The test's own node, spun in a background thread, with blocking helpers with timeouts."""

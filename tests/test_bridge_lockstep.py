@@ -307,3 +307,39 @@ def test_camera_rate_follows_sim_time(bridge):
 def test_no_missed_steps_when_commands_keep_up(bridge):
     assert bridge.counters()["missed_steps"] == "0"
     assert math.isfinite(float(bridge.counters()["sim_time"]))
+
+
+def test_reset_publishes_the_new_episode_before_it_answers(monkeypatch):
+    """An evaluator activates the policy on the answer: the new joint state must already be out.
+
+    In-process (the bridge's own node and physics thread, no executor needed): the order of the
+    observation publish and the answer is recorded, which over DDS would be a race to observe.
+    """
+    import rclpy
+    from lps_sim import bridge_node
+    from rclpy.parameter import Parameter
+
+    order: list[str] = []
+
+    class Recorded(bridge_node._ResetRequest):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            real_set = self.done.set
+            self.done.set = lambda: (order.append("answer"), real_set())[1]
+
+    monkeypatch.setattr(bridge_node, "_ResetRequest", Recorded)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = bridge_node.SimBridge(context=context, parameter_overrides=[
+        Parameter("clock_mode", value="lockstep"), Parameter("lockstep_timeout_s", value=0.0)])
+    try:
+        real_publish = node._publish_observation
+        monkeypatch.setattr(node, "_publish_observation",
+                            lambda first=False: (order.append("publish"), real_publish(first=first))[1])
+        res = node._on_reset(ResetEpisode.Request(seed=3), ResetEpisode.Response())
+        assert res.success, res.message
+        assert order == ["publish", "answer"]
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)

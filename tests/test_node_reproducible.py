@@ -60,13 +60,14 @@ def test_same_seed_same_commands_in_any_order(eval_stack, tmp_path: Path, tiny_m
     with RosClient('reproducible_test') as ros, EvaluationClient(config) as client:
         telemetry = Collector(ros.node, SteeringTelemetry, '/policy_node/telemetry', qos=1000)
         client.prepare()
+        telemetry.wait_matched()  # discovery under load can take longer than prepare()
         dt = client.command_period()
         for seed in (3, 8, 8, 3):
             n = len(telemetry.snapshot())
             record = client.run_episode('lpds', 'nominal', seed, dt)
             time.sleep(0.3)  # the episode's last telemetry is in flight
             cycles = telemetry.snapshot()[n:]
-            assert len(cycles) >= COMPARED, f'{len(cycles)} cycles in episode seed {seed}'
+            assert len(cycles) >= COMPARED, f'{len(cycles)} cycles in episode seed {seed}: {record}'
             assert all(c.head_type == 'lpds' for c in cycles)
             runs.setdefault(seed, []).append(np.array([c.command for c in cycles[:COMPARED]]))
             starts.setdefault(seed, []).append(record.start_q)

@@ -87,11 +87,53 @@ def test_imprecision_can_make_the_expert_fail():
     task.close()
 
 
+def test_a_careless_operator_closes_early_and_loses_the_cube():
+    task = make_task("pick_place")
+    careful = run_expert_episode(task, 1, expert="clean")
+    careless_cfg = ExpertConfig(early_close_prob=1.0, early_close=0.03)
+    careless = run_expert_episode(task, 1, expert=careless_cfg)
+    assert careful.success and not careless.success
+    # The hand closed high: the first closing command came with the TCP well above the careful one.
+    z = [t.observations["tcp_position"][np.argmax(t.gripper < 0.01), 2] for t in (careful, careless)]
+    assert z[1] > z[0] + 0.02
+    task.close()
+
+
+def test_settle_steps_wait_at_the_grasp_point_with_open_fingers():
+    task = make_task("pick_place")
+    plain = run_expert_episode(task, 4, expert="clean")
+    settled = run_expert_episode(task, 4, expert=ExpertConfig(settle_steps=3))
+    assert plain.success and settled.success
+    assert settled.phases.count("descend") == plain.phases.count("descend") + 3
+    # The fingers were still commanded open during the wait.
+    last_descend = len(settled.phases) - 1 - settled.phases[::-1].index("descend")
+    assert settled.gripper[last_descend] > 0.07
+    task.close()
+
+
+def test_operators_are_drawn_per_episode_without_touching_other_draws():
+    task = make_task("pick_place")
+    mixed = ExpertConfig(early_close_prob=0.5)
+    drawn = []
+    for seed in range(12):
+        task.reset(seed)
+        a, b = make_expert(task, "clean", 10.0, seed), make_expert(task, mixed, 10.0, seed)
+        assert (a.grasp_yaw, a.arc_side, *a.grasp_error) == (b.grasp_yaw, b.arc_side, *b.grasp_error)
+        assert not a.careless
+        drawn.append(b.careless)
+    assert 0 < sum(drawn) < len(drawn)
+    task.close()
+
+
 def test_bad_expert_settings_are_refused():
     with pytest.raises(ValueError, match="`hesitation_prob` must be in"):
         ExpertConfig(hesitation_prob=1.5)
     with pytest.raises(ValueError, match="`action_noise` must be >= 0"):
         ExpertConfig(action_noise=-0.1)
+    with pytest.raises(ValueError, match="`early_close_prob` must be in"):
+        ExpertConfig(early_close_prob=-0.1)
+    with pytest.raises(ValueError, match="`settle_steps` must be >= 0"):
+        ExpertConfig(settle_steps=-1)
     task = make_task("pick_place")
     with pytest.raises(ValueError, match="expert preset 'perfect' not found"):
         run_expert_episode(task, 0, expert="perfect")

@@ -209,3 +209,16 @@ def test_lpds_critic_steps_makes_the_action_critic_see_only_the_executed_actions
         lpds.LPDSAgent(small_lpds(critic_steps=5), dec)
     with pytest.raises(ValueError, match="`critic_steps` must be >= 0"):
         small_lpds(critic_steps=-1)
+
+
+def test_lps_critic_steps_makes_q_see_only_the_executed_actions():
+    dec = ScaledLatentDecoder()  # chunk 4 x 2
+    agent = lps.LPSAgent(lps.LPSConfig(hidden=32, actor_layers=1, critic_layers=1, critic_steps=2), dec)
+    assert agent.k == 2 and agent.q.q1[0].in_features == 2 + 2 * 2
+    b = {"obs": torch.randn(8, 2), "actions": torch.randn(8, 4, 2), "rewards": torch.rand(8),
+         "next_obs": torch.randn(8, 2), "dones": torch.zeros(8)}
+    info = agent.update(b)  # TD target and actor both decode and slice the chunk
+    assert all(math.isfinite(v) for v in info.values())
+    assert lps.LPSAgent(lps.LPSConfig(hidden=32, actor_layers=1, critic_layers=1), dec).k == 4
+    with pytest.raises(ValueError, match=r"`critic_steps` must be in \[0, 4\]"):
+        lps.LPSAgent(lps.LPSConfig(critic_steps=5), dec)

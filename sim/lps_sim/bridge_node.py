@@ -32,7 +32,7 @@ one control period per command, so results do not depend on machine load. After
 ``lockstep_timeout_s`` without one it advances anyway holding the trajectory in force and counts a
 missed step. A gripper command never advances the sim: it applies from the next period on, so one
 sent after the trajectory of the same cycle may act one period late. In lockstep the episode's first
-observation is the one ``reset_episode`` publishes: reset once the policy is up.
+observation is the one ``reset_episode`` publishes (before it answers): reset once the policy is up.
 
 Time: every stamp and ``/clock`` is simulated time, starting at 0 when the node starts and running on
 across resets (``task_status.sim_time`` restarts at 0 each episode). A zero trajectory stamp means
@@ -456,8 +456,11 @@ class SimBridge(Node):
                 req.result = (True, f"episode {self._episode.episode_id}: {req.task} seed {req.seed} "
                               f"profile {req.profile}", self._episode.episode_id, [float(v) for v in q])
                 self._next_pub = {"joint": self._sim_time, "robot": self._sim_time, "camera": self._sim_time}
-                req.done.set()
+                # Publish before answering: a caller that activates a policy on the answer must find
+                # the new episode's joint state there, not the previous episode's last one (both
+                # carry the same sim-time stamp, so no age check can tell them apart).
                 self._publish_observation(first=True)
+                req.done.set()
                 return
         self.get_logger().warning(f"reset_episode refused: {req.result[1]}")
         req.done.set()

@@ -59,6 +59,13 @@ class ExpertConfig:
     """Std of TCP jitter while pausing, m."""
     imprecision: float = 0.0
     """Std of the per-episode planar error of grasp and place points, m."""
+    early_close_prob: float = 0.0
+    """Chance per episode that the operator is careless at the grasp: stops its descent and closes
+    the gripper `early_close` above the grasp point (a multi-operator dataset, as robomimic's MH)."""
+    early_close: float = 0.02
+    """How far above the grasp point a careless operator closes the gripper, m."""
+    settle_steps: int = 0
+    """Policy steps the operator waits at the grasp point, fingers open, before closing them."""
     ik_damping: float = 0.05
     """Damping of the least-squares IK step."""
     ik_iterations: int = 4
@@ -68,11 +75,14 @@ class ExpertConfig:
         for name in ("speed", "slow_speed", "yaw_speed", "arrive_tol", "waypoint_timeout_s", "ik_damping"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}")
-        for name in ("action_noise", "dither", "imprecision"):
+        for name in ("action_noise", "dither", "imprecision", "early_close"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.hesitation_prob <= 1.0:
-            raise ValueError(f"`hesitation_prob` must be in [0, 1], got {self.hesitation_prob}")
+        for name in ("hesitation_prob", "early_close_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)}")
+        if self.settle_steps < 0:
+            raise ValueError(f"`settle_steps` must be >= 0, got {self.settle_steps}")
         if self.max_pause_steps < 1 or self.ik_iterations < 1:
             raise ValueError("`max_pause_steps` and `ik_iterations` must be >= 1, got "
                              f"{self.max_pause_steps} and {self.ik_iterations}")
@@ -158,6 +168,9 @@ class ScriptedExpert:
         self.grasp_error = self.rng.normal(0.0, config.imprecision, 2)
         self.place_error = self.rng.normal(0.0, config.imprecision, 2)
         self.arc_side = float(self.rng.choice([-1.0, 1.0]))
+        # A stream of its own: drawing the operator must not change episodes of other configs.
+        self.careless = bool(np.random.default_rng([seed, 3]).random() < config.early_close_prob)
+        self.close_offset = np.array([0.0, 0.0, config.early_close if self.careless else 0.0])
         self.waypoints: list[Waypoint] = self.plan_grasp()
         self.stage = "grasp"
         self.index = 0
@@ -254,8 +267,9 @@ class PickPlaceExpert(ScriptedExpert):
         return [
             Waypoint("above_cube", p + [0, 0, 0.12], self.grasp_yaw, sc.GRIPPER_MAX_WIDTH),
             Waypoint("pre_grasp", p + [0, 0, 0.04], self.grasp_yaw, sc.GRIPPER_MAX_WIDTH),
-            Waypoint("descend", p, self.grasp_yaw, sc.GRIPPER_MAX_WIDTH, slow=True),
-            Waypoint("close", p, self.grasp_yaw, 0.0, dwell=5),
+            Waypoint("descend", p + self.close_offset, self.grasp_yaw, sc.GRIPPER_MAX_WIDTH, slow=True,
+                     dwell=self.config.settle_steps),
+            Waypoint("close", p + self.close_offset, self.grasp_yaw, 0.0, dwell=5),
         ]
 
     def plan_place(self) -> list[Waypoint]:
@@ -289,8 +303,9 @@ class PegRingExpert(ScriptedExpert):
         return [
             Waypoint("above_handle", p + [0, 0, 0.12], self.grasp_yaw, sc.GRIPPER_MAX_WIDTH),
             Waypoint("pre_grasp", p + [0, 0, 0.04], self.grasp_yaw, sc.GRIPPER_MAX_WIDTH),
-            Waypoint("descend", p, self.grasp_yaw, sc.GRIPPER_MAX_WIDTH, slow=True),
-            Waypoint("close", p, self.grasp_yaw, 0.0, dwell=5),
+            Waypoint("descend", p + self.close_offset, self.grasp_yaw, sc.GRIPPER_MAX_WIDTH, slow=True,
+                     dwell=self.config.settle_steps),
+            Waypoint("close", p + self.close_offset, self.grasp_yaw, 0.0, dwell=5),
         ]
 
     def plan_place(self) -> list[Waypoint]:

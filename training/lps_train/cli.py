@@ -332,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--policy", help="pick_place: roll out this exported decoder (.onnx) instead of the expert")
     c.add_argument("--head", help="with --policy: steering head .onnx (default: the frozen base policy)")
     c.add_argument("--env", default="four_modes:symmetric")
-    c.add_argument("--quality", default="noisy", help="expert preset: clean, noisy, sloppy")
+    c.add_argument("--quality", default="noisy",
+                   help="demonstration quality: a key of lps_train.pick_place.QUALITIES (the shipped base: "
+                        "clean); an unknown one is refused with the list")
     c.add_argument("--profile", default="nominal")
     c.add_argument("--episodes", type=int, default=400)
     c.add_argument("--seed", type=int, default=0)

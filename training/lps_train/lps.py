@@ -3,7 +3,8 @@
 The base policy Phi(s, w) is a frozen one-step MeanFlow decoder, differentiable in one pass.
 From an offline dataset of chunk-level transitions:
 
-    Q(s, a)   twin action-space critics by TD, targets from the steered policy
+    Q(s, a)   twin action-space critics by TD (a: the chunk's executed actions when `critic_steps`
+              is set), targets from the steered policy
               y = r + gamma * min Qbar(s', Phi(s', pi(s')))
     pi        latent actor w = pi(s), projected onto the sphere of radius sqrt(d) (where the
               decoder's training latents live), trained with
@@ -60,6 +61,10 @@ class LPSConfig:
     """hidden layers of Q"""
     actor_layers: int = 3
     """hidden layers of the latent actor"""
+    critic_steps: int = 0
+    """leading actions of each chunk that Q sees (0: the whole chunk). Only the first
+    `execute_steps` actions of a chunk reach the environment before the next replan; the rest
+    cannot change the return, and an actor free to shape them only finds Q's extrapolation errors"""
     normalize_q_loss: bool = True
     """divide the actor loss by stop-grad(mean |Q|) so its scale does not depend on the reward scale"""
     log_every: int = 500
@@ -88,7 +93,11 @@ class LPSAgent:
         self.decoder = freeze(decoder)
         o, d = decoder.obs_dim, decoder.latent_dim
         self.actor = LatentActor(o, d, cfg.hidden, cfg.actor_layers)
-        self.q = TwinCritic(o, decoder.chunk_length * decoder.action_dim, cfg.hidden, cfg.critic_layers)
+        if not 0 <= cfg.critic_steps <= decoder.chunk_length:
+            raise ValueError(f"`critic_steps` must be in [0, {decoder.chunk_length}] (0: whole chunk), "
+                             f"got {cfg.critic_steps}")
+        self.k = cfg.critic_steps or decoder.chunk_length  # leading chunk actions Q sees
+        self.q = TwinCritic(o, self.k * decoder.action_dim, cfg.hidden, cfg.critic_layers)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.q_opt = torch.optim.Adam(self.q.parameters(), lr=cfg.critic_lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
@@ -102,9 +111,9 @@ class LPSAgent:
     def update_critic(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         with torch.no_grad():
             s2 = b["next_obs"]
-            q1t, q2t = self.q_target(s2, self.decoder(s2, self.actor(s2)))
+            q1t, q2t = self.q_target(s2, self.decoder(s2, self.actor(s2))[:, :self.k])
             y = b["rewards"] + self.cfg.gamma * (1.0 - b["dones"]) * torch.minimum(q1t, q2t)
-        q1, q2 = self.q(b["obs"], b["actions"])
+        q1, q2 = self.q(b["obs"], b["actions"][:, :self.k])
         loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
         self.q_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -114,7 +123,7 @@ class LPSAgent:
     def update_actor(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         s = b["obs"]
         w = self.actor(s)
-        q1, q2 = self.q(s, self.decoder(s, w))
+        q1, q2 = self.q(s, self.decoder(s, w)[:, :self.k])
         q = 0.5 * (q1 + q2)
         loss = -q.mean()
         if self.cfg.normalize_q_loss:
