@@ -1,7 +1,7 @@
 """Why the frozen pick_place base fails, and how much room a latent leaves: the numbers behind
 docs/training.md ("Why the base fails, and how much a latent can change").
 
-Three measurements on an exported decoder, through the runtime's own controller (seeds 100000+,
+Four measurements on an exported decoder, through the runtime's own controller (seeds 100000+,
 the evaluation seeds):
 
 1. failure anatomy: for each of `--episodes` episodes, success, how high the cube got, and how
@@ -9,9 +9,11 @@ the evaluation seeds):
 2. scene or noise: `--scenes` scenes x `--noises` base-noise seeds; a scene that fails for every
    noise draw cannot be saved by picking among the base's own behaviours;
 3. latent sensitivity: the spread of decoded chunks over 64 latents at 20 demonstration states,
-   per joint and step, as a share of the dataset's standard deviation.
+   per joint and step, as a share of the dataset's standard deviation;
+4. latent refresh: the same `--episodes` episodes with a fresh latent every chunk and with one
+   latent kept for the whole episode (what a deterministic latent actor does to the base).
 
-    scripts/with-env python training/checks/base_failures.py   # ~2 min on one core
+    scripts/with-env python training/checks/base_failures.py   # ~4 min on one core
 
 Results go to training/checks/results/base_failures/results.json.
 """
@@ -33,11 +35,16 @@ SEED = 100_000
 CLOSING_WIDTH = 0.07  # m: the fingers open at 0.08; below this the gripper is closing
 
 
-def failure_anatomy(decoder: str, episodes: int) -> dict:
-    task = make_pick_place()
+def _base_episodes(decoder: str) -> tuple[SteeringController, ControllerEpisode]:
+    """The frozen base through the runtime's controller, on a fresh pick_place task."""
     controller = SteeringController(controller_config(decoder, "", seed=0))
     controller.configure()
-    ep = ControllerEpisode(task, controller)
+    return controller, ControllerEpisode(make_pick_place(), controller)
+
+
+def failure_anatomy(decoder: str, episodes: int) -> dict:
+    controller, ep = _base_episodes(decoder)
+    task = ep.task
     rows = []
     for k in tqdm(range(episodes), desc="failure anatomy"):
         controller.policy.reseed(SEED + k)
@@ -72,10 +79,7 @@ def _median_z(rows: list[dict]) -> float:
 
 
 def scene_vs_noise(decoder: str, scenes: int, noises: int) -> dict:
-    task = make_pick_place()
-    controller = SteeringController(controller_config(decoder, "", seed=0))
-    controller.configure()
-    ep = ControllerEpisode(task, controller)
+    controller, ep = _base_episodes(decoder)
     m = np.zeros((scenes, noises), dtype=int)
     for k in tqdm(range(scenes), desc="scene x noise"):
         for j in range(noises):
@@ -89,6 +93,27 @@ def scene_vs_noise(decoder: str, scenes: int, noises: int) -> dict:
             "scenes_always": int((per_scene == noises).sum()), "scenes_never": int((per_scene == 0).sum()),
             "scenes_mixed": int(((per_scene > 0) & (per_scene < noises)).sum()),
             "best_noise_per_scene_bound": float((per_scene > 0).mean())}
+
+
+def latent_refresh(decoder: str, episodes: int) -> dict:
+    """The same episodes with a fresh latent every chunk (the base as shipped) and with one latent
+    for the whole episode (the policy reseeded before every chunk): a deterministic latent choice,
+    as an LPS or DSRL actor makes, without any training."""
+    controller, ep = _base_episodes(decoder)
+    result: dict[str, dict[str, list]] = {}
+    for mode in ("fresh", "fixed"):
+        rows = result.setdefault(mode, {"success": [], "hold_periods": []})
+        for k in tqdm(range(episodes), desc=f"latent {mode}"):
+            controller.policy.reseed(SEED + k)
+            ep.reset(SEED + k, "nominal")
+            while not ep.done:
+                if mode == "fixed" and ep.needs_chunk:
+                    controller.policy.reseed(SEED + k)  # the same draw again for this chunk
+                ep.period()
+            rows["success"].append(bool(ep.result.success))
+            rows["hold_periods"].append(ep.result.holds)
+    return {mode: {"successes": int(sum(r["success"])), "episodes": episodes,
+                   "hold_periods_total": int(sum(r["hold_periods"])), **r} for mode, r in result.items()}
 
 
 def latent_sensitivity(decoder: str, demos: str, states: int = 20, latents: int = 64) -> dict:
@@ -121,6 +146,7 @@ def main() -> None:
     a = p.parse_args()
     out = {"decoder": a.decoder, "failure_anatomy": failure_anatomy(a.decoder, a.episodes),
            "scene_vs_noise": scene_vs_noise(a.decoder, a.scenes, a.noises),
+           "latent_refresh": latent_refresh(a.decoder, a.episodes),
            "latent_sensitivity": latent_sensitivity(a.decoder, a.demos)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     save_json(RESULTS / "results.json", out)
@@ -134,6 +160,10 @@ def main() -> None:
           f"{100 * z['failures_without_holds']:.1f} cm in failures without holds")
     print(f"scene x noise: overall {sn['overall']:.2f}; scenes always {sn['scenes_always']}, never "
           f"{sn['scenes_never']}, mixed {sn['scenes_mixed']}; bound {sn['best_noise_per_scene_bound']:.0%}")
+    lr = out["latent_refresh"]
+    print(f"latent per chunk: fresh {lr['fresh']['successes']}/{a.episodes}, one per episode "
+          f"{lr['fixed']['successes']}/{a.episodes} (hold periods {lr['fresh']['hold_periods_total']} vs "
+          f"{lr['fixed']['hold_periods_total']})")
     print(f"latent spread / data std: arm {ls['arm_min']:.2f}-{ls['arm_max']:.2f}, gripper {ls['gripper_mean']:.2f}")
     print(f"-> {RESULTS / 'results.json'}")
 
