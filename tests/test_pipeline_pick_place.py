@@ -260,3 +260,18 @@ def test_lift_bonus_is_paid_once_when_the_cube_first_clears_two_centimetres(pipe
     assert reward == 0.0  # once per episode
     with pytest.raises(ValueError, match="`lift_bonus` must be in"):
         pp.ControllerEnv(pipeline["onnx"], lift_bonus=1.0)
+
+
+def test_collect_set_overrides_the_quality_settings_and_records_them(pipeline, tmp_path):
+    out = tmp_path / "careless.npz"
+    assert main(["collect", "--task", "pick_place", "--episodes", "1", "--quality", "clean", "--seed", "3",
+                 "--set", "early_close_prob=1", "--set", "early_close=0.03", "--out", str(out)]) == 0
+    data = pp.load_dataset(out)
+    expert = data["layout"]["expert"]
+    assert data["layout"]["quality"] == "clean"
+    assert (expert["early_close_prob"], expert["early_close"]) == (1.0, 0.03)
+    assert pp.load_dataset(pipeline["demos"])["episode_success"][0]  # seed 3, `clean` as it is
+    assert not data["episode_success"][0]  # the same seed with the careless close
+    with pytest.raises(SystemExit, match="expected name=value"):
+        main(["collect", "--task", "pick_place", "--episodes", "1", "--quality", "clean", "--set", "bogus=1",
+              "--out", str(tmp_path / "x.npz")])

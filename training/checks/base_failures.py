@@ -13,9 +13,11 @@ the evaluation seeds):
 4. latent refresh: the same `--episodes` episodes with a fresh latent every chunk and with one
    latent kept for the whole episode (what a deterministic latent actor does to the base).
 
-    scripts/with-env python training/checks/base_failures.py   # ~4 min on one core
+    scripts/with-env python training/checks/base_failures.py   # ~2.5 min on one core
+    scripts/with-env python training/checks/base_failures.py --decoder OTHER.onnx --only refresh \
+        --out runs/checks/refresh_other.json                     # one measurement, another base
 
-Results go to training/checks/results/base_failures/results.json.
+Results go to training/checks/results/base_failures/results.json (the shipped base) or `--out`.
 """
 
 from __future__ import annotations
@@ -135,6 +137,9 @@ def latent_sensitivity(decoder: str, demos: str, states: int = 20, latents: int 
             "arm_max": float(r[:, :dim - 1].max()), "gripper_mean": float(r[:, dim - 1].mean())}
 
 
+MEASUREMENTS = ("anatomy", "scenes", "refresh", "sensitivity")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--decoder", default="models/pick_place/decoder.onnx")
@@ -143,29 +148,36 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--scenes", type=int, default=10)
     p.add_argument("--noises", type=int, default=5)
+    p.add_argument("--only", nargs="+", choices=MEASUREMENTS, default=list(MEASUREMENTS),
+                   help="measurements to run (default: all four)")
+    p.add_argument("--out", type=Path, default=RESULTS / "results.json")
     a = p.parse_args()
-    out = {"decoder": a.decoder, "failure_anatomy": failure_anatomy(a.decoder, a.episodes),
-           "scene_vs_noise": scene_vs_noise(a.decoder, a.scenes, a.noises),
-           "latent_refresh": latent_refresh(a.decoder, a.episodes),
-           "latent_sensitivity": latent_sensitivity(a.decoder, a.demos)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    save_json(RESULTS / "results.json", out)
-    fa, sn, ls = out["failure_anatomy"], out["scene_vs_noise"], out["latent_sensitivity"]
-    print(f"failure anatomy: {fa['successes']}/{fa['episodes']} successes; of the failures "
-          f"{fa['failures_never_lifted_without_holds']} never lifted the cube without a hold, "
-          f"{fa['failures_with_holds']} held (periods {fa['hold_periods_of_failures']}; "
-          f"{fa['failures_held_by_the_workspace_box']} by the workspace box)")
-    z = fa["close_height_above_cube_centre_m"]
-    print(f"gripper starts closing {100 * z['successes']:.1f} cm above the cube centre in successes (median), "
-          f"{100 * z['failures_without_holds']:.1f} cm in failures without holds")
-    print(f"scene x noise: overall {sn['overall']:.2f}; scenes always {sn['scenes_always']}, never "
-          f"{sn['scenes_never']}, mixed {sn['scenes_mixed']}; bound {sn['best_noise_per_scene_bound']:.0%}")
-    lr = out["latent_refresh"]
-    print(f"latent per chunk: fresh {lr['fresh']['successes']}/{a.episodes}, one per episode "
-          f"{lr['fixed']['successes']}/{a.episodes} (hold periods {lr['fresh']['hold_periods_total']} vs "
-          f"{lr['fixed']['hold_periods_total']})")
-    print(f"latent spread / data std: arm {ls['arm_min']:.2f}-{ls['arm_max']:.2f}, gripper {ls['gripper_mean']:.2f}")
-    print(f"-> {RESULTS / 'results.json'}")
+    out: dict = {"decoder": a.decoder}
+    if "anatomy" in a.only:
+        fa = out["failure_anatomy"] = failure_anatomy(a.decoder, a.episodes)
+        print(f"failure anatomy: {fa['successes']}/{fa['episodes']} successes; of the failures "
+              f"{fa['failures_never_lifted_without_holds']} never lifted the cube without a hold, "
+              f"{fa['failures_with_holds']} held (periods {fa['hold_periods_of_failures']}; "
+              f"{fa['failures_held_by_the_workspace_box']} by the workspace box)")
+        z = fa["close_height_above_cube_centre_m"]
+        print(f"gripper starts closing {100 * z['successes']:.1f} cm above the cube centre in successes "
+              f"(median), {100 * z['failures_without_holds']:.1f} cm in failures without holds")
+    if "scenes" in a.only:
+        sn = out["scene_vs_noise"] = scene_vs_noise(a.decoder, a.scenes, a.noises)
+        print(f"scene x noise: overall {sn['overall']:.2f}; scenes always {sn['scenes_always']}, never "
+              f"{sn['scenes_never']}, mixed {sn['scenes_mixed']}; bound {sn['best_noise_per_scene_bound']:.0%}")
+    if "refresh" in a.only:
+        lr = out["latent_refresh"] = latent_refresh(a.decoder, a.episodes)
+        print(f"latent per chunk: fresh {lr['fresh']['successes']}/{a.episodes}, one per episode "
+              f"{lr['fixed']['successes']}/{a.episodes} (hold periods {lr['fresh']['hold_periods_total']} vs "
+              f"{lr['fixed']['hold_periods_total']})")
+    if "sensitivity" in a.only:
+        ls = out["latent_sensitivity"] = latent_sensitivity(a.decoder, a.demos)
+        print(f"latent spread / data std: arm {ls['arm_min']:.2f}-{ls['arm_max']:.2f}, "
+              f"gripper {ls['gripper_mean']:.2f}")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    save_json(a.out, out)
+    print(f"-> {a.out}")
 
 
 if __name__ == "__main__":

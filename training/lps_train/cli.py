@@ -111,7 +111,8 @@ def cmd_collect(a: argparse.Namespace) -> None:
             who = "policy"
         else:
             out = a.out or f"data/{a.task}/demos_{a.quality}.npz"
-            data = pick_place.collect(a.episodes, a.quality, a.seed, a.profile)
+            expert = apply_sets(pick_place.expert_config(a.quality), a.set)
+            data = pick_place.collect(a.episodes, a.quality, a.seed, a.profile, expert=expert)
             who = "expert"
         pick_place.save_dataset(out, data)
         succ = data["episode_success"]
@@ -335,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--quality", default="noisy",
                    help="demonstration quality: a key of lps_train.pick_place.QUALITIES (the shipped base: "
                         "clean); an unknown one is refused with the list")
+    c.add_argument("--set", action="append",
+                   help="pick_place: expert setting override name=value on the quality's ExpertConfig "
+                        "(repeatable), e.g. early_close_prob=0.3")
     c.add_argument("--profile", default="nominal")
     c.add_argument("--episodes", type=int, default=400)
     c.add_argument("--seed", type=int, default=0)

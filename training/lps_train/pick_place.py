@@ -260,11 +260,15 @@ def run_demo_episode(task: FrankaTask, seed: int, quality: str | ExpertConfig = 
 
 
 def collect(episodes: int, quality: str = "noisy", seed: int = 0, profile: str = "nominal",
-            progress: bool = True, task: FrankaTask | None = None) -> dict[str, Any]:
-    """Run the scripted expert for `episodes` seeded episodes (seeds seed..seed+episodes-1)."""
+            progress: bool = True, task: FrankaTask | None = None,
+            expert: ExpertConfig | None = None) -> dict[str, Any]:
+    """Run the scripted expert for `episodes` seeded episodes (seeds seed..seed+episodes-1).
+
+    `expert` replaces the quality's settings (the layout records both the name and the settings).
+    """
     if episodes < 1:
         raise ValueError(f"`episodes` must be >= 1, got {episodes}")
-    cfg = expert_config(quality)
+    cfg = expert if expert is not None else expert_config(quality)
     task = task if task is not None else make_pick_place()
     rows: dict[str, list[np.ndarray]] = {}
     ids, succ, seeds = [], [], []

@@ -264,8 +264,9 @@ class EvaluationClient:
                                   f"failed: {res.message}")
         episode_id = res.episode_id
         # The bridge publishes the new episode's first observation (joint state and task_status)
-        # before it answers; seeing that status here means the policy node has been sent the new
-        # joint state too, before the activation below takes its start state.
+        # before it answers, which fixes the order. DDS delivery to the policy node is still
+        # asynchronous: waiting until our own copy of that observation has arrived gives the
+        # policy node's copy the same time before the activation below takes its start state.
         self._wait(lambda: self._status is not None and self._status.episode_id >= episode_id, 10.0,
                    f"task_status of episode {episode_id} after reset_episode")
         limit = cfg.episode_timeout_s if cfg.episode_timeout_s > 0 else math.inf

@@ -72,7 +72,7 @@ def stop_gracefully(proc: subprocess.Popen, grace_s: float) -> None:
 def worker_domains(workers: int, base: int | None = None) -> list[int]:
     """ROS domain of each worker: ROS_DOMAIN_ID and the ones after it."""
     first = int(os.environ.get("ROS_DOMAIN_ID", "0")) if base is None else base
-    if not 0 <= first or first + workers - 1 > MAX_DOMAIN_ID:
+    if first < 0 or first + workers - 1 > MAX_DOMAIN_ID:
         raise ValueError(f"{workers} eval workers need ROS domains {first}..{first + workers - 1}, "
                          f"but domain ids must lie in 0..{MAX_DOMAIN_ID} (set ROS_DOMAIN_ID lower)")
     return [first + k for k in range(workers)]

@@ -548,7 +548,7 @@ class PolicyNode(LifecycleNode):
             return max(self._now_s(), _seconds(stamp))
         return self._now_s() - age_s
 
-    def _on_joint_state(self, msg: JointState, age_s: float = 0.0) -> None:
+    def _on_joint_state(self, msg: JointState, age_s: float) -> None:
         now = self._received_at(msg.header.stamp, age_s)
         self._joint_msg = (msg, now, time.monotonic_ns() - int(age_s * 1e9))
         watchdog = self._watchdog
@@ -572,7 +572,7 @@ class PolicyNode(LifecycleNode):
             took = True
         return took
 
-    def _on_pose(self, source: str, msg: PoseStamped, age_s: float = 0.0) -> None:
+    def _on_pose(self, source: str, msg: PoseStamped, age_s: float) -> None:
         self._pose_msgs[source] = (msg, self._received_at(msg.header.stamp, age_s))
 
     def _measured_q(self) -> np.ndarray | None:
@@ -890,8 +890,8 @@ def main(args: list[str] | None = None) -> None:
     cli = argparse.ArgumentParser(description='lps-franka lifecycle policy node')
     # 'single' by default: it is the one the DDS tests exercise; bench/bench_node_loop.py measures both.
     cli.add_argument('--executor', choices=sorted(EXECUTORS), default='single',
-                     help='executor serving subscriptions, services and parameters (not the '
-                          'control loop, which has its own thread)')
+                     help='executor serving services, parameters, /clock and the status timer (not '
+                          'the control loop and its inputs, which have their own thread)')
     cli.add_argument('--autostart', action='store_true',
                      help='configure and activate at start (for launches without a lifecycle manager)')
     opts = cli.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
