@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from lps_train import dsrl, lpds, lps, meanflow
-from lps_train.common import ReplayBuffer, TwinCritic, run_episodes
+from lps_train.common import NStepWriter, ReplayBuffer, TwinCritic, run_episodes
 from torch import nn
 
 
@@ -195,7 +195,7 @@ def test_lpds_critic_steps_makes_the_action_critic_see_only_the_executed_actions
     agent = lpds.LPDSAgent(small_lpds(critic_steps=2), dec)
     assert agent.qa.q1[0].in_features == 2 + 2 * 2
     b = {"obs": torch.randn(8, 2), "actions": torch.randn(8, 4, 2), "rewards": torch.rand(8),
-         "next_obs": torch.randn(8, 2), "dones": torch.zeros(8)}
+         "next_obs": torch.randn(8, 2), "dones": torch.zeros(8), "discounts": torch.full((8,), 0.99)}
     agent.update(b)  # TD, distillation and actor updates all take the sliced chunks
     tail_changed = b["actions"].clone()
     tail_changed[:, 2:] += 5.0
@@ -222,3 +222,54 @@ def test_lps_critic_steps_makes_q_see_only_the_executed_actions():
     assert lps.LPSAgent(lps.LPSConfig(hidden=32, actor_layers=1, critic_layers=1), dec).k == 4
     with pytest.raises(ValueError, match=r"`critic_steps` must be in \[0, 4\]"):
         lps.LPSAgent(lps.LPSConfig(critic_steps=5), dec)
+
+
+def _episode_into(writer: NStepWriter, rewards: list[float], terminated: bool) -> None:
+    for t, r in enumerate(rewards):
+        last = t == len(rewards) - 1
+        writer.add(np.full(2, t, np.float32), np.full((4, 2), t, np.float32), np.zeros(8, np.float32), r,
+                   np.full(2, t + 1, np.float32), terminated and last, episode_over=last)
+
+
+@pytest.mark.parametrize("terminated", [True, False])
+def test_n_step_writer_sums_discounted_rewards_and_bootstraps_n_steps_later(terminated):
+    buf = ReplayBuffer(2, 4, 2, 8, 64)
+    _episode_into(NStepWriter(buf, n=3, gamma=0.5), [1.0, 2.0, 3.0, 4.0, 5.0], terminated)
+    assert buf.size == 5
+    order = np.argsort(buf.obs[:5, 0])
+    assert buf.obs[order, 0].tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(buf.rewards[order], [1 + 1 + 0.75, 2 + 1.5 + 1, 3 + 2 + 1.25, 4 + 2.5, 5])
+    assert buf.next_obs[order, 0].tolist() == [3, 4, 5, 5, 5]  # k = 3 steps on, or the episode's end
+    np.testing.assert_allclose(buf.discounts[order], [0.125, 0.125, 0.125, 0.25, 0.5])
+    # Only transitions that reach the terminal state stop bootstrapping; a time-out never does.
+    assert buf.dones[order].tolist() == ([0, 0, 1, 1, 1] if terminated else [0, 0, 0, 0, 0])
+    assert buf.actions[order, 0, 0].tolist() == [0, 1, 2, 3, 4]  # each keeps its own first chunk
+
+
+def test_one_step_writer_stores_plain_transitions_with_discount_gamma():
+    buf = ReplayBuffer(2, 4, 2, 8, 64)
+    _episode_into(NStepWriter(buf, n=1, gamma=0.9), [0.0, 0.0, 1.0], terminated=True)
+    np.testing.assert_allclose(buf.rewards[:3], [0, 0, 1])
+    np.testing.assert_allclose(buf.discounts[:3], [0.9] * 3)
+    assert buf.next_obs[:3, 0].tolist() == [1, 2, 3] and buf.dones[:3].tolist() == [0, 0, 1]
+    with pytest.raises(ValueError, match="n_step"):
+        NStepWriter(buf, n=0, gamma=0.9)
+    with pytest.raises(ValueError, match="n_step"):
+        small_lpds(n_step=0)
+
+
+def test_lpds_action_critic_target_bootstraps_with_the_stored_discount():
+    """y = R + gamma^k (1 - done) Qbar: a zero discount leaves y = R, a positive one adds Qbar."""
+    torch.manual_seed(0)
+    agent = lpds.LPDSAgent(small_lpds(critic_lr=1e-2), ScaledLatentDecoder())
+    obs, nxt = torch.randn(64, 2), torch.randn(64, 2)
+    batch = {"obs": obs, "actions": torch.zeros(64, 4, 2), "rewards": torch.ones(64), "next_obs": nxt,
+             "dones": torch.zeros(64), "discounts": torch.zeros(64)}
+    for _ in range(300):
+        agent.update_qa(batch)
+    q = torch.minimum(*agent.qa(obs, torch.zeros(64, 8))).mean().item()
+    assert q == pytest.approx(1.0, abs=0.1)
+    batch["discounts"] = torch.full((64,), 0.5)
+    qbar_before = torch.minimum(*agent.qa_target(nxt, agent.decoder(nxt, agent.noise(64)))).mean().item()
+    info = agent.update_qa(batch)
+    assert info["losses/qa"] > 0.25 * (0.5 * qbar_before) ** 2  # the target moved by gamma^k * Qbar

@@ -4,8 +4,9 @@ docs/training.md ("Why the base fails, and how much a latent can change").
 Four measurements on an exported decoder, through the runtime's own controller (seeds 100000+,
 the evaluation seeds):
 
-1. failure anatomy: for each of `--episodes` episodes, success, how high the cube got, and how
-   many command periods the safety filter held;
+1. failure anatomy: for each of `--episodes` episodes, success, how high the cube got, how
+   many command periods the safety filter held, and where the TCP was relative to the cube's
+   centre when the fingers started to close (height above it and horizontal distance);
 2. scene or noise: `--scenes` scenes x `--noises` base-noise seeds; a scene that fails for every
    noise draw cannot be saved by picking among the base's own behaviours;
 3. latent sensitivity: the spread of decoded chunks over 64 latents at 20 demonstration states,
@@ -17,12 +18,14 @@ the evaluation seeds):
     scripts/with-env python training/checks/base_failures.py --decoder OTHER.onnx --only refresh \
         --out runs/checks/refresh_other.json                     # one measurement, another base
 
-Results go to training/checks/results/base_failures/results.json (the shipped base) or `--out`.
+Results go to training/checks/results/base_failures/results.json (the shipped base) or `--out`;
+measurements not rerun keep their earlier results in that file when it is for the same decoder.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -68,16 +71,26 @@ def failure_anatomy(decoder: str, episodes: int) -> dict:
             "failures_with_holds": sum(r["hold_periods"] > 0 for r in failures),
             "hold_periods_of_failures": [r["hold_periods"] for r in failures if r["hold_periods"]],
             "close_height_above_cube_centre_m": {
-                "successes": _median_z([r for r in rows if r["success"]]),
-                "failures_without_holds": _median_z([r for r in failures if not r["hold_periods"]])},
+                "successes": _median_offset([r for r in rows if r["success"]], "height"),
+                "failures_without_holds": _median_offset([r for r in failures if not r["hold_periods"]],
+                                                         "height")},
+            # Horizontal distance between TCP and cube centre at the close: the cube is 4.5 cm wide,
+            # so a few centimetres put the fingers on its edge whatever the height.
+            "close_lateral_offset_m": {
+                "successes": _median_offset([r for r in rows if r["success"]], "lateral"),
+                "failures_without_holds": _median_offset([r for r in failures if not r["hold_periods"]],
+                                                         "lateral"),
+                "failures_with_holds": _median_offset([r for r in failures if r["hold_periods"]], "lateral")},
             "failures_held_by_the_workspace_box": sum("outside workspace" in r["last_hold_reason"]
                                                       for r in failures if r["hold_periods"]),
             "episodes_detail": rows}
 
 
-def _median_z(rows: list[dict]) -> float:
-    z = [r["close_offset_m"][2] for r in rows if r["close_offset_m"] is not None]
-    return float(np.median(z)) if z else float("nan")
+def _median_offset(rows: list[dict], which: str) -> float:
+    """Median close offset of `rows`: 'height' above the cube's centre or 'lateral' (horizontal)."""
+    offsets = [np.asarray(r["close_offset_m"]) for r in rows if r["close_offset_m"] is not None]
+    values = [o[2] if which == "height" else float(np.hypot(o[0], o[1])) for o in offsets]
+    return float(np.median(values)) if values else float("nan")
 
 
 def scene_vs_noise(decoder: str, scenes: int, noises: int) -> dict:
@@ -152,7 +165,13 @@ def main() -> None:
                    help="measurements to run (default: all four)")
     p.add_argument("--out", type=Path, default=RESULTS / "results.json")
     a = p.parse_args()
-    out: dict = {"decoder": a.decoder}
+    out: dict = {}
+    if a.out.exists():
+        # `--only` reruns some measurements: keep the others' results if they were for this decoder.
+        previous = json.loads(a.out.read_text())
+        if previous.get("decoder") == a.decoder:
+            out = previous
+    out["decoder"] = a.decoder
     if "anatomy" in a.only:
         fa = out["failure_anatomy"] = failure_anatomy(a.decoder, a.episodes)
         print(f"failure anatomy: {fa['successes']}/{fa['episodes']} successes; of the failures "
@@ -162,6 +181,10 @@ def main() -> None:
         z = fa["close_height_above_cube_centre_m"]
         print(f"gripper starts closing {100 * z['successes']:.1f} cm above the cube centre in successes "
               f"(median), {100 * z['failures_without_holds']:.1f} cm in failures without holds")
+        xy = fa["close_lateral_offset_m"]
+        print(f"... and {100 * xy['successes']:.1f} cm beside it horizontally in successes, "
+              f"{100 * xy['failures_without_holds']:.1f} cm in failures without holds, "
+              f"{100 * xy['failures_with_holds']:.1f} cm in held failures")
     if "scenes" in a.only:
         sn = out["scene_vs_noise"] = scene_vs_noise(a.decoder, a.scenes, a.noises)
         print(f"scene x noise: overall {sn['overall']:.2f}; scenes always {sn['scenes_always']}, never "

@@ -161,6 +161,8 @@ def cmd_train_base(a: argparse.Namespace) -> None:
 
 
 def cmd_train_head(a: argparse.Namespace) -> None:
+    if a.critic_features != "none" and a.algo != "lpds":
+        raise SystemExit(f"--critic-features is an LP-DS option, got --algo {a.algo}")
     dec, norm, dec_ckpt = load_decoder(a.decoder)
     log = Logger()
     task = dec_ckpt.get("extra", {}).get("env", "")
@@ -192,8 +194,15 @@ def cmd_train_head(a: argparse.Namespace) -> None:
         env = NormalizedEnv(raw_env, norm)
         if a.algo == "lpds":
             cfg = apply_sets(lpds.LPDSConfig(seed=a.seed, total_steps=a.steps, delta=a.delta), a.set)
-            agent, log = lpds.train(cfg, env, dec, logger=log)
-            extra = {"trust_region_delta": cfg.delta}
+            features = None
+            if a.critic_features == "tcp":
+                if a.task != "pick_place":
+                    raise SystemExit("--critic-features tcp needs --task pick_place (it is pick_place's geometry)")
+                from lps_train.features import ChunkTcpFeatures
+
+                features = ChunkTcpFeatures(norm, cfg.critic_steps or dec.chunk_length)
+            agent, log = lpds.train(cfg, env, dec, logger=log, action_features=features)
+            extra = {"trust_region_delta": cfg.delta, "critic_features": a.critic_features}
         else:
             cfg = apply_sets(dsrl.DSRLConfig(seed=a.seed, total_steps=a.steps), a.set)
             agent, log = dsrl.train(cfg, env, dec, logger=log)
@@ -369,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--demos", nargs="+", help="lps: the offline dataset(s), concatenated")
     h.add_argument("--steps", type=int, default=20_000)
     h.add_argument("--delta", type=float, default=0.35, help="lpds trust-region radius")
+    h.add_argument("--critic-features", choices=["none", "tcp"], default="none",
+                   help="lpds on pick_place: also give Q^A the TCP position of each executed joint target "
+                        "relative to the cube (lps_train.features); the exported head is unchanged")
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--set", action="append", help="config field override name=value (repeatable)")
     h.add_argument("--out", required=True)

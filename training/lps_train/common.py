@@ -205,14 +205,18 @@ class ReplayBuffer:
         self.latents = np.zeros((capacity, latent_dim), np.float32)
         self.rewards = np.zeros(capacity, np.float32)
         self.dones = np.zeros(capacity, np.float32)
+        # gamma^k of a k-step transition (NStepWriter); NaN for plain one-step transitions, whose
+        # learners apply their own gamma, so that mixing the two conventions cannot pass silently.
+        self.discounts = np.full(capacity, np.nan, np.float32)
         self.size = 0
         self._next = 0
 
     def add(self, obs: np.ndarray, action: np.ndarray, latent: np.ndarray, reward: float,
-            next_obs: np.ndarray, done: bool) -> None:
+            next_obs: np.ndarray, done: bool, discount: float = math.nan) -> None:
         i = self._next
         self.obs[i], self.actions[i], self.latents[i] = obs, action, latent
         self.rewards[i], self.next_obs[i], self.dones[i] = reward, next_obs, float(done)
+        self.discounts[i] = discount
         self._next = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -238,7 +242,41 @@ class ReplayBuffer:
             "rewards": torch.from_numpy(self.rewards[idx]),
             "next_obs": torch.from_numpy(self.next_obs[idx]),
             "dones": torch.from_numpy(self.dones[idx]),
+            "discounts": torch.from_numpy(self.discounts[idx]),
         }
+
+
+class NStepWriter:
+    """Turns one episode's env steps into n-step transitions for a ReplayBuffer.
+
+    Each stored transition starts at an env step t and carries R = sum_{i<k} gamma^i r_{t+i},
+    the observation k steps later and discount gamma^k, with k = n, or fewer when the episode
+    ends first (then `done` is the episode's termination flag: a time-out still bootstraps).
+    n = 1 gives the ordinary one-step transitions with discount gamma.
+    """
+
+    def __init__(self, buffer: ReplayBuffer, n: int, gamma: float) -> None:
+        if n < 1:
+            raise ValueError(f"`n_step` must be >= 1, got {n}")
+        self.buffer, self.n, self.gamma = buffer, n, gamma
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = []
+
+    def add(self, obs: np.ndarray, action: np.ndarray, latent: np.ndarray, reward: float,
+            next_obs: np.ndarray, terminated: bool, episode_over: bool) -> None:
+        """Record one env step; `episode_over` is True on the last step (terminated or timed out)."""
+        self._pending.append((obs, action, latent, float(reward)))
+        if episode_over:
+            while self._pending:
+                self._emit(next_obs, terminated)
+        elif len(self._pending) == self.n:
+            self._emit(next_obs, False)
+
+    def _emit(self, next_obs: np.ndarray, terminated: bool) -> None:
+        obs, action, latent, _ = self._pending[0]
+        ret = sum(self.gamma ** i * r for i, (*_, r) in enumerate(self._pending))
+        self.buffer.add(obs, action, latent, ret, next_obs, terminated,
+                        discount=self.gamma ** len(self._pending))
+        self._pending.pop(0)
 
 
 # ---------------------------------------------------------------------------------------------

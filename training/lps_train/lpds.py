@@ -11,12 +11,17 @@ runtime draws it), else N(0, I). It is trained under the trust region
 E_s ||Delta_theta(s)||^2 <= delta with a Lagrange multiplier:
 
     Q^A(s, a)   TD:  y = r + gamma * min Qbar^A(s', Phi(s', eps' + Delta_theta'(s')))   (twin, target nets;
-                a = the chunk's executed actions when `critic_steps` is set)
+                a = the chunk's executed actions when `critic_steps` is set; with `n_step` = n,
+                r is the discounted sum of n rewards, s' the state n env steps on, gamma -> gamma^n)
     Q^W(s, w)   distilled on base noise:  (Q^W(s, eps) - Q^A(s, Phi(s, eps)))^2
     actor       max E[Q^W(s, eps + Delta(s))] - alpha (E||Delta||^2 - delta)
     alpha       alpha <- [alpha + eta_alpha (E||Delta||^2 - delta)]_+
 
 One env step -> one Q^A update -> one Q^W update -> one actor and one alpha update.
+
+Q^A may also take task features of (s, a) (`action_features`, e.g. where a pick_place chunk puts
+the TCP: lps_train.features); they widen the critic's input only, so the decoder stays a black box
+and the exported head is unchanged.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from tqdm import trange
 from lps_train.common import (
     ChunkEnv,
     Logger,
+    NStepWriter,
     ReplayBuffer,
     TwinCritic,
     check_decoder_matches_env,
@@ -83,6 +89,9 @@ class LPDSConfig:
     """leading actions of each chunk that Q^A sees (0: the whole chunk). With receding-horizon
     execution only the first `execute_steps` actions of a chunk reach the environment; the rest
     cannot change the return and only add input dimensions to the critic"""
+    n_step: int = 1
+    """TD horizon of Q^A in env steps (1: the paper's one-step target). A success reward reaches the
+    grasp decisions of pick_place 20-30 chunks earlier; n > 1 carries it back n steps per backup"""
     updates_per_step: int = 1
     """update rounds (Q^A, Q^W, actor, alpha) per env step"""
     distill_target: str = "min"
@@ -101,6 +110,8 @@ class LPDSConfig:
             raise ValueError(f"`distill_target` must be 'min' or 'mean', got {self.distill_target!r}")
         if self.critic_steps < 0:
             raise ValueError(f"`critic_steps` must be >= 0 (0: whole chunk), got {self.critic_steps}")
+        if self.n_step < 1:
+            raise ValueError(f"`n_step` must be >= 1, got {self.n_step}")
         if self.learning_starts < 1:
             raise ValueError(f"`learning_starts` must be >= 1, got {self.learning_starts}")
 
@@ -139,7 +150,7 @@ class LatentCritic(nn.Module):
 # Agent: acting and the four updates
 # ---------------------------------------------------------------------------------------------
 class LPDSAgent:
-    def __init__(self, cfg: LPDSConfig, decoder: nn.Module) -> None:
+    def __init__(self, cfg: LPDSConfig, decoder: nn.Module, action_features: nn.Module | None = None) -> None:
         self.cfg = cfg
         self.decoder = freeze(decoder)
         o, d = decoder.obs_dim, decoder.latent_dim
@@ -150,7 +161,9 @@ class LPDSAgent:
             raise ValueError(f"`critic_steps` must be <= the chunk length ({decoder.chunk_length}), "
                              f"got {cfg.critic_steps}")
         self.k = cfg.critic_steps or decoder.chunk_length  # leading chunk actions Q^A sees
-        self.qa = TwinCritic(o, self.k * decoder.action_dim, cfg.hidden, cfg.critic_layers)
+        self.features = action_features  # (s, a[:, :k]) -> [B, out_dim], or None
+        extra = action_features.out_dim if action_features is not None else 0
+        self.qa = TwinCritic(o, self.k * decoder.action_dim + extra, cfg.hidden, cfg.critic_layers)
         self.qa_target = copy.deepcopy(self.qa).requires_grad_(False)
         self.qw = LatentCritic(o, d, cfg.hidden, cfg.critic_layers)
         self.qa_opt = torch.optim.Adam(self.qa.parameters(), lr=cfg.critic_lr)
@@ -174,13 +187,19 @@ class LPDSAgent:
         chunk = self.decoder(s, w)[0]
         return chunk.numpy(), w[0].numpy(), float((delta**2).sum())
 
+    def q_actions(self, critic: nn.Module, s: torch.Tensor, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q^A (or its target) on the leading k actions of `chunk`, with the task features if any."""
+        a = chunk[:, :self.k]
+        x = a.flatten(1) if self.features is None else torch.cat([a.flatten(1), self.features(s, a)], -1)
+        return critic(s, x)
+
     def update_qa(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         with torch.no_grad():
             s2 = b["next_obs"]
             w2 = self.noise(len(s2)) + self.actor_target(s2)
-            q1t, q2t = self.qa_target(s2, self.decoder(s2, w2)[:, :self.k])
-            y = b["rewards"] + self.cfg.gamma * (1.0 - b["dones"]) * torch.minimum(q1t, q2t)
-        q1, q2 = self.qa(b["obs"], b["actions"][:, :self.k])
+            q1t, q2t = self.q_actions(self.qa_target, s2, self.decoder(s2, w2))
+            y = b["rewards"] + b["discounts"] * (1.0 - b["dones"]) * torch.minimum(q1t, q2t)
+        q1, q2 = self.q_actions(self.qa, b["obs"], b["actions"])
         loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
         self.qa_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -191,7 +210,7 @@ class LPDSAgent:
         s = b["obs"]
         eps = self.noise(len(s))
         with torch.no_grad():
-            q1, q2 = self.qa(s, self.decoder(s, eps)[:, :self.k])
+            q1, q2 = self.q_actions(self.qa, s, self.decoder(s, eps))
             target = torch.minimum(q1, q2) if self.cfg.distill_target == "min" else 0.5 * (q1 + q2)
         loss = F.mse_loss(self.qw(s, eps), target)
         self.qw_opt.zero_grad(set_to_none=True)
@@ -234,13 +253,16 @@ class LPDSAgent:
 # ---------------------------------------------------------------------------------------------
 def train(cfg: LPDSConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = True,
           logger: Logger | None = None,
-          eval_fn: Callable[[int, LPDSAgent], dict[str, float]] | None = None) -> tuple[LPDSAgent, Logger]:
-    """Train an LP-DS head online in `env` (normalised units) against the frozen `decoder`."""
+          eval_fn: Callable[[int, LPDSAgent], dict[str, float]] | None = None,
+          action_features: nn.Module | None = None) -> tuple[LPDSAgent, Logger]:
+    """Train an LP-DS head online in `env` (normalised units) against the frozen `decoder`;
+    `action_features` widens Q^A's input (see the module docstring)."""
     check_decoder_matches_env(decoder, env)
     rng = seed_everything(cfg.seed)
     logger = logger if logger is not None else Logger()
-    agent = LPDSAgent(cfg, decoder)
+    agent = LPDSAgent(cfg, decoder, action_features)
     buf = ReplayBuffer(env.obs_dim, env.chunk_length, env.action_dim, agent.latent_dim, cfg.buffer_size)
+    writer = NStepWriter(buf, cfg.n_step, cfg.gamma)
     gen = torch.Generator().manual_seed(cfg.seed)
 
     obs, ep_ret, ep_len, episode = env.reset(cfg.seed), 0.0, 0, 0
@@ -256,7 +278,7 @@ def train(cfg: LPDSConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
         chunk, w, _ = agent.act(obs, gen)
         w_norms.append(float(np.linalg.norm(w)))
         nxt, r, done, env_info = env.step(chunk)
-        buf.add(obs, chunk, w, r, nxt, bool(env_info.get("terminated", done)))
+        writer.add(obs, chunk, w, r, nxt, bool(env_info.get("terminated", done)), episode_over=done)
         ep_ret, ep_len = ep_ret + r, ep_len + 1
         obs = nxt
         if done:
@@ -264,7 +286,7 @@ def train(cfg: LPDSConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
             episode += 1
             obs, ep_ret, ep_len = env.reset(cfg.seed + 7919 * episode), 0.0, 0
 
-        if step >= cfg.learning_starts:
+        if step >= cfg.learning_starts and buf.size:  # n-step transitions lag n - 1 env steps
             for _ in range(cfg.updates_per_step):
                 info = agent.update(buf.sample(cfg.batch_size, rng))
 
