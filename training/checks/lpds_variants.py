@@ -1,0 +1,115 @@
+"""Every LP-DS variant evaluated on pick_place, against its frozen base: one table, one plot.
+
+The LP-DS runs of docs/training.md were evaluated one by one (`lps-train evaluate --out X.json`).
+This script gathers those outputs into training/checks/results/lpds_variants/results.json, with
+each head's training command from its manifest, and plots success with 95% Wilson intervals
+beside the base's (docs/img/lpds_variants.png):
+
+    scripts/with-env python training/checks/lpds_variants.py \
+        --set-base clean runs/pick_place/eval_nominal.json#none       # record a frozen base
+    scripts/with-env python training/checks/lpds_variants.py \
+        --base clean --add "C (shipped)=runs/s2/eval_C.json"          # record a variant
+    scripts/with-env python training/checks/lpds_variants.py            # replot the recorded table
+
+Run folders are not committed, so the table is the record; `--add` appends or replaces a row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from lps_sim.experts_report import wilson_interval  # noqa: E402
+from lps_train.common import save_json  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "lpds_variants" / "results.json"
+PNG = Path(__file__).resolve().parents[2] / "docs" / "img" / "lpds_variants.png"
+
+
+def row_from_evaluation(label: str, base: str, spec: str) -> dict:
+    """One row from `EVAL.json` (an `lps-train evaluate --out` file of one head) or `EVAL.json#HEAD`."""
+    path, _, head = spec.partition("#")
+    ev = json.loads(Path(path).read_text())
+    results = [r for r in ev.get("results", []) if not head or r["head"] == head]
+    if len(results) != 1:
+        raise SystemExit(f"{spec}: expected one head's results, found {len(results)} "
+                         f"(name one with EVAL.json#HEAD)")
+    r = results[0]
+    train_command = ""
+    manifest = Path(r["head"]).with_suffix(".json")
+    if r["head"] != "none" and manifest.exists():
+        train_command = json.loads(manifest.read_text())["provenance"]["metrics"].get("train_command", "")
+    return {"label": label, "base": base, "head": r["head"], "successes": int(r["successes"]),
+            "episodes": int(r["episodes"]), "profile": ev.get("profile", ""), "seed": ev.get("seed"),
+            "evaluate_command": ev.get("command", ""), "train_command": train_command}
+
+
+def plot(table: dict, out: Path) -> None:
+    rows = table["variants"]
+    bases = table["bases"]
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.6))
+    colours = {name: f"C{i}" for i, name in enumerate(bases)}
+    for i, r in enumerate(rows):
+        p = r["successes"] / r["episodes"]
+        lo, hi = wilson_interval(r["successes"], r["episodes"])
+        ax.errorbar(100 * p, i, xerr=[[100 * (p - lo)], [100 * (hi - p)]], fmt="o", capsize=3,
+                    color=colours[r["base"]])
+    for name, b in bases.items():
+        p = b["successes"] / b["episodes"]
+        ax.axvline(100 * p, color=colours[name], ls="--", lw=1, label=f"frozen base {name}: {100 * p:.0f}%")
+        ax.axvline(100 * p + 30, color=colours[name], ls=":", lw=1, label=f"{name} + 30 points (target)")
+    ax.set_yticks(range(len(rows)), [r["label"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("pick_place success, nominal, 100 episodes (95% Wilson)")
+    ax.set_title("LP-DS variants against their frozen base")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--add", action="append", default=[], metavar="LABEL=EVAL.json[#HEAD]",
+                   help="record a variant from an `lps-train evaluate --out` file (#HEAD picks one of several)")
+    p.add_argument("--base", help="with --add: the name of the frozen base the variants ran on")
+    p.add_argument("--set-base", nargs=2, metavar=("NAME", "EVAL.json[#none]"),
+                   help="record a frozen base from its `evaluate --head none --out` file")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--png", type=Path, default=PNG)
+    a = p.parse_args()
+    table = json.loads(a.results.read_text()) if a.results.exists() else {"bases": {}, "variants": []}
+    if a.set_base:
+        name, path = a.set_base
+        table["bases"][name] = row_from_evaluation(name, name, path)
+    if a.add and not a.base:
+        raise SystemExit("--add needs --base (the frozen base those variants ran on)")
+    for spec in a.add:
+        label, _, path = spec.partition("=")
+        if not path:
+            raise SystemExit(f"--add must be LABEL=EVAL.json[#HEAD], got {spec!r}")
+        if a.base not in table["bases"]:
+            raise SystemExit(f"unknown base {a.base!r}: record it first with --set-base {a.base} EVAL.json")
+        row = row_from_evaluation(label, a.base, path)
+        table["variants"] = [r for r in table["variants"] if r["label"] != label] + [row]
+    if not table["variants"]:
+        raise SystemExit(f"{a.results}: no variants recorded yet (use --add)")
+    save_json(a.results, table)
+    plot(table, a.png)
+    for r in table["variants"]:
+        lo, hi = wilson_interval(r["successes"], r["episodes"])
+        b = table["bases"][r["base"]]
+        print(f"{r['label']:<40} {r['successes']:>3}/{r['episodes']}  [{100 * lo:.1f}, {100 * hi:.1f}]  "
+              f"vs base {100 * (r['successes'] / r['episodes'] - b['successes'] / b['episodes']):+.0f} pt")
+    print(f"-> {a.results}, {a.png}")
+
+
+if __name__ == "__main__":
+    main()
