@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import numpy as np
@@ -10,6 +11,7 @@ from lps_msgs.msg import TaskStatus
 from lps_msgs.srv import ResetEpisode
 from ros_util import Collector, NodeProcess, RosClient
 from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory
 
 
 def test_policy_node_drives_the_lockstep_bridge(tmp_path, tiny_models):
@@ -53,3 +55,46 @@ def test_policy_node_drives_the_lockstep_bridge(tmp_path, tiny_models):
         # The policy moved the arm: its tiny random decoder outputs non-zero deltas.
         q = np.array([m.position[:7] for m in joints.snapshot()])
         assert np.abs(q[-1] - q[0]).max() > 1e-3
+
+
+def test_a_stalled_lockstep_bridge_gets_no_extra_commands(tmp_path, tiny_models):
+    """A lock-step sim that answers late (a loaded machine; here the bridge is stopped with
+    SIGSTOP) must not receive commands the node would not have sent otherwise: each one advances
+    the sim a period, so the episode would depend on machine load. Sim time has not moved, so no
+    cycle is due, however long the wall-clock silence (max_observation_age_ms is 100 here)."""
+    bridge_params = {"clock_mode": "lockstep", "lockstep_timeout_s": 5.0, "seed": 0}
+    policy_params = {"decoder": str(tiny_models.decoder), "trigger": "observation", "use_sim_time": True,
+                     "max_observation_age_ms": 100.0}
+    with (NodeProcess("lps_sim.bridge_node", tmp_path / "bridge.log", bridge_params) as bridge,
+          NodeProcess("lps_steering.nodes.policy_node", tmp_path / "policy.log", policy_params,
+                      extra_args=["--autostart", "--executor", "single"]) as policy,
+          RosClient("bridge_stall_test") as client):
+        status = Collector(client.node, TaskStatus, "task_status", 1000)
+        commands = Collector(client.node, JointTrajectory, "fr3_arm_controller/joint_trajectory", 1000)
+        deadline = time.monotonic() + 90.0
+        while "active: control loop started" not in policy.log():
+            assert time.monotonic() < deadline and policy.proc.poll() is None, policy.log()
+            time.sleep(0.2)
+        res = client.call(ResetEpisode, "reset_episode", ResetEpisode.Request(seed=4), timeout=60.0)
+        assert res.success, res.message
+
+        def step() -> int:
+            msgs = status.wait_for(lambda m: bool(m) and m[-1].episode_id == res.episode_id, 60.0, "task status")
+            return msgs[-1].step
+
+        status.wait_for(lambda m: bool(m) and m[-1].episode_id == res.episode_id and m[-1].step >= 20, 90.0,
+                        f"step 20\n{policy.log()}\n{bridge.log()}")
+        commands.wait_matched()
+        bridge.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(0.3)  # what was in flight when the bridge stopped has arrived by now
+            commands.clear()
+            time.sleep(1.5)  # 15 times max_observation_age
+            during = len(commands.snapshot())
+        finally:
+            bridge.proc.send_signal(signal.SIGCONT)
+        assert during == 0, f"{during} commands sent to a stalled lock-step sim\n{policy.log()[-2000:]}"
+        # The episode goes on from where it stopped: the node answers every new state again.
+        before = step()
+        status.wait_for(lambda m: m[-1].step >= before + 30, 60.0, f"30 more steps\n{policy.log()[-2000:]}")
+        assert "hold" not in policy.log().split("active: control loop started")[-1].lower(), policy.log()[-2000:]
