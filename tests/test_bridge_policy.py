@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from contextlib import contextmanager
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -14,17 +15,17 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
 
-def test_policy_node_drives_the_lockstep_bridge(tmp_path, tiny_models):
-    bridge_params = {"clock_mode": "lockstep", "lockstep_timeout_s": 2.0, "seed": 0}
+@contextmanager
+def _lockstep_episode(tmp_path, tiny_models, max_age_ms: float, lockstep_timeout_s: float):
+    """Bridge (lock-step) + policy node (observation trigger, sim time), active, in a new episode."""
+    bridge_params = {"clock_mode": "lockstep", "lockstep_timeout_s": lockstep_timeout_s, "seed": 0}
     policy_params = {"decoder": str(tiny_models.decoder), "trigger": "observation", "use_sim_time": True,
-                     "max_observation_age_ms": 1000.0}
+                     "max_observation_age_ms": max_age_ms}
     with (NodeProcess("lps_sim.bridge_node", tmp_path / "bridge.log", bridge_params) as bridge,
           NodeProcess("lps_steering.nodes.policy_node", tmp_path / "policy.log", policy_params,
                       extra_args=["--autostart", "--executor", "single"]) as policy,
           RosClient("bridge_policy_test") as client):
         status = Collector(client.node, TaskStatus, "task_status", 1000)
-        joints = Collector(client.node, JointState, "joint_states", 1000)
-        diag = Collector(client.node, DiagnosticArray, "diagnostics", 10)
         deadline = time.monotonic() + 90.0
         while "active: control loop started" not in policy.log():
             assert time.monotonic() < deadline and policy.proc.poll() is None, policy.log()
@@ -32,14 +33,25 @@ def test_policy_node_drives_the_lockstep_bridge(tmp_path, tiny_models):
         res = client.call(ResetEpisode, "reset_episode", ResetEpisode.Request(seed=4), timeout=60.0)
         assert res.success, res.message
 
+        def at_step(n: int) -> int:
+            """Wait until the episode has been driven to step n by the policy; the step reached."""
+            msgs = status.wait_for(lambda m: bool(m) and m[-1].episode_id == res.episode_id and m[-1].step >= n,
+                                   90.0, f"step {n} driven by the policy\n{policy.log()}\n{bridge.log()}")
+            return msgs[-1].step
+
+        yield bridge, policy, client, at_step
+
+
+def test_policy_node_drives_the_lockstep_bridge(tmp_path, tiny_models):
+    with _lockstep_episode(tmp_path, tiny_models, max_age_ms=1000.0, lockstep_timeout_s=2.0) as (
+            _, _, client, at_step):
+        joints = Collector(client.node, JointState, "joint_states", 1000)
+        diag = Collector(client.node, DiagnosticArray, "diagnostics", 10)
+
         def counters() -> dict[str, int]:
             diag.clear()
             return {kv.key: int(float(kv.value)) for kv in diag.wait_count(1, 5.0)[-1].status[0].values
                     if kv.key in ("steps", "commands", "missed_steps", "refused")}
-
-        def at_step(n: int) -> None:
-            status.wait_for(lambda m: bool(m) and m[-1].episode_id == res.episode_id and m[-1].step >= n,
-                            90.0, f"step {n} driven by the policy\n{policy.log()}\n{bridge.log()}")
 
         at_step(20)
         c1 = counters()
@@ -62,28 +74,10 @@ def test_a_stalled_lockstep_bridge_gets_no_extra_commands(tmp_path, tiny_models)
     SIGSTOP) must not receive commands the node would not have sent otherwise: each one advances
     the sim a period, so the episode would depend on machine load. Sim time has not moved, so no
     cycle is due, however long the wall-clock silence (max_observation_age_ms is 100 here)."""
-    bridge_params = {"clock_mode": "lockstep", "lockstep_timeout_s": 5.0, "seed": 0}
-    policy_params = {"decoder": str(tiny_models.decoder), "trigger": "observation", "use_sim_time": True,
-                     "max_observation_age_ms": 100.0}
-    with (NodeProcess("lps_sim.bridge_node", tmp_path / "bridge.log", bridge_params) as bridge,
-          NodeProcess("lps_steering.nodes.policy_node", tmp_path / "policy.log", policy_params,
-                      extra_args=["--autostart", "--executor", "single"]) as policy,
-          RosClient("bridge_stall_test") as client):
-        status = Collector(client.node, TaskStatus, "task_status", 1000)
+    with _lockstep_episode(tmp_path, tiny_models, max_age_ms=100.0, lockstep_timeout_s=5.0) as (
+            bridge, policy, client, at_step):
         commands = Collector(client.node, JointTrajectory, "fr3_arm_controller/joint_trajectory", 1000)
-        deadline = time.monotonic() + 90.0
-        while "active: control loop started" not in policy.log():
-            assert time.monotonic() < deadline and policy.proc.poll() is None, policy.log()
-            time.sleep(0.2)
-        res = client.call(ResetEpisode, "reset_episode", ResetEpisode.Request(seed=4), timeout=60.0)
-        assert res.success, res.message
-
-        def step() -> int:
-            msgs = status.wait_for(lambda m: bool(m) and m[-1].episode_id == res.episode_id, 60.0, "task status")
-            return msgs[-1].step
-
-        status.wait_for(lambda m: bool(m) and m[-1].episode_id == res.episode_id and m[-1].step >= 20, 90.0,
-                        f"step 20\n{policy.log()}\n{bridge.log()}")
+        at_step(20)
         commands.wait_matched()
         bridge.proc.send_signal(signal.SIGSTOP)
         try:
@@ -95,6 +89,5 @@ def test_a_stalled_lockstep_bridge_gets_no_extra_commands(tmp_path, tiny_models)
             bridge.proc.send_signal(signal.SIGCONT)
         assert during == 0, f"{during} commands sent to a stalled lock-step sim\n{policy.log()[-2000:]}"
         # The episode goes on from where it stopped: the node answers every new state again.
-        before = step()
-        status.wait_for(lambda m: m[-1].step >= before + 30, 60.0, f"30 more steps\n{policy.log()[-2000:]}")
+        at_step(at_step(0) + 30)
         assert "hold" not in policy.log().split("active: control loop started")[-1].lower(), policy.log()[-2000:]
