@@ -7,12 +7,23 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from lps_msgs.msg import TaskStatus
+from lps_msgs.msg import SteeringTelemetry, TaskStatus
 from lps_msgs.srv import ResetEpisode
 from ros_util import Collector, NodeProcess, RosClient
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
+
+
+def _settle(collector: Collector, quiet_s: float = 0.3, timeout_s: float = 5.0) -> None:
+    """Until nothing new has arrived on the collector's topic for `quiet_s`."""
+    deadline = time.monotonic() + timeout_s
+    n = -1
+    while n != len(collector.snapshot()) and time.monotonic() < deadline:
+        n = len(collector.snapshot())
+        time.sleep(quiet_s)
 
 
 @contextmanager
@@ -81,7 +92,7 @@ def test_a_stalled_lockstep_bridge_gets_no_extra_commands(tmp_path, tiny_models)
         commands.wait_matched()
         bridge.proc.send_signal(signal.SIGSTOP)
         try:
-            time.sleep(0.3)  # what was in flight when the bridge stopped has arrived by now
+            _settle(commands)  # the answer to the last state before the stop may still be on its way
             commands.clear()
             time.sleep(1.5)  # 15 times max_observation_age
             during = len(commands.snapshot())
@@ -91,3 +102,30 @@ def test_a_stalled_lockstep_bridge_gets_no_extra_commands(tmp_path, tiny_models)
         # The episode goes on from where it stopped: the node answers every new state again.
         at_step(at_step(0) + 30)
         assert "hold" not in policy.log().split("active: control loop started")[-1].lower(), policy.log()[-2000:]
+
+
+def test_sim_time_moving_on_without_joint_states_still_makes_the_node_hold(tmp_path, tiny_models):
+    """The other side of the gate above: when sim time does move but no joint state comes (a sim
+    whose robot side died while its clock runs on), the idle cycles run and the node's joint-state
+    watchdog holds the arm."""
+    with _lockstep_episode(tmp_path, tiny_models, max_age_ms=100.0, lockstep_timeout_s=5.0) as (
+            bridge, policy, client, at_step):
+        commands = Collector(client.node, JointTrajectory, "fr3_arm_controller/joint_trajectory", 1000)
+        telemetry = Collector(client.node, SteeringTelemetry, "policy_node/telemetry", 1000)
+        clock_pub = client.node.create_publisher(Clock, "/clock", 10)
+        at_step(20)
+        bridge.proc.send_signal(signal.SIGSTOP)
+        try:
+            _settle(commands)
+            sim_now = max(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in telemetry.snapshot())
+            commands.clear()
+            telemetry.clear()
+            for k in range(1, 16):  # sim time runs on, 0.1 s per 0.1 s, with no joint state
+                t = sim_now + 0.1 * k
+                clock_pub.publish(Clock(clock=Time(sec=int(t), nanosec=int(round((t % 1) * 1e9)))))
+                time.sleep(0.1)
+            held = [m for m in telemetry.snapshot() if m.safety_state == SteeringTelemetry.SAFETY_HOLD]
+        finally:
+            bridge.proc.send_signal(signal.SIGCONT)
+        assert len(commands.snapshot()) >= 3, policy.log()[-2000:]
+        assert held and "no joint_states" in held[-1].safety_reason, [m.safety_reason for m in telemetry.snapshot()]

@@ -67,9 +67,10 @@ def test_lpds_action_critic_takes_the_features_and_the_head_does_not():
          "discounts": torch.full((16,), 0.98)}
     info = agent.update(b)
     assert np.isfinite(info["losses/qa"]) and np.isfinite(info["losses/qw"])
-    # Two chunks with the same joint deltas but a different cube position differ only in the features.
-    s = torch.randn(1, OBS_DIM)
-    s2 = s.clone()
-    s2[0, 11] += 1.0
-    a = torch.randn(1, CHUNK_LENGTH, ACTION_DIM)
-    assert not torch.equal(feats(s, a[:, :4]), feats(s2, a[:, :4]))
+    # Q^A's action input is the 4 executed actions, then their features; later actions do not enter.
+    s, a = torch.randn(3, OBS_DIM), torch.randn(3, CHUNK_LENGTH, ACTION_DIM)
+    x, _ = agent.q_actions(lambda obs, inp: (inp, inp), s, a)
+    assert torch.equal(x[:, :4 * ACTION_DIM], a[:, :4].flatten(1))
+    assert torch.equal(x[:, 4 * ACTION_DIM:], feats(s, a[:, :4]))
+    with pytest.raises(ValueError, match="must cover the 4 actions"):
+        lpds.LPDSAgent(cfg, _JointDecoder(), action_features=ChunkTcpFeatures(_norm(rng), steps=8))

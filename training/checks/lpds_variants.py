@@ -11,7 +11,8 @@ beside the base's (docs/img/lpds_variants.png):
         --base clean --add "C (shipped)=runs/s2/eval_C.json"          # record a variant
     scripts/with-env python training/checks/lpds_variants.py            # replot the recorded table
 
-Run folders are not committed, so the table is the record; `--add` appends or replaces a row.
+Run folders are not committed, so the table is the record; `--add` appends a row, or replaces
+the row of the same label in place.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def row_from_evaluation(label: str, base: str, spec: str) -> dict:
 def plot(table: dict, out: Path) -> None:
     rows = table["variants"]
     bases = table["bases"]
-    fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 2.4))
     colours = {name: f"C{i}" for i, name in enumerate(bases)}
     for i, r in enumerate(rows):
         p = r["successes"] / r["episodes"]
@@ -68,7 +69,7 @@ def plot(table: dict, out: Path) -> None:
     ax.set_xlim(0, 100)
     ax.set_xlabel("pick_place success, nominal, 100 episodes (95% Wilson)")
     ax.set_title("LP-DS variants against their frozen base")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
@@ -98,10 +99,16 @@ def main() -> None:
         if a.base not in table["bases"]:
             raise SystemExit(f"unknown base {a.base!r}: record it first with --set-base {a.base} EVAL.json")
         row = row_from_evaluation(label, a.base, path)
-        table["variants"] = [r for r in table["variants"] if r["label"] != label] + [row]
+        labels = [r["label"] for r in table["variants"]]
+        if label in labels:  # a re-evaluated variant keeps its place in the plot
+            table["variants"][labels.index(label)] = row
+        else:
+            table["variants"].append(row)
+    if a.set_base or a.add:
+        save_json(a.results, table)
     if not table["variants"]:
-        raise SystemExit(f"{a.results}: no variants recorded yet (use --add)")
-    save_json(a.results, table)
+        print(f"{a.results}: no variants recorded yet (use --add); nothing to plot")
+        return
     plot(table, a.png)
     for r in table["variants"]:
         lo, hi = wilson_interval(r["successes"], r["episodes"])

@@ -162,6 +162,9 @@ class LPDSAgent:
                              f"got {cfg.critic_steps}")
         self.k = cfg.critic_steps or decoder.chunk_length  # leading chunk actions Q^A sees
         self.features = action_features  # (s, a[:, :k]) -> [B, out_dim], or None
+        if action_features is not None and getattr(action_features, "steps", self.k) != self.k:
+            raise ValueError(f"`action_features` must cover the {self.k} actions Q^A sees, "
+                             f"got steps={action_features.steps}")
         extra = action_features.out_dim if action_features is not None else 0
         self.qa = TwinCritic(o, self.k * decoder.action_dim + extra, cfg.hidden, cfg.critic_layers)
         self.qa_target = copy.deepcopy(self.qa).requires_grad_(False)

@@ -316,7 +316,8 @@ class PolicyNode(LifecycleNode):
         self._trigger = self.get_parameter('trigger').value
         self._sim_time = bool(self.get_parameter('use_sim_time').value)
         self._max_age = config.max_observation_age_s
-        self._last_cycle_now = -math.inf  # the time a cycle last ran at (sim time gates idle cycles)
+        # The time the last cycle ran at, and the node's clock then (sim time gates idle cycles).
+        self._last_cycle_now = self._last_clock_s = -math.inf
         self._startup_age = self.get_parameter('startup_max_joint_state_age_ms').value / 1e3
         self._watchdog = StateWatchdog(self.get_parameter('watchdog_timeout_ms').value / 1e3)
         self._mode_monitor = self._make_mode_monitor()
@@ -694,10 +695,11 @@ class PolicyNode(LifecycleNode):
                 self._cycle((time.monotonic_ns() - self._joint_msg[2]) * 1e-9)
             elif time.monotonic() - quiet_since >= self._max_age:
                 quiet_since = time.monotonic()
-                if self._sim_time and self._now_s() <= self._last_cycle_now:
-                    # Sim time has not moved since the last cycle: a lock-step sim is still working
-                    # on our command (a loaded machine), so no cycle is due. Another command would
-                    # advance it one extra period and make the episode depend on machine load.
+                if self._sim_time and self._last_clock_s <= self._now_s() <= self._last_cycle_now:
+                    # Sim time has not moved on since the last cycle: a lock-step sim is still
+                    # working on our command (a loaded machine), so no cycle is due. Another command
+                    # would advance it one extra period and make the episode depend on machine load.
+                    # A clock that went back (a restarted sim) counts as moved.
                     continue
                 # Nothing arrived for max_age: run a cycle anyway so the controller holds (stale).
                 self._cycle(0.0)
@@ -718,7 +720,7 @@ class PolicyNode(LifecycleNode):
             c.reseed(seed)
         self._feed_error = ''
         q, received = self._feed()
-        now = self._now_s()
+        now = self._last_clock_s = self._now_s()
         if self._sim_time and math.isfinite(received):
             now = max(now, received)  # see _received_at
         self._last_cycle_now = now
