@@ -183,6 +183,18 @@ class ScriptedExpert:
     def plan_grasp(self) -> list[Waypoint]:
         raise NotImplementedError
 
+    def grasp_approach(self, p: np.ndarray, above_name: str) -> list[Waypoint]:
+        """Above `p`, 4 cm above it, down to it (plus a careless operator's offset; a careful one
+        settles there), then close: the approach every grasp of these tasks shares."""
+        grasp = p + self.close_offset
+        return [
+            Waypoint(above_name, p + [0, 0, 0.12], self.grasp_yaw, sc.GRIPPER_MAX_WIDTH),
+            Waypoint("pre_grasp", p + [0, 0, 0.04], self.grasp_yaw, sc.GRIPPER_MAX_WIDTH),
+            Waypoint("descend", grasp, self.grasp_yaw, sc.GRIPPER_MAX_WIDTH, slow=True,
+                     dwell=self.config.settle_steps),
+            Waypoint("close", grasp, self.grasp_yaw, 0.0, dwell=5),
+        ]
+
     def plan_place(self) -> list[Waypoint]:
         raise NotImplementedError
 
@@ -263,14 +275,7 @@ class PickPlaceExpert(ScriptedExpert):
         options = [_wrap(yaw0 + k * np.pi / 2) for k in range(4)]
         options = [y for y in options if abs(y) <= np.pi / 2 + 1e-6]
         self.grasp_yaw = float(self.rng.choice(options))
-        p = np.array([*(cube[:2] + self.grasp_error), cube[2]])
-        return [
-            Waypoint("above_cube", p + [0, 0, 0.12], self.grasp_yaw, sc.GRIPPER_MAX_WIDTH),
-            Waypoint("pre_grasp", p + [0, 0, 0.04], self.grasp_yaw, sc.GRIPPER_MAX_WIDTH),
-            Waypoint("descend", p + self.close_offset, self.grasp_yaw, sc.GRIPPER_MAX_WIDTH, slow=True,
-                     dwell=self.config.settle_steps),
-            Waypoint("close", p + self.close_offset, self.grasp_yaw, 0.0, dwell=5),
-        ]
+        return self.grasp_approach(np.array([*(cube[:2] + self.grasp_error), cube[2]]), "above_cube")
 
     def plan_place(self) -> list[Waypoint]:
         t = self.task
@@ -299,14 +304,8 @@ class PegRingExpert(ScriptedExpert):
         self.grasp_yaw = _wrap(t.object_yaw() + np.pi / 2)
         if abs(self.grasp_yaw) > np.pi / 2:
             self.grasp_yaw = _wrap(self.grasp_yaw + np.pi)
-        p = np.array([*(handle[:2] + self.grasp_error), handle[2] + 0.002])
-        return [
-            Waypoint("above_handle", p + [0, 0, 0.12], self.grasp_yaw, sc.GRIPPER_MAX_WIDTH),
-            Waypoint("pre_grasp", p + [0, 0, 0.04], self.grasp_yaw, sc.GRIPPER_MAX_WIDTH),
-            Waypoint("descend", p + self.close_offset, self.grasp_yaw, sc.GRIPPER_MAX_WIDTH, slow=True,
-                     dwell=self.config.settle_steps),
-            Waypoint("close", p + self.close_offset, self.grasp_yaw, 0.0, dwell=5),
-        ]
+        return self.grasp_approach(np.array([*(handle[:2] + self.grasp_error), handle[2] + 0.002]),
+                                   "above_handle")
 
     def plan_place(self) -> list[Waypoint]:
         t = self.task

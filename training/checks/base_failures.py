@@ -65,22 +65,19 @@ def failure_anatomy(decoder: str, episodes: int) -> dict:
                      "hold_periods": ep.result.holds, "last_hold_reason": ep.result.hold_reason,
                      "close_offset_m": close_offset})
     failures = [r for r in rows if not r["success"]]
+    groups = {"successes": [r for r in rows if r["success"]],
+              "failures_without_holds": [r for r in failures if not r["hold_periods"]],
+              "failures_with_holds": [r for r in failures if r["hold_periods"]]}
     return {"episodes": episodes, "successes": episodes - len(failures),
             "failures_never_lifted_without_holds": sum(r["max_lift_m"] < 0.02 and r["hold_periods"] == 0
                                                         for r in failures),
             "failures_with_holds": sum(r["hold_periods"] > 0 for r in failures),
             "hold_periods_of_failures": [r["hold_periods"] for r in failures if r["hold_periods"]],
             "close_height_above_cube_centre_m": {
-                "successes": _median_offset([r for r in rows if r["success"]], "height"),
-                "failures_without_holds": _median_offset([r for r in failures if not r["hold_periods"]],
-                                                         "height")},
+                g: _median_offset(groups[g], "height") for g in ("successes", "failures_without_holds")},
             # Horizontal distance between TCP and cube centre at the close: the cube is 4.5 cm wide,
             # so a few centimetres put the fingers on its edge whatever the height.
-            "close_lateral_offset_m": {
-                "successes": _median_offset([r for r in rows if r["success"]], "lateral"),
-                "failures_without_holds": _median_offset([r for r in failures if not r["hold_periods"]],
-                                                         "lateral"),
-                "failures_with_holds": _median_offset([r for r in failures if r["hold_periods"]], "lateral")},
+            "close_lateral_offset_m": {g: _median_offset(members, "lateral") for g, members in groups.items()},
             "failures_held_by_the_workspace_box": sum("outside workspace" in r["last_hold_reason"]
                                                       for r in failures if r["hold_periods"]),
             "episodes_detail": rows}

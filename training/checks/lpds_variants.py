@@ -106,6 +106,7 @@ def main() -> None:
             table["variants"].append(row)
     if a.set_base or a.add:
         save_json(a.results, table)
+        print(f"-> {a.results}")
     if not table["variants"]:
         print(f"{a.results}: no variants recorded yet (use --add); nothing to plot")
         return
@@ -115,7 +116,7 @@ def main() -> None:
         b = table["bases"][r["base"]]
         print(f"{r['label']:<40} {r['successes']:>3}/{r['episodes']}  [{100 * lo:.1f}, {100 * hi:.1f}]  "
               f"vs base {100 * (r['successes'] / r['episodes'] - b['successes'] / b['episodes']):+.0f} pt")
-    print(f"-> {a.results}, {a.png}")
+    print(f"-> {a.png}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 from lps_sim.experts import EXPERT_PRESETS, ExpertConfig, PickPlaceExpert, Waypoint
 from lps_sim.experts_report import wilson_interval
-from lps_sim.scene import GRIPPER_MAX_WIDTH
 from lps_sim.tasks import FrankaTask, make_task
 from lps_steering.core.controller import ControllerConfig, SteeringController
 from lps_steering.core.kinematics import tcp_position
@@ -193,14 +192,8 @@ class RuntimeAwarePickPlaceExpert(PickPlaceExpert):
         options = [_wrap(yaw0 + k * np.pi / 2) for k in range(4)]
         options = [y for y in options if abs(y) <= np.pi / 2 + 1e-6]
         self.grasp_yaw = float(min(options, key=lambda y: abs(_wrap(y - self.yaw_cmd))))
-        p = np.array([*(cube[:2] + self.grasp_error), cube[2] + self.GRASP_LIFT])
-        return [
-            Waypoint("above_cube", p + [0, 0, 0.12], self.grasp_yaw, GRIPPER_MAX_WIDTH),
-            Waypoint("pre_grasp", p + [0, 0, 0.04], self.grasp_yaw, GRIPPER_MAX_WIDTH),
-            Waypoint("descend", p + self.close_offset, self.grasp_yaw, GRIPPER_MAX_WIDTH, slow=True,
-                     dwell=self.config.settle_steps),
-            Waypoint("close", p + self.close_offset, self.grasp_yaw, 0.0, dwell=5),
-        ]
+        return self.grasp_approach(np.array([*(cube[:2] + self.grasp_error), cube[2] + self.GRASP_LIFT]),
+                                   "above_cube")
 
 
 @dataclass
