@@ -250,6 +250,8 @@ class JointStateSource:
 
         self.q = list(READY_POSE)
         self.width = 0.08
+        # Arm joint velocities; None publishes a JointState without any (positions only).
+        self.velocity: list[float] | None = [0.0] * 7
         self.enabled = True
         # A builtin_interfaces/Time to stamp every message with (a frozen publisher), or None.
         self.frozen_stamp = None
@@ -275,7 +277,7 @@ class JointStateSource:
         msg = self._msg
         msg.header.stamp = self.frozen_stamp or self._node.get_clock().now().to_msg()
         msg.position = list(self.q) + [self.width / 2, self.width / 2]
-        msg.velocity = [0.0] * 9
+        msg.velocity = [] if self.velocity is None else list(self.velocity) + [0.0, 0.0]
         if self.object_position is not None:
             self._pose.header.stamp = msg.header.stamp
             p = self._pose.pose.position

@@ -184,3 +184,30 @@ def test_noise_seed_is_live_and_range_checked(tmp_path: Path, client: RosClient,
         n = len(telemetry.snapshot())
         assert telemetry.wait_count(n + 10, 3.0)[-1].safety_state != HOLD
     source.close()
+
+
+def test_a_velocity_decoder_holds_until_joint_states_carry_velocities(
+        tmp_path: Path, client: RosClient, tmp_path_factory) -> None:
+    from lps_train.tiny import build_tiny_models
+
+    models = build_tiny_models(tmp_path_factory.mktemp('tiny_velocity'), seed=2, head_types=(),
+                               joint_velocities=True)
+    telemetry = Collector(client.node, SteeringTelemetry, f'{NODE}/telemetry')
+    status = Collector(client.node, SteeringStatus, f'{NODE}/status')
+    commands = Collector(client.node, JointTrajectory, 'fr3_arm_controller/joint_trajectory')
+    source = JointStateSource(client)
+    source.velocity = None  # positions only: the decoder's arm_joint_velocities never arrive
+    with _start(tmp_path, 'velocity', decoder=str(models.decoder)):
+        client.wait_for_node(NODE)
+        assert client.change_state(NODE, 'configure')
+        client.change_state(NODE, 'activate')
+        s = status.wait_for(lambda m: any('arm_joint_velocities' in x.safety_reason for x in m), 5.0)
+        assert next(x for x in s if 'arm_joint_velocities' in x.safety_reason).safety_state == HOLD
+        moving = [c for c in commands.snapshot() if not np.allclose(c.points[0].positions, source.q, atol=1e-6)]
+        assert moving == []  # the arm was only ever told to stay where it is
+        source.velocity = [0.05] * 7
+        if client.get_state(NODE) != 'active':
+            assert client.change_state(NODE, 'activate')
+        n = len(telemetry.snapshot())
+        assert telemetry.wait_count(n + 10, 5.0)[-1].safety_state != HOLD
+    source.close()

@@ -275,3 +275,39 @@ def test_collect_set_overrides_the_quality_settings_and_records_them(pipeline, t
     with pytest.raises(SystemExit, match="expected name=value"):
         main(["collect", "--task", "pick_place", "--episodes", "1", "--quality", "clean", "--set", "bogus=1",
               "--out", str(tmp_path / "x.npz")])
+
+
+def test_a_velocity_layout_runs_from_demonstrations_to_the_runtime(pipeline, tmp_path):
+    """`collect --observation state_velocity`: the joint velocities ride along from the dataset
+    through training and export into the manifest, and the runtime's assembler builds the same
+    24 values the demonstrations recorded."""
+    demos, ckpt, onnx = tmp_path / "vel.npz", tmp_path / "vel.pt", tmp_path / "vel.onnx"
+    assert main(["collect", "--task", "pick_place", "--episodes", "1", "--quality", "clean", "--seed", "3",
+                 "--observation", "state_velocity", "--out", str(demos)]) == 0
+    data = pp.load_dataset(demos)
+    base = pp.load_dataset(pipeline["demos"])
+    rows = base["episode_ids"] == 0  # the same seed in the default layout
+    assert data["observations"].shape == (rows.sum(), 24)
+    np.testing.assert_array_equal(data["observations"][:, :17], base["observations"][rows])
+    velocities = data["observations"][:, 17:]
+    assert np.abs(velocities).max() > 0.05  # the arm moves: not a zero-filled column
+    assert [e["source"] for e in data["layout"]["observation"]][-1] == "arm_joint_velocities"
+    assert main(["train-base", "--demos", str(demos), "--decoder", "meanflow", "--steps", "5", "--hidden", "32",
+                 "--layers", "2", "--out", str(ckpt)]) == 0
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(onnx)]) == 0
+    m = load_manifest(onnx)
+    assert [e.source for e in m.observation.entries][-1] == "arm_joint_velocities" and m.obs_dim == 24
+    env = pp.ControllerEnv(onnx)
+    assert env.obs_dim == 24
+    task = make_task("pick_place")
+    obs = task.reset(3, "nominal")
+    first = env.reset(3)
+    np.testing.assert_allclose(first, pp.observation_vector(obs, pp.OBSERVATION_LAYOUTS["state_velocity"]),
+                               atol=1e-12)
+    np.testing.assert_allclose(first, data["observations"][0], atol=1e-5)
+    # An offline head on demonstrations of the other layout is refused by name.
+    with pytest.raises(SystemExit, match="observations have 17 values, the decoder takes 24"):
+        main(["train-head", "--algo", "lps", "--decoder", str(ckpt), "--demos", str(pipeline["demos"]),
+              "--steps", "1", "--out", str(tmp_path / "lps.pt")])
+    with pytest.raises(ValueError, match="observation layout must be one of"):
+        pp.collect(1, "clean", observation="images")

@@ -53,26 +53,34 @@ def row_from_evaluation(label: str, base: str, spec: str) -> dict:
 def plot(table: dict, out: Path) -> None:
     rows = table["variants"]
     bases = table["bases"]
-    fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 2.4))
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 2.4))
     colours = {name: f"C{i}" for i, name in enumerate(bases)}
+    # Each row carries its own base and target: with several bases, shared vertical lines would
+    # leave the reader matching colours.
     for i, r in enumerate(rows):
         p = r["successes"] / r["episodes"]
         lo, hi = wilson_interval(r["successes"], r["episodes"])
+        b = bases[r["base"]]
+        pb = b["successes"] / b["episodes"]
+        ax.plot([100 * pb, 100 * pb + 30], [i, i], color="0.85", lw=6, solid_capstyle="butt", zorder=0)
+        ax.plot(100 * pb, i, "|", ms=14, mew=2, color="0.35", zorder=1)
+        ax.plot(100 * pb + 30, i, "|", ms=14, mew=2, color="tab:green", zorder=1)
         ax.errorbar(100 * p, i, xerr=[[100 * (p - lo)], [100 * (hi - p)]], fmt="o", capsize=3,
-                    color=colours[r["base"]])
-    for name, b in bases.items():
-        p = b["successes"] / b["episodes"]
-        ax.axvline(100 * p, color=colours[name], ls="--", lw=1, label=f"frozen base {name}: {100 * p:.0f}%")
-        ax.axvline(100 * p + 30, color=colours[name], ls=":", lw=1, label=f"{name} + 30 points (target)")
-    ax.set_yticks(range(len(rows)), [r["label"] for r in rows])
+                    color=colours[r["base"]], zorder=2)
+    labels = [f"{r['label']}  [base {r['base']}: {100 * bases[r['base']]['successes'] / bases[r['base']]['episodes']:.0f}%]"
+              for r in rows]
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("pick_place success, nominal, 100 episodes (95% Wilson)")
     ax.set_title("LP-DS variants against their frozen base")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8)
+    handles = [plt.Line2D([], [], marker="|", ls="", ms=12, mew=2, color="0.35", label="the row's frozen base"),
+               plt.Line2D([], [], marker="|", ls="", ms=12, mew=2, color="tab:green", label="base + 30 points (target)"),
+               plt.Line2D([], [], marker="o", ls="", color="0.2", label="LP-DS head, 95% Wilson")]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -92,7 +92,8 @@ def _load_demos(path: str, successful_only: bool = False) -> tuple[dict[str, np.
         d = load_dataset(path)
         keep = d["episode_success"][d["episode_ids"]] if successful_only else np.ones(len(d["rewards"]), bool)
         return {"obs": d["observations"][keep], "actions": d["actions"][keep], "rewards": d["rewards"][keep],
-                "next_obs": d["next_observations"][keep], "dones": d["dones"][keep]}, d["layout"]["task"]
+                "next_obs": d["next_observations"][keep], "dones": d["dones"][keep],
+                "observation_layout": d["layout"].get("observation")}, d["layout"]["task"]
     with np.load(path) as z:
         return {k: z[k] for k in ("obs", "actions", "rewards", "next_obs", "dones")}, str(z["env"])
 
@@ -112,7 +113,8 @@ def cmd_collect(a: argparse.Namespace) -> None:
         else:
             out = a.out or f"data/{a.task}/demos_{a.quality}.npz"
             expert = apply_sets(pick_place.expert_config(a.quality), a.set)
-            data = pick_place.collect(a.episodes, a.quality, a.seed, a.profile, expert=expert)
+            data = pick_place.collect(a.episodes, a.quality, a.seed, a.profile, expert=expert,
+                                      observation=a.observation)
             who = "expert"
         pick_place.save_dataset(out, data)
         succ = data["episode_success"]
@@ -151,7 +153,7 @@ def cmd_train_base(a: argparse.Namespace) -> None:
         dec = flow.train(cfg, obs, acts, logger=log)
     wall = time.perf_counter() - t0
     extra = {"env": source, "demos": str(a.demos), "rows": int(len(obs)), "successful_only": a.successful_only,
-             "command": command_line(),
+             "observation": d.get("observation_layout"), "command": command_line(),
              "train_wall_s": round(wall, 1)}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     (meanflow if kind == "meanflow" else flow).save_decoder(a.out, dec, norm, cfg, extra=extra)
@@ -172,7 +174,11 @@ def cmd_train_head(a: argparse.Namespace) -> None:
         if not a.demos:
             raise SystemExit("train-head --algo lps needs --demos (LPS is offline)")
         parts = [_load_demos(path)[0] for path in a.demos]
-        d = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        for path, part in zip(a.demos, parts, strict=True):
+            if part["obs"].shape[1] != dec.obs_dim:
+                raise SystemExit(f"--demos {path}: observations have {part['obs'].shape[1]} values, the decoder "
+                                 f"takes {dec.obs_dim} (collect them with the decoder's --observation layout)")
+        d = {k: np.concatenate([p[k] for p in parts]) for k in ("obs", "actions", "rewards", "next_obs", "dones")}
         data = ReplayBuffer.from_arrays(norm.normalize_obs(d["obs"]), norm.normalize_actions(d["actions"]),
                                         d["rewards"], norm.normalize_obs(d["next_obs"]), d["dones"])
         cfg = apply_sets(lps.LPSConfig(seed=a.seed, steps=a.steps), a.set)
@@ -249,7 +255,8 @@ def cmd_export(a: argparse.Namespace) -> None:
 
     metrics = {"parity_max_abs_err": err, "parity_inputs": 1000, "train_command": made.get("command", ""),
                "train_wall_s": made.get("train_wall_s"), "config": made.get("config", {})}
-    common = dict(observation=pp.observation_layout(norm.obs_mean, norm.obs_std),
+    recorded = (made if is_decoder else dec_ckpt.get("extra", {})).get("observation")
+    common = dict(observation=pp.observation_layout(norm.obs_mean, norm.obs_std, pp.layout_of(recorded)),
                   action=pp.action_layout(norm.act_mean, norm.act_std), robot="fr3",
                   chunk_length=pp.CHUNK_LENGTH, policy_rate_hz=pp.POLICY_RATE_HZ, command=command_line(),
                   metrics=metrics)
@@ -348,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--set", action="append",
                    help="pick_place: expert setting override name=value on the quality's ExpertConfig "
                         "(repeatable), e.g. early_close_prob=0.3")
+    c.add_argument("--observation", default="state",
+                   help="pick_place expert demonstrations: observation layout, a key of "
+                        "lps_train.pick_place.OBSERVATION_LAYOUTS (state; state_velocity adds the joint velocities)")
     c.add_argument("--profile", default="nominal")
     c.add_argument("--episodes", type=int, default=400)
     c.add_argument("--seed", type=int, default=0)

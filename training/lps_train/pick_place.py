@@ -16,7 +16,9 @@ Demonstration dataset (`collect` -> `save_dataset`, an .npz, N chunk-level rows,
 step of every episode; raw units):
 
     observations       [N, 17] float32  arm_joint_positions 7, gripper_width 1, tcp_position 3,
-                                        object_position 3, target_position 3 (OBSERVATION_LAYOUT)
+                                        object_position 3, target_position 3 (OBSERVATION_LAYOUT;
+                                        `collect --observation state_velocity` appends
+                                        arm_joint_velocities 7: [N, 24])
     actions            [N, 8, 8] float32 the next T_a = 8 commands the robot was sent (the expert's
                                         targets after the runtime's SafetyFilter, sampled at the
                                         policy rate): 7 joint deltas (rad, relative to the row's
@@ -64,6 +66,13 @@ OBSERVATION_LAYOUT = (
     ("object", "object_position", 3),
     ("target", "target_position", 3),
 )
+# `collect --observation NAME`. The joint velocities tell a policy which way the arm is already
+# moving, i.e. what its previous chunk chose: a per-episode operator trait (where the grasp goes,
+# when the fingers close) can then be continued instead of drawn anew at every chunk.
+OBSERVATION_LAYOUTS = {
+    "state": OBSERVATION_LAYOUT,
+    "state_velocity": (*OBSERVATION_LAYOUT, ("arm_dq", "arm_joint_velocities", 7)),
+}
 ACTION_ENTRIES = (("arm_delta", 7, "rad", "joint_position_delta"), ("gripper", 1, "m", "gripper_width"))
 OBS_DIM = sum(size for _, _, size in OBSERVATION_LAYOUT)
 ACTION_DIM = sum(size for _, size, _, _ in ACTION_ENTRIES)
@@ -73,7 +82,8 @@ LIFT_HEIGHT = 0.02  # m of cube clearance that counts as lifted (for ControllerE
 POLICY_RATE_HZ = 10.0
 LATENT_DIM = CHUNK_LENGTH * ACTION_DIM
 # Sources the sim feeds into the controller each command period (tcp_position is derived).
-FED_SOURCES = ("arm_joint_positions", "gripper_width", "object_position", "target_position")
+FED_SOURCES = ("arm_joint_positions", "arm_joint_velocities", "gripper_width", "object_position",
+               "target_position")
 
 # Demonstration qualities. The runtime's safety filter (acceleration 5 rad/s^2, per-joint clipping)
 # cannot follow lps_sim's presets at 0.3 m/s: the clipped arm leaves the planned path near the
@@ -112,10 +122,10 @@ def expert_config(quality: str) -> ExpertConfig:
     return QUALITIES[quality]
 
 
-def observation_vector(obs: dict[str, np.ndarray]) -> np.ndarray:
-    """A task observation dict -> the raw vector in OBSERVATION_LAYOUT order, as the runtime builds it."""
+def observation_vector(obs: dict[str, np.ndarray], layout: tuple = OBSERVATION_LAYOUT) -> np.ndarray:
+    """A task observation dict -> the raw vector in `layout` order, as the runtime builds it."""
     parts = []
-    for _, source, size in OBSERVATION_LAYOUT:
+    for _, source, size in layout:
         value = tcp_position(obs["arm_joint_positions"]) if source == "tcp_position" else obs[source]
         value = np.asarray(value, dtype=np.float64).reshape(-1)
         if value.shape != (size,):
@@ -124,10 +134,31 @@ def observation_vector(obs: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def observation_layout(mean: np.ndarray, std: np.ndarray) -> ObservationLayout:
-    """The manifest's observation layout with normalisation statistics [OBS_DIM] each."""
+def named_layout(name: str) -> tuple:
+    if name not in OBSERVATION_LAYOUTS:
+        raise ValueError(f"observation layout must be one of {sorted(OBSERVATION_LAYOUTS)}, got {name!r}")
+    return OBSERVATION_LAYOUTS[name]
+
+
+def layout_of(entries: list[dict] | None) -> tuple:
+    """The (name, source, size) layout a dataset or checkpoint recorded (None: the default)."""
+    if not entries:
+        return OBSERVATION_LAYOUT
+    layout = tuple((e["name"], e["source"], int(e["size"])) for e in entries)
+    if layout not in OBSERVATION_LAYOUTS.values():
+        raise ValueError(f"recorded observation layout {[e['source'] for e in entries]} is none of "
+                         f"{sorted(OBSERVATION_LAYOUTS)}")
+    return layout
+
+
+def layout_entries(layout: tuple) -> list[dict]:
+    return [{"name": n, "source": s, "size": z} for n, s, z in layout]
+
+
+def observation_layout(mean: np.ndarray, std: np.ndarray, layout: tuple = OBSERVATION_LAYOUT) -> ObservationLayout:
+    """The manifest's observation layout with normalisation statistics [obs_dim] each."""
     entries, offset = [], 0
-    for name, source, size in OBSERVATION_LAYOUT:
+    for name, source, size in layout:
         entries.append(ObservationEntry(name, source, size, np.asarray(mean[offset:offset + size]).tolist(),
                                         np.asarray(std[offset:offset + size]).tolist()))
         offset += size
@@ -198,8 +229,8 @@ class RuntimeAwarePickPlaceExpert(PickPlaceExpert):
 
 @dataclass
 class DemoEpisode:
-    observations: np.ndarray  # [T, OBS_DIM] raw, at each policy step
-    final_observation: np.ndarray  # [OBS_DIM] after the last step
+    observations: np.ndarray  # [T, obs_dim] raw, at each policy step
+    final_observation: np.ndarray  # [obs_dim] after the last step
     executed: np.ndarray  # [T, ACTION_DIM] arm command + gripper sent at the end of each policy step
     shaped: np.ndarray  # [T] shaped reward summed over each policy step's command periods
     success: bool
@@ -209,7 +240,7 @@ class DemoEpisode:
 
 
 def run_demo_episode(task: FrankaTask, seed: int, quality: str | ExpertConfig = "noisy",
-                     profile: str = "nominal") -> DemoEpisode:
+                     profile: str = "nominal", layout: tuple = OBSERVATION_LAYOUT) -> DemoEpisode:
     """The scripted expert at 10 Hz, interpolated to the command rate like `run_expert_episode`,
     with every command passing the runtime's `SafetyFilter` (the controller's settings, without
     jerk limiting).
@@ -231,7 +262,7 @@ def run_demo_episode(task: FrankaTask, seed: int, quality: str | ExpertConfig = 
     res = None
     while True:
         q, g = agent.act(obs)
-        observations.append(observation_vector(obs))
+        observations.append(observation_vector(obs, layout))
         total = 0.0
         for k in range(n):
             out = safety.filter(prev_q + (k + 1) / n * (q - prev_q), g, obs["arm_joint_positions"])
@@ -248,17 +279,19 @@ def run_demo_episode(task: FrankaTask, seed: int, quality: str | ExpertConfig = 
         prev_q = q
         if res.terminated or res.truncated:
             break
-    return DemoEpisode(np.asarray(observations), observation_vector(task.observation()), np.asarray(executed),
+    return DemoEpisode(np.asarray(observations), observation_vector(task.observation(), layout), np.asarray(executed),
                        np.asarray(shaped), bool(res.success), bool(res.terminated), holds, limited)
 
 
 def collect(episodes: int, quality: str = "noisy", seed: int = 0, profile: str = "nominal",
             progress: bool = True, task: FrankaTask | None = None,
-            expert: ExpertConfig | None = None) -> dict[str, Any]:
+            expert: ExpertConfig | None = None, observation: str = "state") -> dict[str, Any]:
     """Run the scripted expert for `episodes` seeded episodes (seeds seed..seed+episodes-1).
 
-    `expert` replaces the quality's settings (the layout records both the name and the settings).
+    `expert` replaces the quality's settings (the layout records both the name and the settings);
+    `observation` names the observation layout (OBSERVATION_LAYOUTS) the rows are recorded in.
     """
+    layout = named_layout(observation)
     if episodes < 1:
         raise ValueError(f"`episodes` must be >= 1, got {episodes}")
     cfg = expert if expert is not None else expert_config(quality)
@@ -268,7 +301,7 @@ def collect(episodes: int, quality: str = "noisy", seed: int = 0, profile: str =
     bar = tqdm(range(episodes), desc=f"collect {quality}", disable=not progress, mininterval=1.0)
     for ep in bar:
         s = seed + ep
-        demo = run_demo_episode(task, s, cfg, profile)
+        demo = run_demo_episode(task, s, cfg, profile, layout)
         r = episode_rows(demo.observations, demo.final_observation, demo.executed[:, :7], demo.executed[:, 7],
                          demo.shaped, demo.success, demo.terminated)
         for k, v in r.items():
@@ -277,7 +310,7 @@ def collect(episodes: int, quality: str = "noisy", seed: int = 0, profile: str =
         succ.append(demo.success)
         seeds.append(s)
         bar.set_postfix(success=f"{np.mean(succ):.2f}")
-    return _dataset({k: np.concatenate(v) for k, v in rows.items()}, ids, succ, seeds, {
+    return _dataset({k: np.concatenate(v) for k, v in rows.items()}, ids, succ, seeds, layout, {
         "task": TASK, "profile": profile, "quality": quality, "expert": asdict(cfg), "seed": seed,
         "grasp_lift": RuntimeAwarePickPlaceExpert.GRASP_LIFT,
         "actions_are": "commands after the runtime's SafetyFilter at each policy step's end",
@@ -287,14 +320,14 @@ def collect(episodes: int, quality: str = "noisy", seed: int = 0, profile: str =
 
 
 def _dataset(rows: dict[str, np.ndarray], ids: list[np.ndarray], success: list[bool], seeds: list[int],
-             layout: dict[str, Any]) -> dict[str, Any]:
+             obs_layout: tuple, layout: dict[str, Any]) -> dict[str, Any]:
     """The dataset dict of `save_dataset`: rows, per-episode arrays, and the layout (JSON)."""
     data: dict[str, Any] = dict(rows)
     data["episode_ids"] = np.concatenate(ids)
     data["episode_success"] = np.asarray(success, dtype=bool)
     data["episode_seeds"] = np.asarray(seeds, dtype=np.int64)
     data["layout"] = json.dumps(layout | {
-        "observation": [{"name": n, "source": s, "size": z} for n, s, z in OBSERVATION_LAYOUT],
+        "observation": layout_entries(obs_layout),
         "action": [{"name": n, "size": z, "units": u, "mode": m} for n, z, u, m in ACTION_ENTRIES],
         "chunk_length": CHUNK_LENGTH, "execute_steps": EXECUTE_STEPS, "policy_rate_hz": POLICY_RATE_HZ,
     })
@@ -335,7 +368,7 @@ def collect_rollouts(decoder_path: str | Path, head_path: str | Path | str = "",
         succ.append(bool(info["success"]))
         seeds.append(s)
         bar.set_postfix(success=f"{np.mean(succ):.2f}")
-    return _dataset({k: np.stack(v) for k, v in rows.items()}, ids, succ, seeds, {
+    return _dataset({k: np.stack(v) for k, v in rows.items()}, ids, succ, seeds, env.observation_layout, {
         "task": TASK, "profile": profile, "quality": "rollouts", "seed": seed,
         "policy": {"decoder": str(decoder_path), "decoder_id": policy_ctl.decoder_id, "head_id": policy_ctl.head_id},
         "actions_are": "the chunk the policy chose (before the runtime's SafetyFilter)",
@@ -364,8 +397,10 @@ def load_dataset(path: str | Path) -> dict[str, Any]:
         data = {k: z[k] for k in DATASET_KEYS}
     data["layout"] = json.loads(str(data["layout"]))
     n = len(data["observations"])
-    if data["observations"].shape != (n, OBS_DIM):
-        raise ValueError(f"{path}: `observations` must be [N, {OBS_DIM}], got {data['observations'].shape}")
+    obs_dim = sum(size for _, _, size in layout_of(data["layout"].get("observation")))
+    for k in ("observations", "next_observations"):
+        if data[k].shape != (n, obs_dim):
+            raise ValueError(f"{path}: `{k}` must be [N, {obs_dim}] (its layout's sources), got {data[k].shape}")
     if data["actions"].shape != (n, CHUNK_LENGTH, ACTION_DIM):
         raise ValueError(f"{path}: `actions` must be [N, {CHUNK_LENGTH}, {ACTION_DIM}], "
                          f"got {data['actions'].shape}")
@@ -505,7 +540,7 @@ class ControllerEnv:
         profile: lps_sim randomisation profile.
     """
 
-    obs_dim, action_dim, chunk_length = OBS_DIM, ACTION_DIM, CHUNK_LENGTH
+    action_dim, chunk_length = ACTION_DIM, CHUNK_LENGTH
 
     def __init__(self, decoder_path: str | Path, profile: str = "nominal", task: FrankaTask | None = None,
                  terminate_on_hold: bool = False, lift_bonus: float = 0.0) -> None:
@@ -524,6 +559,9 @@ class ControllerEnv:
         self.terminate_on_hold = terminate_on_hold
         self.controller = SteeringController(controller_config(decoder_path))
         self.controller.configure()
+        self.observation_layout = layout_of([{"name": e.name, "source": e.source, "size": e.size}
+                                             for e in self.controller.decoder.manifest.observation.entries])
+        self.obs_dim = sum(size for _, _, size in self.observation_layout)
         self.slot = _ChunkSlot()
         self.controller.policy = self.slot  # the agent, not the ONNX session, chooses chunks
         self.episode = ControllerEpisode(self.task, self.controller)

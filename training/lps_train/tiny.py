@@ -27,12 +27,15 @@ CHUNK_LENGTH = 8
 READY_Q = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785]
 
 
-def tiny_observation_layout() -> ObservationLayout:
-    return ObservationLayout(entries=[
+def tiny_observation_layout(joint_velocities: bool = False) -> ObservationLayout:
+    entries = [
         ObservationEntry("arm_q", "arm_joint_positions", 7, list(READY_Q), [0.5] * 7),
         ObservationEntry("gripper", "gripper_width", 1, [0.04], [0.02]),
         ObservationEntry("object", "object_position", 3, [0.5, 0.0, 0.05], [0.1, 0.1, 0.05]),
-    ])
+    ]
+    if joint_velocities:
+        entries.append(ObservationEntry("arm_dq", "arm_joint_velocities", 7, [0.0] * 7, [0.5] * 7))
+    return ObservationLayout(entries=entries)
 
 
 def tiny_action_layout(delta_std: float = 0.02) -> ActionLayout:
@@ -97,15 +100,16 @@ def build_tiny_models(out_dir: str | Path, seed: int = 0, hidden: int = 64, laye
                       head_types: tuple[str, ...] = ("lps", "lpds", "dsrl"),
                       trust_region_delta: float = 0.35, lpds_scale: float = 0.1,
                       policy_rate_hz: float = 10.0, decoder_name: str = "tiny_decoder",
-                      head_hidden: int | None = None) -> TinyModels:
+                      head_hidden: int | None = None, joint_velocities: bool = False) -> TinyModels:
     """Export a tiny decoder and one head per type (with manifests) into `out_dir`.
 
     `lpds_scale` scales the lpds residual: large values give ||Delta||^2 far beyond the trust
-    region, which exercises the run-time guard.
+    region, which exercises the run-time guard. `joint_velocities` appends the arm's joint
+    velocities to the observation (as `collect --observation state_velocity` does).
     """
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
-    obs_layout, act_layout = tiny_observation_layout(), tiny_action_layout()
+    obs_layout, act_layout = tiny_observation_layout(joint_velocities), tiny_action_layout()
     obs_dim = obs_layout.dim
     action_dim = sum(e.size for e in act_layout.entries)
     latent_dim = CHUNK_LENGTH * action_dim
