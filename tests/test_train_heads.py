@@ -224,6 +224,28 @@ def test_lps_critic_steps_makes_q_see_only_the_executed_actions():
         lps.LPSAgent(lps.LPSConfig(critic_steps=5), dec)
 
 
+class OptimisticTwin(nn.Module):
+    """Twin critics that disagree by a constant: the second is 1.0 more optimistic everywhere."""
+
+    def forward(self, obs, a):
+        q = -(a.flatten(1) ** 2).sum(-1)
+        return q, q + 1.0
+
+
+def test_lps_actor_reads_the_twins_as_their_mean_or_the_pessimistic_min():
+    dec = ScaledLatentDecoder()
+    obs = torch.randn(16, 2)
+    read = {}
+    for mode in ("mean", "min"):
+        torch.manual_seed(0)  # the same actor weights for both
+        agent = lps.LPSAgent(lps.LPSConfig(hidden=32, actor_layers=1, critic_layers=1, actor_q=mode), dec)
+        agent.q = OptimisticTwin()
+        read[mode] = agent.update_actor({"obs": obs})["values/q_actor"]
+    assert read["mean"] == pytest.approx(read["min"] + 0.5, abs=1e-5)
+    with pytest.raises(ValueError, match="`actor_q` must be 'mean' or 'min'"):
+        lps.LPSAgent(lps.LPSConfig(actor_q="max"), dec)
+
+
 def _episode_into(writer: NStepWriter, rewards: list[float], terminated: bool) -> None:
     for t, r in enumerate(rewards):
         last = t == len(rewards) - 1

@@ -65,6 +65,9 @@ class LPSConfig:
     """leading actions of each chunk that Q sees (0: the whole chunk). Only the first
     `execute_steps` actions of a chunk reach the environment before the next replan; the rest
     cannot change the return, and an actor free to shape them only finds Q's extrapolation errors"""
+    actor_q: str = "mean"
+    """how the actor reads the twin critics: "mean" of the two, or "min" (pessimistic: an actor
+    that climbs into one critic's extrapolation error is held back by the other)"""
     normalize_q_loss: bool = True
     """divide the actor loss by stop-grad(mean |Q|) so its scale does not depend on the reward scale"""
     log_every: int = 500
@@ -93,6 +96,8 @@ class LPSAgent:
         self.decoder = freeze(decoder)
         o, d = decoder.obs_dim, decoder.latent_dim
         self.actor = LatentActor(o, d, cfg.hidden, cfg.actor_layers)
+        if cfg.actor_q not in ("mean", "min"):
+            raise ValueError(f"`actor_q` must be 'mean' or 'min', got {cfg.actor_q!r}")
         if not 0 <= cfg.critic_steps <= decoder.chunk_length:
             raise ValueError(f"`critic_steps` must be in [0, {decoder.chunk_length}] (0: whole chunk), "
                              f"got {cfg.critic_steps}")
@@ -124,7 +129,7 @@ class LPSAgent:
         s = b["obs"]
         w = self.actor(s)
         q1, q2 = self.q(s, self.decoder(s, w)[:, :self.k])
-        q = 0.5 * (q1 + q2)
+        q = torch.minimum(q1, q2) if self.cfg.actor_q == "min" else 0.5 * (q1 + q2)
         loss = -q.mean()
         if self.cfg.normalize_q_loss:
             loss = loss / q.abs().mean().detach().clamp_min(1e-6)
