@@ -70,7 +70,7 @@ def test_dataset_observation_equals_the_assembler_of_the_exported_manifest(pipel
     asm = ObservationAssembler(m, max_age_s=1.0)
     task = make_task("pick_place")
     obs = task.reset(5, "nominal")
-    for s in pp.FED_SOURCES:
+    for s in asm.required_sources:
         asm.update(s, obs[s], 0.0)
     np.testing.assert_allclose(asm.assemble(0.0), pp.observation_vector(obs), atol=1e-12)
 

@@ -13,10 +13,13 @@ the evaluation seeds):
    per joint and step, as a share of the dataset's standard deviation;
 4. latent refresh: the same `--episodes` episodes with a fresh latent every chunk and with one
    latent kept for the whole episode (what a deterministic latent actor does to the base);
-5. latent lever: at the replans where the open hand is 2-8 cm above the cube and within 4 cm of
-   it horizontally, how far 64 latents spread the TCP that the chunk's last executed target puts
-   the hand at, in millimetres; a steering head moves the grasp by a fraction of this per chunk,
-   to set against the centimetres by which failing grasps miss.
+5. latent lever: at the replans where the open hand is in `--lever-window` (`grasp`: 2-8 cm above
+   the cube and within 4 cm of it horizontally; `approach`: 8-16 cm above, within 8 cm), how far
+   64 latents spread the TCP that the chunk's last executed target puts the hand at, in
+   millimetres; a steering head moves the grasp by a fraction of this per chunk, to set against
+   the centimetres by which failing grasps miss.
+
+`--head` runs the anatomy with a steering head on the decoder (where a head's grasps close).
 
     scripts/with-env python training/checks/base_failures.py   # ~2.5 min on one core
     scripts/with-env python training/checks/base_failures.py --decoder OTHER.onnx --only refresh \
@@ -45,15 +48,15 @@ SEED = 100_000
 CLOSING_WIDTH = 0.07  # m: the fingers open at 0.08; below this the gripper is closing
 
 
-def _base_episodes(decoder: str) -> tuple[SteeringController, ControllerEpisode]:
-    """The frozen base through the runtime's controller, on a fresh pick_place task."""
-    controller = SteeringController(controller_config(decoder, "", seed=0))
+def _base_episodes(decoder: str, head: str = "") -> tuple[SteeringController, ControllerEpisode]:
+    """The frozen base (or `head` on it) through the runtime's controller, on a fresh pick_place task."""
+    controller = SteeringController(controller_config(decoder, head, seed=0))
     controller.configure()
     return controller, ControllerEpisode(make_pick_place(), controller)
 
 
-def failure_anatomy(decoder: str, episodes: int) -> dict:
-    controller, ep = _base_episodes(decoder)
+def failure_anatomy(decoder: str, episodes: int, head: str = "") -> dict:
+    controller, ep = _base_episodes(decoder, head)
     task = ep.task
     rows = []
     for k in tqdm(range(episodes), desc="failure anatomy"):
@@ -152,7 +155,14 @@ def latent_sensitivity(decoder: str, demos: str, states: int = 20, latents: int 
             "arm_max": float(r[:, :dim - 1].max()), "gripper_mean": float(r[:, dim - 1].mean())}
 
 
-def latent_lever(decoder: str, episodes: int, latents: int = 64, per_episode: int = 3) -> dict:
+# Where the hand may be for a replan to count, relative to the cube: (min height, max height,
+# max horizontal distance), m.
+LEVER_WINDOWS = {"grasp": (0.02, 0.08, 0.04), "approach": (0.08, 0.16, 0.08)}
+
+
+def latent_lever(decoder: str, episodes: int, window: str = "grasp", latents: int = 64,
+                 per_episode: int = 3) -> dict:
+    low, high, radius = LEVER_WINDOWS[window]
     controller, ep = _base_episodes(decoder)
     task, policy = ep.task, controller.policy
     executed = controller.config.execute_steps
@@ -167,7 +177,7 @@ def latent_lever(decoder: str, episodes: int, latents: int = 64, per_episode: in
                 continue
             d = task.tcp_position() - task.object_position()
             opened = float(np.ravel(ep.obs["gripper_width"])[0]) > CLOSING_WIDTH
-            if not (opened and np.hypot(d[0], d[1]) < 0.04 and 0.02 < d[2] < 0.08):
+            if not (opened and np.hypot(d[0], d[1]) < radius and low < d[2] < high):
                 continue
             raw, q = ep.raw_observation(), ep.obs["arm_joint_positions"]
             ends = []
@@ -180,7 +190,7 @@ def latent_lever(decoder: str, episodes: int, latents: int = 64, per_episode: in
             principal.append(float(np.linalg.svd(xy, compute_uv=False)[0] / np.sqrt(latents)))
             per_axis.append(xy.std(0).tolist())
             found += 1
-    return {"states": len(principal), "latents": latents,
+    return {"window": window, "states": len(principal), "latents": latents,
             "principal_std_mm_median": 1000 * float(np.median(principal)) if principal else float("nan"),
             "xy_std_mm_median": (1000 * np.median(per_axis, 0)).tolist() if per_axis else [],
             "principal_std_mm": [1000 * v for v in principal]}
@@ -192,6 +202,8 @@ MEASUREMENTS = ("anatomy", "scenes", "refresh", "sensitivity", "lever")
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--decoder", default="models/pick_place/decoder.onnx")
+    p.add_argument("--head", default="", help="anatomy only: a steering head (.onnx) on the decoder")
+    p.add_argument("--lever-window", choices=sorted(LEVER_WINDOWS), default="grasp")
     p.add_argument("--demos", default="data/pick_place/demos_clean.npz",
                    help="the decoder's demonstrations (lps-train collect --quality clean ...)")
     p.add_argument("--episodes", type=int, default=30)
@@ -201,15 +213,20 @@ def main() -> None:
                    help="measurements to run (default: all)")
     p.add_argument("--out", type=Path, default=RESULTS / "results.json")
     a = p.parse_args()
+    if a.head and (set(a.only) != {"anatomy"} or a.out == RESULTS / "results.json"):
+        raise SystemExit("--head is for `--only anatomy` with an --out of its own (the default file is the "
+                         "shipped base's)")
     out: dict = {}
     if a.out.exists():
-        # `--only` reruns some measurements: keep the others' results if they were for this decoder.
+        # `--only` reruns some measurements: keep the others' results if they were for these models.
         previous = json.loads(a.out.read_text())
-        if previous.get("decoder") == a.decoder:
+        if previous.get("decoder") == a.decoder and previous.get("head", "") == a.head:
             out = previous
     out["decoder"] = a.decoder
+    if a.head:
+        out["head"] = a.head
     if "anatomy" in a.only:
-        fa = out["failure_anatomy"] = failure_anatomy(a.decoder, a.episodes)
+        fa = out["failure_anatomy"] = failure_anatomy(a.decoder, a.episodes, a.head)
         print(f"failure anatomy: {fa['successes']}/{fa['episodes']} successes; of the failures "
               f"{fa['failures_never_lifted_without_holds']} never lifted the cube without a hold, "
               f"{fa['failures_with_holds']} held (periods {fa['hold_periods_of_failures']}; "
@@ -235,8 +252,9 @@ def main() -> None:
         print(f"latent spread / data std: arm {ls['arm_min']:.2f}-{ls['arm_max']:.2f}, "
               f"gripper {ls['gripper_mean']:.2f}")
     if "lever" in a.only:
-        lv = out["latent_lever"] = latent_lever(a.decoder, a.episodes)
-        print(f"latent lever above the cube ({lv['states']} replans): the chunk's last executed target puts "
+        lv = out.setdefault("latent_lever", {})[a.lever_window] = latent_lever(a.decoder, a.episodes,
+                                                                                a.lever_window)
+        print(f"latent lever, {a.lever_window} ({lv['states']} replans): the chunk's last executed target puts "
               f"the TCP {lv['principal_std_mm_median']:.1f} mm apart (std along its main axis, median) "
               f"across {lv['latents']} latents")
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -82,8 +82,9 @@ def make_env(spec: str):
     raise ValueError(f"`--env` must be 'four_modes:<variant>', got {spec!r}")
 
 
-def _load_demos(path: str, successful_only: bool = False) -> tuple[dict[str, np.ndarray], str]:
-    """(arrays with toy-style keys obs/actions/rewards/next_obs/dones, task name or env spec)."""
+def _load_demos(path: str, successful_only: bool = False) -> tuple[dict[str, np.ndarray], str, list | None]:
+    """(arrays with toy-style keys obs/actions/rewards/next_obs/dones, task name or env spec, the
+    recorded observation layout of a task dataset or None)."""
     with np.load(path) as z:
         is_task = "layout" in z.files
     if is_task:
@@ -92,10 +93,10 @@ def _load_demos(path: str, successful_only: bool = False) -> tuple[dict[str, np.
         d = load_dataset(path)
         keep = d["episode_success"][d["episode_ids"]] if successful_only else np.ones(len(d["rewards"]), bool)
         return {"obs": d["observations"][keep], "actions": d["actions"][keep], "rewards": d["rewards"][keep],
-                "next_obs": d["next_observations"][keep], "dones": d["dones"][keep],
-                "observation_layout": d["layout"].get("observation")}, d["layout"]["task"]
+                "next_obs": d["next_observations"][keep], "dones": d["dones"][keep]}, d["layout"]["task"], \
+            d["layout"].get("observation")
     with np.load(path) as z:
-        return {k: z[k] for k in ("obs", "actions", "rewards", "next_obs", "dones")}, str(z["env"])
+        return {k: z[k] for k in ("obs", "actions", "rewards", "next_obs", "dones")}, str(z["env"]), None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ def cmd_collect(a: argparse.Namespace) -> None:
 
 
 def cmd_train_base(a: argparse.Namespace) -> None:
-    d, source = _load_demos(a.demos, a.successful_only)
+    d, source, observation = _load_demos(a.demos, a.successful_only)
     if a.no_normalize:
         norm = Normalization.identity(d["obs"].shape[1], d["actions"].shape[2])
     else:
@@ -153,7 +154,7 @@ def cmd_train_base(a: argparse.Namespace) -> None:
         dec = flow.train(cfg, obs, acts, logger=log)
     wall = time.perf_counter() - t0
     extra = {"env": source, "demos": str(a.demos), "rows": int(len(obs)), "successful_only": a.successful_only,
-             "observation": d.get("observation_layout"), "command": command_line(),
+             "observation": observation, "command": command_line(),
              "train_wall_s": round(wall, 1)}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     (meanflow if kind == "meanflow" else flow).save_decoder(a.out, dec, norm, cfg, extra=extra)
@@ -178,7 +179,7 @@ def cmd_train_head(a: argparse.Namespace) -> None:
             if part["obs"].shape[1] != dec.obs_dim:
                 raise SystemExit(f"--demos {path}: observations have {part['obs'].shape[1]} values, the decoder "
                                  f"takes {dec.obs_dim} (collect them with the decoder's --observation layout)")
-        d = {k: np.concatenate([p[k] for p in parts]) for k in ("obs", "actions", "rewards", "next_obs", "dones")}
+        d = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         data = ReplayBuffer.from_arrays(norm.normalize_obs(d["obs"]), norm.normalize_actions(d["actions"]),
                                         d["rewards"], norm.normalize_obs(d["next_obs"]), d["dones"])
         cfg = apply_sets(lps.LPSConfig(seed=a.seed, steps=a.steps), a.set)

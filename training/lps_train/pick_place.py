@@ -81,9 +81,6 @@ EXECUTE_STEPS = 4
 LIFT_HEIGHT = 0.02  # m of cube clearance that counts as lifted (for ControllerEnv's lift_bonus)
 POLICY_RATE_HZ = 10.0
 LATENT_DIM = CHUNK_LENGTH * ACTION_DIM
-# Sources the sim feeds into the controller each command period (tcp_position is derived).
-FED_SOURCES = ("arm_joint_positions", "arm_joint_velocities", "gripper_width", "object_position",
-               "target_position")
 
 # Demonstration qualities. The runtime's safety filter (acceleration 5 rad/s^2, per-joint clipping)
 # cannot follow lps_sim's presets at 0.3 m/s: the clipped arm leaves the planned path near the
@@ -144,11 +141,7 @@ def layout_of(entries: list[dict] | None) -> tuple:
     """The (name, source, size) layout a dataset or checkpoint recorded (None: the default)."""
     if not entries:
         return OBSERVATION_LAYOUT
-    layout = tuple((e["name"], e["source"], int(e["size"])) for e in entries)
-    if layout not in OBSERVATION_LAYOUTS.values():
-        raise ValueError(f"recorded observation layout {[e['source'] for e in entries]} is none of "
-                         f"{sorted(OBSERVATION_LAYOUTS)}")
-    return layout
+    return tuple((e["name"], e["source"], int(e["size"])) for e in entries)
 
 
 def layout_entries(layout: tuple) -> list[dict]:
@@ -476,7 +469,8 @@ class ControllerEpisode:
         return self.raw_observation()
 
     def _feed(self) -> None:
-        for source in FED_SOURCES:
+        # What the decoder's layout needs, as the node subscribes to it (derived sources excluded).
+        for source in self.controller.required_sources:
             self.controller.observe(source, self.obs[source], self.now)
 
     def raw_observation(self) -> np.ndarray:
@@ -559,9 +553,9 @@ class ControllerEnv:
         self.terminate_on_hold = terminate_on_hold
         self.controller = SteeringController(controller_config(decoder_path))
         self.controller.configure()
-        self.observation_layout = layout_of([{"name": e.name, "source": e.source, "size": e.size}
-                                             for e in self.controller.decoder.manifest.observation.entries])
-        self.obs_dim = sum(size for _, _, size in self.observation_layout)
+        manifest = self.controller.decoder.manifest
+        self.observation_layout = tuple((e.name, e.source, e.size) for e in manifest.observation.entries)
+        self.obs_dim = manifest.obs_dim
         self.slot = _ChunkSlot()
         self.controller.policy = self.slot  # the agent, not the ONNX session, chooses chunks
         self.episode = ControllerEpisode(self.task, self.controller)
