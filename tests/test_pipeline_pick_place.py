@@ -22,7 +22,7 @@ from lps_steering.core.policy import SteeredPolicy, load_model
 from lps_train import lpds, meanflow
 from lps_train import pick_place as pp
 from lps_train.cli import main
-from lps_train.common import Normalization, NormalizedEnv
+from lps_train.common import Normalization, NormalizedEnv, load_decoder
 
 
 @pytest.fixture(scope="module")
@@ -311,3 +311,24 @@ def test_a_velocity_layout_runs_from_demonstrations_to_the_runtime(pipeline, tmp
               "--steps", "1", "--out", str(tmp_path / "lps.pt")])
     with pytest.raises(ValueError, match="observation layout must be one of"):
         pp.collect(1, "clean", observation="images")
+    # A base decoder is fitted on one layout: two datasets that disagree are refused, not stacked.
+    with pytest.raises(SystemExit, match="observation layout"):
+        main(["train-base", "--demos", str(pipeline["demos"]), str(demos), "--steps", "1", "--hidden", "32",
+              "--layers", "2", "--out", str(tmp_path / "mixed.pt")])
+
+
+def test_train_base_concatenates_datasets_of_one_layout(pipeline, tmp_path):
+    """Several collections of one operator (disjoint seed ranges) fit one decoder; its recorded row
+    count and normalisation cover all of them."""
+    more = tmp_path / "more.npz"
+    assert main(["collect", "--task", "pick_place", "--episodes", "1", "--quality", "clean", "--seed", "11",
+                 "--out", str(more)]) == 0
+    ckpt = tmp_path / "both.pt"
+    assert main(["train-base", "--demos", str(pipeline["demos"]), str(more), "--steps", "2", "--hidden", "32",
+                 "--layers", "2", "--out", str(ckpt)]) == 0
+    a, b = pp.load_dataset(pipeline["demos"]), pp.load_dataset(more)
+    both = np.concatenate([a["observations"], b["observations"]])
+    _, norm, made = load_decoder(ckpt)
+    assert made["extra"]["rows"] == len(both)
+    assert str(more) in made["extra"]["demos"]
+    np.testing.assert_allclose(norm.obs_mean, both.mean(0), rtol=1e-5, atol=1e-6)

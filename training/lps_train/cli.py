@@ -133,8 +133,21 @@ def cmd_collect(a: argparse.Namespace) -> None:
     print(f"{a.out}: {len(data['obs'])} transitions from {a.episodes} episodes")
 
 
+def _load_demo_sets(paths: list[str], successful_only: bool = False) -> tuple[dict[str, np.ndarray], str, list | None]:
+    """Several datasets of one task and observation layout, concatenated (e.g. the same operator
+    collected over disjoint seed ranges); a mismatch is refused by name rather than mixed."""
+    parts = [_load_demos(path, successful_only) for path in paths]
+    _, source, observation = parts[0]
+    for path, (_, src, obs_layout) in zip(paths, parts, strict=True):
+        if src != source:
+            raise SystemExit(f"--demos {path}: task {src!r}, but {paths[0]} is {source!r}")
+        if obs_layout != observation:
+            raise SystemExit(f"--demos {path}: observation layout {obs_layout}, but {paths[0]} has {observation}")
+    return {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}, source, observation
+
+
 def cmd_train_base(a: argparse.Namespace) -> None:
-    d, source, observation = _load_demos(a.demos, a.successful_only)
+    d, source, observation = _load_demo_sets(a.demos, a.successful_only)
     if a.no_normalize:
         norm = Normalization.identity(d["obs"].shape[1], d["actions"].shape[2])
     else:
@@ -153,7 +166,7 @@ def cmd_train_base(a: argparse.Namespace) -> None:
         cfg = apply_sets(cfg, a.set)
         dec = flow.train(cfg, obs, acts, logger=log)
     wall = time.perf_counter() - t0
-    extra = {"env": source, "demos": str(a.demos), "rows": int(len(obs)), "successful_only": a.successful_only,
+    extra = {"env": source, "demos": " ".join(a.demos), "rows": int(len(obs)), "successful_only": a.successful_only,
              "observation": observation, "command": command_line(),
              "train_wall_s": round(wall, 1)}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -364,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out")
     b = sub.add_parser("train-base", help="fit a MeanFlow or flow decoder")
-    b.add_argument("--demos", required=True)
+    b.add_argument("--demos", nargs="+", required=True, help="dataset(s) of one task and layout, concatenated")
     b.add_argument("--decoder", "--kind", dest="decoder", choices=["meanflow", "flow"], default="meanflow")
     b.add_argument("--steps", type=int, default=20_000)
     b.add_argument("--hidden", type=int, default=512)
