@@ -99,6 +99,24 @@ def _load_demos(path: str, successful_only: bool = False) -> tuple[dict[str, np.
         return {k: z[k] for k in ("obs", "actions", "rewards", "next_obs", "dones")}, str(z["env"]), None
 
 
+def _sources(layout: list | None) -> list | str:
+    return [e["source"] for e in layout] if layout else "the default"
+
+
+def _load_demo_sets(paths: list[str], successful_only: bool = False) -> tuple[dict[str, np.ndarray], str, list | None]:
+    """Several datasets of one task and observation layout, concatenated (one operator over disjoint
+    seed ranges, or demonstrations beside the base's rollouts); a mismatch is refused by name."""
+    parts = [_load_demos(path, successful_only) for path in paths]
+    _, source, observation = parts[0]
+    for path, (_, src, obs_layout) in zip(paths, parts, strict=True):
+        if src != source:
+            raise SystemExit(f"--demos {path}: task {src!r}, but {paths[0]} is {source!r}")
+        if obs_layout != observation:
+            raise SystemExit(f"--demos {path}: observation layout {_sources(obs_layout)}, but {paths[0]} has "
+                             f"{_sources(observation)}")
+    return {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}, source, observation
+
+
 # ---------------------------------------------------------------------------------------------
 def cmd_collect(a: argparse.Namespace) -> None:
     if a.task:
@@ -131,19 +149,6 @@ def cmd_collect(a: argparse.Namespace) -> None:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(a.out, env=a.env, **data)
     print(f"{a.out}: {len(data['obs'])} transitions from {a.episodes} episodes")
-
-
-def _load_demo_sets(paths: list[str], successful_only: bool = False) -> tuple[dict[str, np.ndarray], str, list | None]:
-    """Several datasets of one task and observation layout, concatenated (e.g. the same operator
-    collected over disjoint seed ranges); a mismatch is refused by name rather than mixed."""
-    parts = [_load_demos(path, successful_only) for path in paths]
-    _, source, observation = parts[0]
-    for path, (_, src, obs_layout) in zip(paths, parts, strict=True):
-        if src != source:
-            raise SystemExit(f"--demos {path}: task {src!r}, but {paths[0]} is {source!r}")
-        if obs_layout != observation:
-            raise SystemExit(f"--demos {path}: observation layout {obs_layout}, but {paths[0]} has {observation}")
-    return {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}, source, observation
 
 
 def cmd_train_base(a: argparse.Namespace) -> None:
@@ -187,12 +192,10 @@ def cmd_train_head(a: argparse.Namespace) -> None:
     if a.algo == "lps":
         if not a.demos:
             raise SystemExit("train-head --algo lps needs --demos (LPS is offline)")
-        parts = [_load_demos(path)[0] for path in a.demos]
-        for path, part in zip(a.demos, parts, strict=True):
-            if part["obs"].shape[1] != dec.obs_dim:
-                raise SystemExit(f"--demos {path}: observations have {part['obs'].shape[1]} values, the decoder "
-                                 f"takes {dec.obs_dim} (collect them with the decoder's --observation layout)")
-        d = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        d, _, _ = _load_demo_sets(a.demos)
+        if d["obs"].shape[1] != dec.obs_dim:
+            raise SystemExit(f"--demos {' '.join(a.demos)}: observations have {d['obs'].shape[1]} values, the "
+                             f"decoder takes {dec.obs_dim} (collect them with the decoder's --observation layout)")
         data = ReplayBuffer.from_arrays(norm.normalize_obs(d["obs"]), norm.normalize_actions(d["actions"]),
                                         d["rewards"], norm.normalize_obs(d["next_obs"]), d["dones"])
         cfg = apply_sets(lps.LPSConfig(seed=a.seed, steps=a.steps), a.set)

@@ -738,8 +738,8 @@ class PolicyNode(LifecycleNode):
                 self._grip_msg.data = result.gripper
             # A lock-step sim (sim time) advances on the arm command, so the gripper goes first
             # there: after it, it would act one period later, depending on machine load. On the
-            # robot the arm command is the one a control cycle waits for, so it goes first
-            # (a publish costs 0.1-0.3 ms of the observation -> command latency here).
+            # robot the arm command is the one a control cycle waits for, so no other publish
+            # goes before it.
             if grip and self._sim_time:
                 self._grip_pub.publish(self._grip_msg)
             if np.all(np.isfinite(result.command)):
