@@ -37,10 +37,16 @@ def _lockstep_episode(tmp_path, tiny_models, max_age_ms: float, lockstep_timeout
                       extra_args=["--autostart", "--executor", "single"]) as policy,
           RosClient("bridge_policy_test") as client):
         status = Collector(client.node, TaskStatus, "task_status", 1000)
+        # Subscribed and matched before the episode starts: a late match loses the first steps'
+        # messages, and on a loaded CI machine that can be all of the steps a test waits for.
+        commands = Collector(client.node, JointTrajectory, "fr3_arm_controller/joint_trajectory", 1000)
+        telemetry = Collector(client.node, SteeringTelemetry, "policy_node/telemetry", 1000)
         deadline = time.monotonic() + 90.0
         while "active: control loop started" not in policy.log():
             assert time.monotonic() < deadline and policy.proc.poll() is None, policy.log()
             time.sleep(0.2)
+        for c in (status, commands, telemetry):
+            c.wait_matched(30.0)
         res = client.call(ResetEpisode, "reset_episode", ResetEpisode.Request(seed=4), timeout=60.0)
         assert res.success, res.message
 
@@ -50,12 +56,12 @@ def _lockstep_episode(tmp_path, tiny_models, max_age_ms: float, lockstep_timeout
                                    90.0, f"step {n} driven by the policy\n{policy.log()}\n{bridge.log()}")
             return msgs[-1].step
 
-        yield bridge, policy, client, at_step
+        yield bridge, policy, client, at_step, commands, telemetry
 
 
 def test_policy_node_drives_the_lockstep_bridge(tmp_path, tiny_models):
     with _lockstep_episode(tmp_path, tiny_models, max_age_ms=1000.0, lockstep_timeout_s=2.0) as (
-            _, _, client, at_step):
+            _, _, client, at_step, _, _):
         joints = Collector(client.node, JointState, "joint_states", 1000)
         diag = Collector(client.node, DiagnosticArray, "diagnostics", 10)
 
@@ -86,10 +92,8 @@ def test_a_stalled_lockstep_bridge_gets_no_extra_commands(tmp_path, tiny_models)
     the sim a period, so the episode would depend on machine load. Sim time has not moved, so no
     cycle is due, however long the wall-clock silence (max_observation_age_ms is 100 here)."""
     with _lockstep_episode(tmp_path, tiny_models, max_age_ms=100.0, lockstep_timeout_s=5.0) as (
-            bridge, policy, client, at_step):
-        commands = Collector(client.node, JointTrajectory, "fr3_arm_controller/joint_trajectory", 1000)
+            bridge, policy, client, at_step, commands, _):
         at_step(20)
-        commands.wait_matched()
         bridge.proc.send_signal(signal.SIGSTOP)
         try:
             _settle(commands)  # the answer to the last state before the stop may still be on its way
@@ -109,11 +113,14 @@ def test_sim_time_moving_on_without_joint_states_still_makes_the_node_hold(tmp_p
     whose robot side died while its clock runs on), the idle cycles run and the node's joint-state
     watchdog holds the arm."""
     with _lockstep_episode(tmp_path, tiny_models, max_age_ms=100.0, lockstep_timeout_s=5.0) as (
-            bridge, policy, client, at_step):
-        commands = Collector(client.node, JointTrajectory, "fr3_arm_controller/joint_trajectory", 1000)
-        telemetry = Collector(client.node, SteeringTelemetry, "policy_node/telemetry", 1000)
+            bridge, policy, client, at_step, commands, telemetry):
         clock_pub = client.node.create_publisher(Clock, "/clock", 10)
         at_step(20)
+        telemetry.wait_count(1, 30.0)
+        deadline = time.monotonic() + 30.0
+        while clock_pub.get_subscription_count() < 1:  # the policy node's /clock subscription
+            assert time.monotonic() < deadline, "nothing subscribes /clock"
+            time.sleep(0.02)
         bridge.proc.send_signal(signal.SIGSTOP)
         try:
             _settle(commands)

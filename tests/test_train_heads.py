@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 from lps_train import dsrl, lpds, lps, meanflow
-from lps_train.common import NStepWriter, ReplayBuffer, TwinCritic, run_episodes
+from lps_train.common import (
+    NStepWriter,
+    ReplayBuffer,
+    TwinCritic,
+    next_actions_within_episodes,
+    run_episodes,
+    soft_update,
+)
 from torch import nn
 
 
@@ -224,6 +231,79 @@ def test_lps_critic_steps_makes_q_see_only_the_executed_actions():
         lps.LPSAgent(lps.LPSConfig(critic_steps=5), dec)
 
 
+def test_lps_reward_shift_anchors_a_chain_that_never_reaches_success():
+    """A success row (r = 1, terminal) and a failure that loops on itself until a time-out
+    (r = 0, never terminal). With 0/1 rewards the loop's value is whatever it bootstraps from; with
+    reward_shift = -1 it is pinned to -1 / (1 - gamma) = -2 and the success row to 0."""
+    torch.manual_seed(0)
+    obs = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).repeat(32, 1)
+    b = {"obs": obs, "actions": torch.zeros(64, 4, 2), "rewards": torch.tensor([1.0, 0.0]).repeat(32),
+         "next_obs": obs, "dones": torch.tensor([1.0, 0.0]).repeat(32)}
+    values = {}
+    for shift in (0.0, -1.0):
+        torch.manual_seed(0)
+        agent = lps.LPSAgent(lps.LPSConfig(hidden=64, actor_layers=1, critic_layers=2, gamma=0.5, tau=0.05,
+                                           critic_lr=3e-3, reward_shift=shift), ScaledLatentDecoder(scale=0.0))
+        for _ in range(600):
+            agent.update_critic(b)
+            soft_update(agent.q_target, agent.q, agent.cfg.tau)
+        with torch.no_grad():
+            values[shift] = torch.minimum(*agent.q(obs[:2], torch.zeros(2, 8))).tolist()
+    assert values[-1.0][0] == pytest.approx(0.0, abs=0.1) and values[-1.0][1] == pytest.approx(-2.0, abs=0.15)
+    assert values[0.0][0] == pytest.approx(1.0, abs=0.1) and abs(values[0.0][1]) < 0.5
+    with pytest.raises(ValueError, match="`torch_threads` must be >= 1, got 0"):
+        lps.LPSConfig(torch_threads=0)
+
+
+class ZeroTwin(nn.Module):
+    """Twin critics that output 0 (with a parameter, so that a loss can be minimised through them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, obs, a):
+        q = self.bias.expand(len(obs))
+        return q, q
+
+
+def test_lps_critic_target_bootstraps_from_the_data_action_or_the_actors():
+    """Qbar(s', a') = -|a'|^2: the data's next actions are zero, the actor's are not. With
+    critic_target="data" the target is r alone; with "policy" it is pulled down by the actor's action."""
+    torch.manual_seed(0)
+    dec = ScaledLatentDecoder()
+    b = {"obs": torch.randn(16, 2), "actions": torch.zeros(16, 4, 2), "rewards": torch.full((16,), 0.5),
+         "next_obs": torch.randn(16, 2), "dones": torch.zeros(16), "next_actions": torch.zeros(16, 4, 2)}
+    losses = {}
+    for target in ("data", "policy"):
+        agent = lps.LPSAgent(lps.LPSConfig(hidden=32, actor_layers=1, critic_layers=1, gamma=0.9,
+                                           critic_target=target), dec)
+        agent.q, agent.q_target = ZeroTwin(), OptimisticTwin()  # min of the target twins: -|a'|^2
+        losses[target] = agent.update_critic(b)["losses/q"]
+    assert losses["data"] == pytest.approx(2 * 0.5**2, rel=1e-5)  # both heads regress 0 onto y = r
+    assert losses["policy"] > losses["data"] + 0.1  # y = r - gamma |a'|^2 with the actor's a' (|a'|^2 = 8 * 0.25)
+    with pytest.raises(ValueError, match="`critic_target` must be 'policy' or 'data'"):
+        lps.LPSConfig(critic_target="behaviour")
+    no_next = ReplayBuffer.from_arrays(np.zeros((4, 2), np.float32), np.zeros((4, 4, 2), np.float32),
+                                       np.zeros(4, np.float32), np.zeros((4, 2), np.float32), np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="needs the dataset's next actions"):
+        lps.train(lps.LPSConfig(steps=1, critic_target="data"), no_next,
+                  meanflow.MeanFlowDecoder(2, 2, 4, meanflow.MeanFlowConfig(hidden=16, layers=1)), progress=False)
+
+
+def test_next_actions_follow_the_episode_and_stop_at_its_end():
+    actions = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((5, 4, 2), np.float32)
+    nxt = next_actions_within_episodes(actions, np.array([0, 0, 0, 1, 1]))
+    assert nxt[:, 0, 0].tolist() == [1, 2, 2, 4, 4]  # each episode's last row keeps its own action
+    buf = ReplayBuffer.from_arrays(np.zeros((5, 2), np.float32), actions, np.zeros(5, np.float32),
+                                   np.zeros((5, 2), np.float32), np.zeros(5, np.float32), next_actions=nxt)
+    b = buf.sample(64, np.random.default_rng(0))
+    assert torch.equal(b["next_actions"][:, 0, 0], torch.tensor([[1, 2, 2, 4, 4][int(a)] for a in b["actions"][:, 0, 0]]))
+    with pytest.raises(ValueError, match="`next_actions` must be shaped like `actions`"):
+        ReplayBuffer.from_arrays(np.zeros((5, 2), np.float32), actions, np.zeros(5, np.float32),
+                                 np.zeros((5, 2), np.float32), np.zeros(5, np.float32), next_actions=nxt[:, :2])
+
+
 class OptimisticTwin(nn.Module):
     """Twin critics that disagree by a constant: the second is 1.0 more optimistic everywhere."""
 
@@ -295,3 +375,19 @@ def test_lpds_action_critic_target_bootstraps_with_the_stored_discount():
     qbar_before = torch.minimum(*agent.qa_target(nxt, agent.decoder(nxt, agent.noise(64)))).mean().item()
     info = agent.update_qa(batch)
     assert info["losses/qa"] > 0.25 * (0.5 * qbar_before) ** 2  # the target moved by gamma^k * Qbar
+
+
+@pytest.mark.parametrize("algo", ["lpds", "dsrl"])
+def test_online_heads_train_with_the_configured_torch_threads(algo):
+    module = {"lpds": lpds, "dsrl": dsrl}[algo]
+    config = {"lpds": small_lpds, "dsrl": dsrl.DSRLConfig}[algo]
+    with pytest.raises(ValueError, match="`torch_threads` must be >= 1, got 0"):
+        config(torch_threads=0)
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            cfg = config(total_steps=3, learning_starts=1, batch_size=2, torch_threads=threads)
+            module.train(cfg, TargetChunkEnv(), ScaledLatentDecoder(), progress=False)
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)

@@ -11,7 +11,7 @@ pick_place (the shipped models; `scripts/make_models.sh` runs the whole chain):
                          --out runs/pick_place/lps.pt
     lps-train export     --checkpoint runs/pick_place/lpds.pt --decoder-onnx models/pick_place/decoder.onnx \
                          --out models/pick_place/heads/lpds.onnx
-    lps-train evaluate   --decoder models/pick_place/decoder.onnx --head none lpds lps dsrl --episodes 100 \
+    lps-train evaluate   --decoder models/pick_place/decoder.onnx --head none lpds lps dsrl --episodes 200 \
                          --profile nominal --record
 
 The four-mode toy (`--env four_modes:<variant>`) goes through the same commands (no manifests:
@@ -36,7 +36,15 @@ import numpy as np
 import torch
 
 from lps_train import dsrl, flow, lpds, lps, meanflow
-from lps_train.common import Logger, Normalization, NormalizedEnv, ReplayBuffer, load_decoder, save_json
+from lps_train.common import (
+    Logger,
+    Normalization,
+    NormalizedEnv,
+    ReplayBuffer,
+    load_decoder,
+    next_actions_within_episodes,
+    save_json,
+)
 
 # Observation std floor (raw units) for pick_place: a coordinate that never varies in the
 # demonstrations (the zone's height) must not turn tiny sensor noise into huge inputs.
@@ -92,9 +100,10 @@ def _load_demos(path: str, successful_only: bool = False) -> tuple[dict[str, np.
 
         d = load_dataset(path)
         keep = d["episode_success"][d["episode_ids"]] if successful_only else np.ones(len(d["rewards"]), bool)
+        next_actions = next_actions_within_episodes(d["actions"], d["episode_ids"])
         return {"obs": d["observations"][keep], "actions": d["actions"][keep], "rewards": d["rewards"][keep],
-                "next_obs": d["next_observations"][keep], "dones": d["dones"][keep]}, d["layout"]["task"], \
-            d["layout"].get("observation")
+                "next_obs": d["next_observations"][keep], "dones": d["dones"][keep],
+                "next_actions": next_actions[keep]}, d["layout"]["task"], d["layout"].get("observation")
     with np.load(path) as z:
         return {k: z[k] for k in ("obs", "actions", "rewards", "next_obs", "dones")}, str(z["env"]), None
 
@@ -196,8 +205,10 @@ def cmd_train_head(a: argparse.Namespace) -> None:
         if d["obs"].shape[1] != dec.obs_dim:
             raise SystemExit(f"--demos {' '.join(a.demos)}: observations have {d['obs'].shape[1]} values, the "
                              f"decoder takes {dec.obs_dim} (collect them with the decoder's --observation layout)")
+        next_actions = norm.normalize_actions(d["next_actions"]) if "next_actions" in d else None
         data = ReplayBuffer.from_arrays(norm.normalize_obs(d["obs"]), norm.normalize_actions(d["actions"]),
-                                        d["rewards"], norm.normalize_obs(d["next_obs"]), d["dones"])
+                                        d["rewards"], norm.normalize_obs(d["next_obs"]), d["dones"],
+                                        next_actions=next_actions)
         cfg = apply_sets(lps.LPSConfig(seed=a.seed, steps=a.steps), a.set)
         agent, log = lps.train(cfg, data, dec, logger=log)
         head = agent.actor

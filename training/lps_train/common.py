@@ -208,6 +208,9 @@ class ReplayBuffer:
         # gamma^k of a k-step transition (NStepWriter); NaN for plain one-step transitions, whose
         # learners apply their own gamma, so that mixing the two conventions cannot pass silently.
         self.discounts = np.full(capacity, np.nan, np.float32)
+        # The behaviour's action at s' (offline data only, for a SARSA-style critic target); None
+        # where the data cannot say, e.g. online replay.
+        self.next_actions: np.ndarray | None = None
         self.size = 0
         self._next = 0
 
@@ -222,12 +225,18 @@ class ReplayBuffer:
 
     @classmethod
     def from_arrays(cls, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-                    dones: np.ndarray, latent_dim: int | None = None) -> ReplayBuffer:
+                    dones: np.ndarray, latent_dim: int | None = None,
+                    next_actions: np.ndarray | None = None) -> ReplayBuffer:
         """An offline dataset as a full buffer (latents zero: offline data has none)."""
         n, t, a = actions.shape
         buf = cls(obs.shape[1], t, a, latent_dim or t * a, n)
         buf.obs[:], buf.actions[:], buf.rewards[:] = obs, actions, rewards
         buf.next_obs[:], buf.dones[:] = next_obs, dones
+        if next_actions is not None:
+            if next_actions.shape != actions.shape:
+                raise ValueError(f"`next_actions` must be shaped like `actions` {actions.shape}, "
+                                 f"got {next_actions.shape}")
+            buf.next_actions = np.asarray(next_actions, np.float32)
         buf.size = n
         return buf
 
@@ -243,7 +252,17 @@ class ReplayBuffer:
             "next_obs": torch.from_numpy(self.next_obs[idx]),
             "dones": torch.from_numpy(self.dones[idx]),
             "discounts": torch.from_numpy(self.discounts[idx]),
-        }
+        } | ({} if self.next_actions is None else {"next_actions": torch.from_numpy(self.next_actions[idx])})
+
+
+def next_actions_within_episodes(actions: np.ndarray, episode_ids: np.ndarray) -> np.ndarray:
+    """The action taken at each row's next state: the next row's, where it belongs to the same
+    episode. An episode's last row has none in the data; its own action stands in (it matters only
+    for a time-out: a terminal row does not bootstrap)."""
+    nxt = actions.copy()
+    same = episode_ids[1:] == episode_ids[:-1]
+    nxt[:-1][same] = actions[1:][same]
+    return nxt
 
 
 class NStepWriter:

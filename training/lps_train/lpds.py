@@ -102,10 +102,15 @@ class LPDSConfig:
     """env steps between calls of the eval callback (0: never)"""
     time_budget_s: float = 0.0
     """stop after this much wall-clock time even before total_steps (0: no limit)"""
+    torch_threads: int = 1
+    """torch intra-op threads for the updates. One leaves the other core to the simulator when both
+    share a machine with other work; on otherwise idle cores two cut an update by about a third"""
 
     def __post_init__(self) -> None:
         if self.delta <= 0:
             raise ValueError(f"`delta` must be > 0, got {self.delta}")
+        if self.torch_threads < 1:
+            raise ValueError(f"`torch_threads` must be >= 1, got {self.torch_threads}")
         if self.distill_target not in ("min", "mean"):
             raise ValueError(f"`distill_target` must be 'min' or 'mean', got {self.distill_target!r}")
         if self.critic_steps < 0:
@@ -261,7 +266,7 @@ def train(cfg: LPDSConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
     """Train an LP-DS head online in `env` (normalised units) against the frozen `decoder`;
     `action_features` widens Q^A's input (see the module docstring)."""
     check_decoder_matches_env(decoder, env)
-    rng = seed_everything(cfg.seed)
+    rng = seed_everything(cfg.seed, cfg.torch_threads)
     logger = logger if logger is not None else Logger()
     agent = LPDSAgent(cfg, decoder, action_features)
     buf = ReplayBuffer(env.obs_dim, env.chunk_length, env.action_dim, agent.latent_dim, cfg.buffer_size)

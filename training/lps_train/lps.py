@@ -6,6 +6,8 @@ From an offline dataset of chunk-level transitions:
     Q(s, a)   twin action-space critics by TD (a: the chunk's executed actions when `critic_steps`
               is set), targets from the steered policy
               y = r + gamma * min Qbar(s', Phi(s', pi(s')))
+              or, with `critic_target="data"`, from the dataset's next action a' (SARSA)
+              y = r + gamma * min Qbar(s', a')
     pi        latent actor w = pi(s), projected onto the sphere of radius sqrt(d) (where the
               decoder's training latents live), trained with
               L = -E_s[ Q(s, Phi(s, pi(s))) ]
@@ -68,12 +70,32 @@ class LPSConfig:
     actor_q: str = "mean"
     """how the actor reads the twin critics: "mean" of the two, or "min" (pessimistic: an actor
     that climbs into one critic's extrapolation error is held back by the other)"""
+    critic_target: str = "policy"
+    """the action at s' in Q's TD target: "policy", the steered policy's Phi(s', pi(s')) (Q of the
+    latent actor, as in the paper); "data", the dataset's own next action (SARSA: Q of the
+    demonstrators, never queried off the data; the actor then takes one improvement step through
+    the decoder). With "policy" every target is bootstrapped from an action the actor chose to
+    maximise Q, so Q's extrapolation errors compound along the chain; "data" has none to compound"""
+    reward_shift: float = 0.0
+    """added to every reward before the TD target. -1 gives OGBench's convention (-1 per step until
+    success, 0 at success), the benchmark the paper reports: offline, a failed demonstration ends by
+    time-out, not by a terminal, so with 0/1 rewards nothing anchors its states' values and they
+    float up to what the actor's bootstrap promises; a cost per step pulls every chain that does
+    not reach success down with its length"""
     normalize_q_loss: bool = True
     """divide the actor loss by stop-grad(mean |Q|) so its scale does not depend on the reward scale"""
     log_every: int = 500
     """steps between logged scalars"""
     eval_every: int = 0
     """steps between calls of the eval callback (0: never)"""
+    torch_threads: int = 1
+    """torch intra-op threads for the updates"""
+
+    def __post_init__(self) -> None:
+        if self.critic_target not in ("policy", "data"):
+            raise ValueError(f"`critic_target` must be 'policy' or 'data', got {self.critic_target!r}")
+        if self.torch_threads < 1:
+            raise ValueError(f"`torch_threads` must be >= 1, got {self.torch_threads}")
 
 
 class LatentActor(nn.Module):
@@ -116,8 +138,9 @@ class LPSAgent:
     def update_critic(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         with torch.no_grad():
             s2 = b["next_obs"]
-            q1t, q2t = self.q_target(s2, self.decoder(s2, self.actor(s2))[:, :self.k])
-            y = b["rewards"] + self.cfg.gamma * (1.0 - b["dones"]) * torch.minimum(q1t, q2t)
+            a2 = b["next_actions"] if self.cfg.critic_target == "data" else self.decoder(s2, self.actor(s2))
+            q1t, q2t = self.q_target(s2, a2[:, :self.k])
+            y = b["rewards"] + self.cfg.reward_shift + self.cfg.gamma * (1.0 - b["dones"]) * torch.minimum(q1t, q2t)
         q1, q2 = self.q(b["obs"], b["actions"][:, :self.k])
         loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
         self.q_opt.zero_grad(set_to_none=True)
@@ -158,7 +181,10 @@ def train(cfg: LPSConfig, dataset: ReplayBuffer, decoder: nn.Module, progress: b
     if dataset.actions.shape[1:] != (decoder.chunk_length, decoder.action_dim):
         raise ValueError(f"dataset chunks must be {(decoder.chunk_length, decoder.action_dim)} like the decoder's, "
                          f"got {dataset.actions.shape[1:]}")
-    rng = seed_everything(cfg.seed)
+    if cfg.critic_target == "data" and dataset.next_actions is None:
+        raise ValueError("`critic_target` 'data' needs the dataset's next actions (a task dataset with episode ids: "
+                         "lps-train collect), and this dataset has none")
+    rng = seed_everything(cfg.seed, cfg.torch_threads)
     logger = logger if logger is not None else Logger()
     agent = LPSAgent(cfg, decoder)
     bar = trange(cfg.steps, desc="lps", disable=not progress, mininterval=1.0)
