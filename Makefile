@@ -25,7 +25,7 @@ test: setup
 bench: setup
 	@$(RUN) python bench/run_all.py
 
-# Rebuild the shipped pick_place models (demonstrations -> decoders -> heads -> evaluation); ~1.5 h.
+# Rebuild the shipped pick_place models (demonstrations -> decoders -> heads -> evaluation); ~2 h.
 models: setup
 	@scripts/make_models.sh
 

@@ -3,7 +3,7 @@
 # K=10 flow decoder) -> LP-DS / LPS / DSRL heads -> ONNX + manifests -> evaluation recorded in the
 # manifests. Datasets and run folders (data/, runs/) are not committed; models/pick_place/ is.
 #
-#   scripts/make_models.sh            # the whole chain (about 1.5 h on a busy 2-core CPU)
+#   scripts/make_models.sh            # the whole chain (about 2 h on a busy 2-core CPU)
 #   STAGES="eval" scripts/make_models.sh   # one or more stages: demos base export heads eval
 #
 # Every stage prints its wall time; each model's manifest records its command, seed, commit,
@@ -28,7 +28,7 @@ if has demos; then
   stage "demonstrations"
   # Two operators, as in a multi-operator dataset: careful ones, and in 15% of the episodes a careless
   # one who closes the gripper 3 cm above the grasp point (docs/training.md, sixth session: 800
-  # careful episodes alone clone into an 88% base, with these careless ones into a 54% base).
+  # careful episodes alone clone into an 88% base, with these careless ones into a 50-54% base).
   $RUN lps-train collect --task pick_place --episodes 800 --quality careful --set early_close_prob=0.15 \
     --set early_close=0.03 --seed 0 --out "$DATA/demos_mixed15.npz"
 fi

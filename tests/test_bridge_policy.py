@@ -64,6 +64,8 @@ def test_policy_node_drives_the_lockstep_bridge(tmp_path, tiny_models):
             _, _, client, at_step, _, _):
         joints = Collector(client.node, JointState, "joint_states", 1000)
         diag = Collector(client.node, DiagnosticArray, "diagnostics", 10)
+        joints.wait_matched(30.0)
+        diag.wait_matched(30.0)
 
         def counters() -> dict[str, int]:
             diag.clear()
@@ -118,7 +120,8 @@ def test_sim_time_moving_on_without_joint_states_still_makes_the_node_hold(tmp_p
         at_step(20)
         telemetry.wait_count(1, 30.0)
         deadline = time.monotonic() + 30.0
-        while clock_pub.get_subscription_count() < 1:  # the policy node's /clock subscription
+        # Clocks published before the policy node's reader has matched are lost to it.
+        while clock_pub.get_subscription_count() < 1:
             assert time.monotonic() < deadline, "nothing subscribes /clock"
             time.sleep(0.02)
         bridge.proc.send_signal(signal.SIGSTOP)

@@ -62,6 +62,10 @@ def test_same_seed_same_commands_in_any_order(eval_stack, tmp_path: Path, tiny_m
         client.prepare()
         telemetry.wait_matched()  # discovery under load can take longer than prepare()
         dt = client.command_period()
+        # A reader matched on our side may not be matched on the node's side yet, and what the node
+        # publishes before that is lost: one episode first, not compared, until telemetry flows.
+        client.run_episode('lpds', 'nominal', 8, dt)
+        telemetry.wait_count(1, 30.0)
         for seed in (3, 8, 8, 3):
             n = len(telemetry.snapshot())
             record = client.run_episode('lpds', 'nominal', seed, dt)

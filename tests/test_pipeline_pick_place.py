@@ -21,7 +21,7 @@ from lps_steering.core.observation import ObservationAssembler
 from lps_steering.core.policy import SteeredPolicy, load_model
 from lps_train import lpds, meanflow
 from lps_train import pick_place as pp
-from lps_train.cli import main
+from lps_train.cli import _load_demos, main
 from lps_train.common import Normalization, NormalizedEnv, load_decoder
 
 
@@ -63,6 +63,22 @@ def test_dataset_rows_rebuild_the_commands_the_robot_was_sent(pipeline):
     assert obs[:, 10].min() > pp.controller_config("x.onnx").workspace_min[2]
     assert data["rewards"][rows].sum() == 4 and data["rewards"][rows][-4:].sum() == 4
     assert np.array_equal(data["dones"][rows], data["rewards"][rows])
+
+
+def test_lps_reads_the_demonstrators_next_action_at_the_rows_next_state(pipeline):
+    """Demonstration rows are one policy step apart and s' is `execute_steps` rows on: the next
+    action of a SARSA target is that row's, and an LPS run with it goes through the CLI."""
+    d, _, _ = _load_demos(str(pipeline["demos"]))
+    data = pp.load_dataset(pipeline["demos"])
+    rows = np.flatnonzero(data["episode_ids"] == 0)
+    np.testing.assert_array_equal(d["next_actions"][rows[:-4]], data["actions"][rows[4:]])
+    np.testing.assert_array_equal(d["next_actions"][rows[-4:]], data["actions"][rows[-4:]])  # s' ends the episode
+    out = pipeline["root"] / "lps_data_target.pt"
+    assert main(["train-head", "--algo", "lps", "--decoder", str(pipeline["ckpt"]), "--demos", str(pipeline["demos"]),
+                 "--steps", "3", "--set", "hidden=16", "--set", "critic_layers=1", "--set", "actor_layers=1",
+                 "--set", "batch_size=8", "--set", "critic_target=data", "--set", "reward_shift=-1",
+                 "--out", str(out)]) == 0
+    assert out.is_file()
 
 
 def test_dataset_observation_equals_the_assembler_of_the_exported_manifest(pipeline):

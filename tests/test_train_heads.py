@@ -291,17 +291,29 @@ def test_lps_critic_target_bootstraps_from_the_data_action_or_the_actors():
                   meanflow.MeanFlowDecoder(2, 2, 4, meanflow.MeanFlowConfig(hidden=16, layers=1)), progress=False)
 
 
-def test_next_actions_follow_the_episode_and_stop_at_its_end():
-    actions = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((5, 4, 2), np.float32)
-    nxt = next_actions_within_episodes(actions, np.array([0, 0, 0, 1, 1]))
-    assert nxt[:, 0, 0].tolist() == [1, 2, 2, 4, 4]  # each episode's last row keeps its own action
-    buf = ReplayBuffer.from_arrays(np.zeros((5, 2), np.float32), actions, np.zeros(5, np.float32),
-                                   np.zeros((5, 2), np.float32), np.zeros(5, np.float32), next_actions=nxt)
+@pytest.mark.parametrize("stride", [1, 4])
+def test_next_actions_follow_the_episode_at_the_datasets_own_stride(stride):
+    """Rollouts have one row per env step (stride 1), demonstrations one per policy step with s'
+    `execute_steps` rows on (stride 4): the next action is read at whichever stride s' matches."""
+    ids = np.repeat([0, 1], 6)
+    obs = np.arange(12, dtype=np.float32)[:, None] * np.ones((12, 2), np.float32)
+    actions = obs[:, None, :1] * np.ones((12, 4, 2), np.float32)
+    nxt_obs = obs.copy()
+    for e in (0, 1):
+        r = np.flatnonzero(ids == e)
+        nxt_obs[r] = obs[np.minimum(r + stride, r[-1])] + (r + stride > r[-1])[:, None] * 100  # past the end: none
+    nxt = next_actions_within_episodes(obs, actions, nxt_obs, ids)
+    expected = [i + stride if i + stride <= (5 if i < 6 else 11) else i for i in range(12)]
+    assert nxt[:, 0, 0].tolist() == expected
+    with pytest.raises(ValueError, match="no row stride"):
+        next_actions_within_episodes(obs, actions, nxt_obs + 0.5, ids)
+    buf = ReplayBuffer.from_arrays(obs, actions, np.zeros(12, np.float32), nxt_obs, np.zeros(12, np.float32),
+                                   next_actions=nxt)
     b = buf.sample(64, np.random.default_rng(0))
-    assert torch.equal(b["next_actions"][:, 0, 0], torch.tensor([[1, 2, 2, 4, 4][int(a)] for a in b["actions"][:, 0, 0]]))
+    assert torch.equal(b["next_actions"][:, 0, 0], torch.tensor([float(expected[int(a)]) for a in b["actions"][:, 0, 0]]))
     with pytest.raises(ValueError, match="`next_actions` must be shaped like `actions`"):
-        ReplayBuffer.from_arrays(np.zeros((5, 2), np.float32), actions, np.zeros(5, np.float32),
-                                 np.zeros((5, 2), np.float32), np.zeros(5, np.float32), next_actions=nxt[:, :2])
+        ReplayBuffer.from_arrays(obs, actions, np.zeros(12, np.float32), nxt_obs, np.zeros(12, np.float32),
+                                 next_actions=nxt[:, :2])
 
 
 class OptimisticTwin(nn.Module):
@@ -388,6 +400,20 @@ def test_online_heads_train_with_the_configured_torch_threads(algo):
         for threads in (2, 1):
             cfg = config(total_steps=3, learning_starts=1, batch_size=2, torch_threads=threads)
             module.train(cfg, TargetChunkEnv(), ScaledLatentDecoder(), progress=False)
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_lps_trains_with_the_configured_torch_threads():
+    data = ReplayBuffer.from_arrays(np.zeros((8, 2), np.float32), np.zeros((8, 4, 2), np.float32),
+                                    np.zeros(8, np.float32), np.zeros((8, 2), np.float32), np.zeros(8, np.float32))
+    dec = meanflow.MeanFlowDecoder(2, 2, 4, meanflow.MeanFlowConfig(hidden=16, layers=1))
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            lps.train(lps.LPSConfig(steps=2, batch_size=4, hidden=16, critic_layers=1, actor_layers=1,
+                                    torch_threads=threads), data, dec, progress=False)
             assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)

@@ -100,7 +100,8 @@ def _load_demos(path: str, successful_only: bool = False) -> tuple[dict[str, np.
 
         d = load_dataset(path)
         keep = d["episode_success"][d["episode_ids"]] if successful_only else np.ones(len(d["rewards"]), bool)
-        next_actions = next_actions_within_episodes(d["actions"], d["episode_ids"])
+        next_actions = next_actions_within_episodes(d["observations"], d["actions"], d["next_observations"],
+                                                    d["episode_ids"])
         return {"obs": d["observations"][keep], "actions": d["actions"][keep], "rewards": d["rewards"][keep],
                 "next_obs": d["next_observations"][keep], "dones": d["dones"][keep],
                 "next_actions": next_actions[keep]}, d["layout"]["task"], d["layout"].get("observation")

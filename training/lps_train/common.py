@@ -255,14 +255,26 @@ class ReplayBuffer:
         } | ({} if self.next_actions is None else {"next_actions": torch.from_numpy(self.next_actions[idx])})
 
 
-def next_actions_within_episodes(actions: np.ndarray, episode_ids: np.ndarray) -> np.ndarray:
-    """The action taken at each row's next state: the next row's, where it belongs to the same
-    episode. An episode's last row has none in the data; its own action stands in (it matters only
-    for a time-out: a terminal row does not bootstrap)."""
-    nxt = actions.copy()
-    same = episode_ids[1:] == episode_ids[:-1]
-    nxt[:-1][same] = actions[1:][same]
-    return nxt
+def next_actions_within_episodes(observations: np.ndarray, actions: np.ndarray, next_observations: np.ndarray,
+                                 episode_ids: np.ndarray) -> np.ndarray:
+    """The action taken at each row's next state, read off the dataset itself.
+
+    Rows may lie one env step apart (rollouts) or one policy step apart with s' `execute_steps`
+    rows on (demonstrations: overlapping chunks); the stride is the one under which every
+    in-episode s' is the observation of that later row, and a dataset with no such stride is
+    refused. A row whose s' ends the episode has no next row: its own action stands in (a terminal
+    row does not bootstrap; for a time-out it is the best the data offers).
+    """
+    n = len(actions)
+    for stride in range(1, actions.shape[1] + 1):
+        i = np.arange(n - stride)
+        inside = i[episode_ids[i + stride] == episode_ids[i]]
+        if inside.size and np.array_equal(observations[inside + stride], next_observations[inside]):
+            nxt = actions.copy()
+            nxt[inside] = actions[inside + stride]
+            return nxt
+    raise ValueError("no row stride up to the chunk length makes `next_observations` the observations of later rows "
+                     "of the same episode: the dataset's next actions cannot be read off it")
 
 
 class NStepWriter:

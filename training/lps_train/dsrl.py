@@ -89,8 +89,8 @@ class DSRLConfig:
     time_budget_s: float = 0.0
     """stop after this much wall-clock time even before total_steps (0: no limit)"""
     torch_threads: int = 1
-    """torch intra-op threads for the updates. One leaves the other core to the simulator when both
-    share a machine with other work; on otherwise idle cores two cut an update by about a third"""
+    """torch intra-op threads for the updates. One leaves the other core to the simulator and to
+    other work; on otherwise idle cores two shorten the updates, which dominate an env step"""
 
     def __post_init__(self) -> None:
         if self.action_magnitude <= 0:

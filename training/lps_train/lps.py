@@ -8,6 +8,7 @@ From an offline dataset of chunk-level transitions:
               y = r + gamma * min Qbar(s', Phi(s', pi(s')))
               or, with `critic_target="data"`, from the dataset's next action a' (SARSA)
               y = r + gamma * min Qbar(s', a')
+              (`reward_shift` is added to r in both)
     pi        latent actor w = pi(s), projected onto the sphere of radius sqrt(d) (where the
               decoder's training latents live), trained with
               L = -E_s[ Q(s, Phi(s, pi(s))) ]
