@@ -68,7 +68,7 @@ def test_dataset_rows_rebuild_the_commands_the_robot_was_sent(pipeline):
 def test_lps_reads_the_demonstrators_next_action_at_the_rows_next_state(pipeline):
     """Demonstration rows are one policy step apart and s' is `execute_steps` rows on: the next
     action of a SARSA target is that row's, and an LPS run with it goes through the CLI."""
-    d, _, _ = _load_demos(str(pipeline["demos"]))
+    d, _, _ = _load_demos(str(pipeline["demos"]), next_actions=True)
     data = pp.load_dataset(pipeline["demos"])
     rows = np.flatnonzero(data["episode_ids"] == 0)
     np.testing.assert_array_equal(d["next_actions"][rows[:-4]], data["actions"][rows[4:]])

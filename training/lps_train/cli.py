@@ -90,9 +90,12 @@ def make_env(spec: str):
     raise ValueError(f"`--env` must be 'four_modes:<variant>', got {spec!r}")
 
 
-def _load_demos(path: str, successful_only: bool = False) -> tuple[dict[str, np.ndarray], str, list | None]:
+def _load_demos(path: str, successful_only: bool = False,
+                next_actions: bool = False) -> tuple[dict[str, np.ndarray], str, list | None]:
     """(arrays with toy-style keys obs/actions/rewards/next_obs/dones, task name or env spec, the
-    recorded observation layout of a task dataset or None)."""
+    recorded observation layout of a task dataset or None). `next_actions` adds the behaviour's
+    action at each row's s' for a task dataset, read per file: demonstrations and rollouts space
+    their rows differently, so it cannot be read after concatenation."""
     with np.load(path) as z:
         is_task = "layout" in z.files
     if is_task:
@@ -100,11 +103,12 @@ def _load_demos(path: str, successful_only: bool = False) -> tuple[dict[str, np.
 
         d = load_dataset(path)
         keep = d["episode_success"][d["episode_ids"]] if successful_only else np.ones(len(d["rewards"]), bool)
-        next_actions = next_actions_within_episodes(d["observations"], d["actions"], d["next_observations"],
-                                                    d["episode_ids"])
-        return {"obs": d["observations"][keep], "actions": d["actions"][keep], "rewards": d["rewards"][keep],
-                "next_obs": d["next_observations"][keep], "dones": d["dones"][keep],
-                "next_actions": next_actions[keep]}, d["layout"]["task"], d["layout"].get("observation")
+        rows = {"obs": d["observations"][keep], "actions": d["actions"][keep], "rewards": d["rewards"][keep],
+                "next_obs": d["next_observations"][keep], "dones": d["dones"][keep]}
+        if next_actions:
+            rows["next_actions"] = next_actions_within_episodes(
+                d["observations"], d["actions"], d["next_observations"], d["episode_ids"])[keep]
+        return rows, d["layout"]["task"], d["layout"].get("observation")
     with np.load(path) as z:
         return {k: z[k] for k in ("obs", "actions", "rewards", "next_obs", "dones")}, str(z["env"]), None
 
@@ -113,10 +117,11 @@ def _sources(layout: list | None) -> list | str:
     return [e["source"] for e in layout] if layout else "the default"
 
 
-def _load_demo_sets(paths: list[str], successful_only: bool = False) -> tuple[dict[str, np.ndarray], str, list | None]:
+def _load_demo_sets(paths: list[str], successful_only: bool = False,
+                    next_actions: bool = False) -> tuple[dict[str, np.ndarray], str, list | None]:
     """Several datasets of one task and observation layout, concatenated (one operator over disjoint
     seed ranges, or demonstrations beside the base's rollouts); a mismatch is refused by name."""
-    parts = [_load_demos(path, successful_only) for path in paths]
+    parts = [_load_demos(path, successful_only, next_actions) for path in paths]
     _, source, observation = parts[0]
     for path, (_, src, obs_layout) in zip(paths, parts, strict=True):
         if src != source:
@@ -202,7 +207,8 @@ def cmd_train_head(a: argparse.Namespace) -> None:
     if a.algo == "lps":
         if not a.demos:
             raise SystemExit("train-head --algo lps needs --demos (LPS is offline)")
-        d, _, _ = _load_demo_sets(a.demos)
+        cfg = apply_sets(lps.LPSConfig(seed=a.seed, steps=a.steps), a.set)
+        d, _, _ = _load_demo_sets(a.demos, next_actions=cfg.critic_target == "data")
         if d["obs"].shape[1] != dec.obs_dim:
             raise SystemExit(f"--demos {' '.join(a.demos)}: observations have {d['obs'].shape[1]} values, the "
                              f"decoder takes {dec.obs_dim} (collect them with the decoder's --observation layout)")
@@ -210,7 +216,6 @@ def cmd_train_head(a: argparse.Namespace) -> None:
         data = ReplayBuffer.from_arrays(norm.normalize_obs(d["obs"]), norm.normalize_actions(d["actions"]),
                                         d["rewards"], norm.normalize_obs(d["next_obs"]), d["dones"],
                                         next_actions=next_actions)
-        cfg = apply_sets(lps.LPSConfig(seed=a.seed, steps=a.steps), a.set)
         agent, log = lps.train(cfg, data, dec, logger=log)
         head = agent.actor
     else:

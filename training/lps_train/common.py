@@ -138,6 +138,12 @@ def seed_everything(seed: int, torch_threads: int | None = 1) -> np.random.Gener
     return np.random.default_rng(seed)
 
 
+def check_torch_threads(threads: int) -> None:
+    """The configs' check of their `torch_threads` field (seed_everything applies it)."""
+    if threads < 1:
+        raise ValueError(f"`torch_threads` must be >= 1, got {threads}")
+
+
 def mlp(in_dim: int, out_dim: int, hidden: int = 256, layers: int = 2, act: type[nn.Module] = nn.Mish,
         layer_norm: bool = False) -> nn.Sequential:
     """`layers` hidden layers of width `hidden`, then a linear output."""
@@ -244,7 +250,7 @@ class ReplayBuffer:
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         idx = rng.integers(0, self.size, batch_size)
-        return {
+        batch = {
             "obs": torch.from_numpy(self.obs[idx]),
             "actions": torch.from_numpy(self.actions[idx]),
             "latents": torch.from_numpy(self.latents[idx]),
@@ -252,7 +258,10 @@ class ReplayBuffer:
             "next_obs": torch.from_numpy(self.next_obs[idx]),
             "dones": torch.from_numpy(self.dones[idx]),
             "discounts": torch.from_numpy(self.discounts[idx]),
-        } | ({} if self.next_actions is None else {"next_actions": torch.from_numpy(self.next_actions[idx])})
+        }
+        if self.next_actions is not None:
+            batch["next_actions"] = torch.from_numpy(self.next_actions[idx])
+        return batch
 
 
 def next_actions_within_episodes(observations: np.ndarray, actions: np.ndarray, next_observations: np.ndarray,

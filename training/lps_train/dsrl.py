@@ -34,6 +34,7 @@ from lps_train.common import (
     ReplayBuffer,
     TwinCritic,
     check_decoder_matches_env,
+    check_torch_threads,
     freeze,
     mlp,
     seed_everything,
@@ -95,8 +96,7 @@ class DSRLConfig:
     def __post_init__(self) -> None:
         if self.action_magnitude <= 0:
             raise ValueError(f"`action_magnitude` must be > 0, got {self.action_magnitude}")
-        if self.torch_threads < 1:
-            raise ValueError(f"`torch_threads` must be >= 1, got {self.torch_threads}")
+        check_torch_threads(self.torch_threads)
 
 
 class LatentPolicy(nn.Module):

@@ -44,6 +44,7 @@ from lps_train.common import (
     ReplayBuffer,
     TwinCritic,
     check_decoder_matches_env,
+    check_torch_threads,
     freeze,
     mlp,
     seed_everything,
@@ -109,8 +110,7 @@ class LPDSConfig:
     def __post_init__(self) -> None:
         if self.delta <= 0:
             raise ValueError(f"`delta` must be > 0, got {self.delta}")
-        if self.torch_threads < 1:
-            raise ValueError(f"`torch_threads` must be >= 1, got {self.torch_threads}")
+        check_torch_threads(self.torch_threads)
         if self.distill_target not in ("min", "mean"):
             raise ValueError(f"`distill_target` must be 'min' or 'mean', got {self.distill_target!r}")
         if self.critic_steps < 0:

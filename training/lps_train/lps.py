@@ -34,6 +34,7 @@ from lps_train.common import (
     Logger,
     ReplayBuffer,
     TwinCritic,
+    check_torch_threads,
     freeze,
     mlp,
     project_to_sphere,
@@ -95,8 +96,7 @@ class LPSConfig:
     def __post_init__(self) -> None:
         if self.critic_target not in ("policy", "data"):
             raise ValueError(f"`critic_target` must be 'policy' or 'data', got {self.critic_target!r}")
-        if self.torch_threads < 1:
-            raise ValueError(f"`torch_threads` must be >= 1, got {self.torch_threads}")
+        check_torch_threads(self.torch_threads)
 
 
 class LatentActor(nn.Module):
