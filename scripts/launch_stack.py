@@ -175,6 +175,16 @@ class Stack:
                 proc.wait(5)
 
 
+def _stop_when_orphaned(running: Stack, parent: int) -> None:
+    """A parent killed without the chance to stop us (SIGKILL, a crash) would leave the stack
+    running, and the next evaluation in the same ROS domain would find two sim bridges answering.
+    The kernel hands orphans to another process, so a changed parent pid means ours is gone."""
+    while not running.stopping.wait(0.5):
+        if os.getppid() != parent:
+            running.say(f"the parent process (pid {parent}) has exited: stopping the stack")
+            running.stopping.set()
+
+
 def _wait_service(executor, client, timeout_s: float, stopping: threading.Event) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not stopping.is_set():
@@ -199,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--lifecycle-timeout", type=float, default=60.0,
                      help="seconds to wait for each lifecycle service and transition")
     cli.add_argument("--grace", type=float, default=10.0, help="seconds between SIGINT and SIGKILL")
+    cli.add_argument("--stop-with-parent", action="store_true",
+                     help="stop the stack, as on Ctrl-C, when the process that started this one exits "
+                          "(a program that launches a stack for itself and may be killed)")
     opts = cli.parse_args(argv)
+    parent = os.getppid()  # now: a parent that dies during start-up must still be noticed
     try:
         stack = lps_stacks.load(opts.description).stack(opts.stack)
         if opts.show_args:
@@ -225,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     running = Stack(nodes, opts.grace)
     signal.signal(signal.SIGINT, lambda *_: running.stopping.set())
     signal.signal(signal.SIGTERM, lambda *_: running.stopping.set())
+    if opts.stop_with_parent:
+        threading.Thread(target=_stop_when_orphaned, args=(running, parent), daemon=True).start()
     rc = 0
     try:
         running.start()

@@ -343,3 +343,54 @@ def test_reset_publishes_the_new_episode_before_it_answers(monkeypatch):
         node.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def test_events_executor_serves_action_servers_with_spin_once() -> None:
+    """The bridge's main spins rclpy's EventsExecutor with spin_once; on a full ROS install it also
+    serves franka_gripper's move/grasp actions (franka_msgs is not installable here). Check, with an
+    action type this repository has, that such a loop answers goals and results."""
+    import threading
+
+    import rclpy
+    from lps_msgs.action import RunEvaluation
+    from rclpy.action import ActionClient, ActionServer
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.experimental import EventsExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        server_node = rclpy.create_node("events_action_server", context=context)
+        client_node = rclpy.create_node("events_action_client", context=context)
+
+        def execute(goal_handle):
+            goal_handle.succeed()
+            return RunEvaluation.Result(success=True, episodes=goal_handle.request.num_episodes)
+
+        ActionServer(server_node, RunEvaluation, "events_action", execute)
+        events = EventsExecutor(context=context)
+        events.add_node(server_node)
+        stop = threading.Event()
+
+        def spin() -> None:
+            while not stop.is_set():
+                events.spin_once(timeout_sec=0.1)
+
+        spinner = threading.Thread(target=spin, daemon=True)
+        spinner.start()
+        plain = SingleThreadedExecutor(context=context)
+        plain.add_node(client_node)
+        client = ActionClient(client_node, RunEvaluation, "events_action")
+        assert client.wait_for_server(timeout_sec=10.0)
+        sent = client.send_goal_async(RunEvaluation.Goal(num_episodes=7))
+        plain.spin_until_future_complete(sent, timeout_sec=10.0)
+        assert sent.result() is not None and sent.result().accepted
+        result = sent.result().get_result_async()
+        plain.spin_until_future_complete(result, timeout_sec=10.0)
+        assert result.result() is not None and result.result().result.episodes == 7
+        stop.set()
+        spinner.join(2.0)
+        assert not spinner.is_alive()
+        events.shutdown(timeout_sec=2.0)
+    finally:
+        rclpy.try_shutdown(context=context)

@@ -70,12 +70,22 @@ def test_evaluation_through_ros(stack, tiny_models, tmp_path: Path) -> None:
     proc, log = stack
     heads = {"base": "none", "lpds": str(tiny_models.heads["lpds"]), "lps": str(tiny_models.heads["lps"])}
     config = EvalConfig(heads=heads, profiles=["nominal", "object_gap"], episodes=2, seed=5,
-                        episode_timeout_s=TIMEOUT_S, out_dir=str(tmp_path / "eval"), record_mcap=True)
-    summaries, episodes, report = run_evaluation(config)
+                        run_episodes={"base/nominal": 3}, episode_timeout_s=TIMEOUT_S,
+                        out_dir=str(tmp_path / "eval"), record_mcap=True)
+    summaries, comparisons, episodes, report = run_evaluation(config)
 
     assert [(s.head, s.profile, s.episodes) for s in summaries] == [
-        (h, p, 2) for h in heads for p in ("nominal", "object_gap")]
-    assert [e.seed for e in episodes] == [5, 6] * 6
+        (h, p, 3 if (h, p) == ("base", "nominal") else 2) for h in heads for p in ("nominal", "object_gap")]
+    assert [e.seed for e in episodes] == [5, 6, 7] + [5, 6] * 5
+    # Every head against the frozen base, on the seeds both ran (the base's third one has no pair).
+    assert [(c.head, c.reference, c.profile, c.pairs) for c in comparisons] == [
+        (h, "base", p, 2) for h in ("lpds", "lps") for p in ("nominal", "object_gap")]
+    for c in comparisons:  # the tables count the runs' own outcomes, seed by seed
+        ref = {e.seed: e.success for e in episodes if (e.head, e.profile) == ("base", c.profile)}
+        pairs = [(e.success, ref[e.seed]) for e in episodes if (e.head, e.profile) == (c.head, c.profile)]
+        assert (c.both, c.only_head, c.only_reference, c.neither) == (
+            sum(h and r for h, r in pairs), sum(h and not r for h, r in pairs),
+            sum(r and not h for h, r in pairs), sum(not h and not r for h, r in pairs))
     ids = [e.episode_id for e in episodes]
     assert ids == sorted(ids) and len(set(ids)) == len(ids), "every episode is a fresh reset"
     names = {"base": "none", **{k: load_manifest(v).name for k, v in heads.items() if k != "base"}}
@@ -96,7 +106,8 @@ def test_evaluation_through_ros(stack, tiny_models, tmp_path: Path) -> None:
         np.testing.assert_allclose(q, start[("base", profile, seed)], atol=1e-12)
     text = report.read_text()
     assert "| lpds | object_gap | 0/2 |" in text
-    for name in ("success.png", "latency.png", "tcp.png", "results.json"):
+    assert "Paired comparison with `base`" in text
+    for name in ("success.png", "differences.png", "latency.png", "tcp.png", "results.json"):
         assert (tmp_path / "eval" / name).stat().st_size > 1000
 
     from mcap.reader import make_reader
@@ -166,16 +177,17 @@ def test_parallel_workers_give_the_same_episodes(domain, tiny_models, tmp_path: 
     """Two stacks side by side (each in its own ROS domain) split the seeds; lock-step makes every
     seed's episode identical to the one a single fresh stack runs."""
     heads = {"base": "none", "lpds": str(tiny_models.heads["lpds"])}
-    common = dict(heads=heads, profiles=["nominal"], episodes=4, seed=21, episode_timeout_s=TIMEOUT_S,
-                  launch=True, decoder=str(tiny_models.decoder))
+    # An odd run length: lpds is the second run, so worker 1 takes its seeds 21 and 23, worker 0 seed 22.
+    common = dict(heads=heads, profiles=["nominal"], episodes=4, run_episodes={"lpds/*": 3}, seed=21,
+                  episode_timeout_s=TIMEOUT_S, launch=True, decoder=str(tiny_models.decoder))
     # Off the module stack's domain: the workers' domains start at ROS_DOMAIN_ID.
     monkeypatch.setenv("ROS_DOMAIN_ID", str(int(os.environ["ROS_DOMAIN_ID"]) + 10))
-    _, single, _ = run_evaluation(EvalConfig(**common, out_dir=str(tmp_path / "one")))
-    _, parallel, report = run_evaluation(EvalConfig(**common, out_dir=str(tmp_path / "two"), workers=2))
+    single = run_evaluation(EvalConfig(**common, out_dir=str(tmp_path / "one"))).episodes
+    _, _, parallel, report = run_evaluation(EvalConfig(**common, out_dir=str(tmp_path / "two"), workers=2))
     for k in (0, 1):
         log = (tmp_path / "two" / f"stack{k}.log").read_text()
         assert "activate of /policy_node" in log or "started /policy_node" in log, log[-2000:]
-    assert [(e.head, e.seed) for e in parallel] == [(h, 21 + i) for h in heads for i in range(4)]
+    assert [(e.head, e.seed) for e in parallel] == [(h, 21 + i) for h in heads for i in range(4 if h == "base" else 3)]
     for a, b in zip(single, parallel, strict=True):
         assert (a.head, a.seed, a.termination) == (b.head, b.seed, b.termination)
         np.testing.assert_allclose(a.start_q, b.start_q, atol=1e-12)
@@ -185,7 +197,7 @@ def test_parallel_workers_give_the_same_episodes(domain, tiny_models, tmp_path: 
         shift = min(range(-2, 3), key=lambda k: _path_gap(a.tcp, b.tcp, k))
         assert _path_gap(a.tcp, b.tcp, shift) < 1e-9, (a.head, a.seed, shift)
     assert not np.allclose(single[0].tcp[:25], single[1].tcp[:25])  # seeds differ, so the check can fail
-    assert "| lpds | nominal | 0/4 |" in report.read_text()
+    assert "| lpds | nominal | 0/3 |" in report.read_text()
 
 
 def test_runner_forwards_ctrl_c(stack) -> None:
@@ -214,3 +226,64 @@ def test_parallel_workers_need_their_own_stacks() -> None:
 def _path_gap(a: np.ndarray, b: np.ndarray, shift: int, n: int = 20) -> float:
     """Largest distance between a[i] and b[i + shift] over n samples after the first two."""
     return float(np.abs(a[2:2 + n] - b[2 + shift:2 + shift + n]).max())
+
+
+def test_a_killed_runner_takes_its_stack_down(domain, tiny_models, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL leaves the runner no chance to stop the stack it launched; the stack must notice its
+    parent is gone and stop, or the next evaluation in the domain would meet a second sim bridge."""
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(int(os.environ["ROS_DOMAIN_ID"]) + 20))
+    out = tmp_path / "eval"
+    code = (f"from lps_steering.evaluation.runner import run_evaluation\n"
+            f"from lps_steering.evaluation import EvalConfig\n"
+            f"run_evaluation(EvalConfig(heads={{'base': 'none'}}, episodes=50, seed=3, launch=True, "
+            f"decoder={str(tiny_models.decoder)!r}, out_dir={str(out)!r}))\n")
+    runner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        log = out / "stack.log"
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline and not (log.exists() and "stack 'eval' up" in log.read_text()):
+            assert runner.poll() is None, "the runner ended before its stack came up"
+            time.sleep(0.2)
+        pids = [int(p) for p in re.findall(r"started /\w+ \(pid (\d+)\)", log.read_text())]
+        assert len(pids) == 3, log.read_text()[-2000:]
+        time.sleep(1.0)  # episodes under way
+        runner.kill()
+        runner.wait(10)
+        deadline = time.monotonic() + 40.0
+        alive = list(pids)
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = [p for p in alive if _alive(p)]
+        assert not alive, f"stack processes {alive} still run after their runner was killed"
+        assert "has exited: stopping the stack" in log.read_text()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) no longer runs.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_stack_that_dies_at_start_ends_the_wait(domain, tiny_models, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sim bridge refuses an unknown task and exits, which stops the launched stack; the runner
+    must say so instead of waiting out its start-up limit (180 s) for services that never come."""
+    from lps_steering.evaluation.ros_client import EvaluationError
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(int(os.environ["ROS_DOMAIN_ID"]) + 25))
+    started = time.monotonic()
+    with pytest.raises(EvaluationError, match=r"eval stack exited with code \d+; see .*stack\.log"):
+        run_evaluation(EvalConfig(heads={"base": "none"}, episodes=1, task="no_such_task", launch=True,
+                                  decoder=str(tiny_models.decoder), out_dir=str(tmp_path / "eval")))
+    assert time.monotonic() - started < 90.0
+    assert "no_such_task" in (tmp_path / "eval" / "stack.log").read_text()

@@ -1,4 +1,5 @@
-"""Evaluation statistics and report, without ROS: Wilson intervals, jerk, summaries, files."""
+"""Evaluation statistics and report, without ROS: Wilson intervals, paired comparisons, jerk,
+summaries, files."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lps_steering.evaluation import EpisodeRecord, load_config, mean_squared_jerk, summarise, wilson_interval
+from lps_steering.evaluation import (
+    EpisodeRecord,
+    load_config,
+    mcnemar_p,
+    mean_squared_jerk,
+    paired_comparison,
+    paired_difference_interval,
+    phi_coefficient,
+    summarise,
+    wilson_interval,
+)
 from lps_steering.evaluation.report import write_report
 
 
@@ -104,17 +115,22 @@ def test_summary_and_report(tmp_path: Path) -> None:
         summarise("x", "nominal", [])
 
     config = {"task": "pick_place", "episodes": 4, "seed": 0, "heads": {"base": "none", "lpds": "h.onnx"}}
-    report = write_report(tmp_path, config, [sb, sl], base + lpds)
+    comparison = paired_comparison(base, lpds)
+    report = write_report(tmp_path, config, [sb, sl], base + lpds, comparisons=[comparison])
     text = report.read_text()
     assert "| base | nominal | 2/4 | 0.50 |" in text and "| lpds | nominal | 4/4 | 1.00 |" in text
     assert f"[{sb.wilson_low:.2f}, {sb.wilson_high:.2f}]" in text
-    for png in ("success.png", "latency.png", "tcp.png"):
+    assert "Paired comparison with `base`" in text
+    assert (f"| lpds | nominal | 4 | 2 / 2 / 0 / 0 | +50.0 pt | [{comparison.low * 100:+.1f}, "
+            f"{comparison.high * 100:+.1f}] | 0.25 | 0.00 | no |") in text  # mid-p of 2-0: 2 * 1/8
+    for png in ("success.png", "differences.png", "latency.png", "tcp.png"):
         data = (tmp_path / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
         assert f"]({png})" in text
     results = json.loads((tmp_path / "results.json").read_text())  # strict JSON: NaN written as null
     assert results["summaries"][0]["delta_sq_norm_mean"] is None
     assert results["episodes"][1]["time_to_success"] is None and len(results["episodes"]) == 8
+    assert results["comparisons"][0]["only_head"] == 2 and results["comparisons"][0]["separated"] is False
 
 
 def test_config_refusals(tmp_path: Path) -> None:
@@ -128,3 +144,151 @@ def test_config_refusals(tmp_path: Path) -> None:
     path.write_text("heads: {base: none}\nprofiles: [nominal, object_gap]\nepisodes: 3\n")
     cfg = load_config(path, episodes=5)
     assert cfg.profiles == ["nominal", "object_gap"] and cfg.episodes == 5 and cfg.head_path("base") == "none"
+
+
+def test_mcnemar_is_the_binomial_tail() -> None:
+    # 8 discordant pairs for one side, 1 for the other, n = 9: P(X < 1) = 1/512, P(X = 1) = 9/512.
+    assert mcnemar_p(8, 1, mid=False) == pytest.approx(2 * 10 / 512)
+    assert mcnemar_p(8, 1) == pytest.approx(2 * (1 + 4.5) / 512)  # mid-p: the observed count half
+    assert mcnemar_p(1, 8) == mcnemar_p(8, 1)
+    assert mcnemar_p(5, 0, mid=False) == pytest.approx(2 / 32)  # 5-0 is not significant exactly...
+    assert mcnemar_p(5, 0) == pytest.approx(1 / 32)  # ...but is with mid-p
+    assert mcnemar_p(0, 0) == 1.0 and mcnemar_p(4, 4, mid=False) == 1.0 and mcnemar_p(4, 4) == 1.0
+    with pytest.raises(ValueError, match=">= 0"):
+        mcnemar_p(-1, 2)
+
+
+def _paired_tables(p_a: float, p_b: float, phi: float, n: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    from lps_steering.evaluation.power import cell_probabilities
+
+    return rng.multinomial(n, cell_probabilities(p_a, p_b, phi), size=draws)
+
+
+@pytest.mark.parametrize("p_a,p_b,phi,n", [(0.85, 0.5, 0.0, 30), (0.85, 0.5, 0.4, 30), (0.5, 0.5, 0.6, 20),
+                                           (0.3, 0.1, 0.2, 60)])
+def test_paired_interval_covers_at_the_nominal_rate(p_a: float, p_b: float, phi: float, n: int) -> None:
+    """Coverage of p_a - p_b over simulated paired experiments: close to 95% from both sides, so
+    both a too narrow interval and one that ignores (or inverts) the pairing's correlation fail."""
+    tables = _paired_tables(p_a, p_b, phi, n, 1500, np.random.default_rng(7))
+    intervals = np.array([paired_difference_interval(*t) for t in tables])
+    coverage = np.mean((intervals[:, 0] <= p_a - p_b) & (p_a - p_b <= intervals[:, 1]))
+    assert 0.92 <= coverage <= 0.975, coverage
+    assert np.all(intervals[:, 0] <= intervals[:, 1])
+
+
+def test_pairing_narrows_the_interval_of_agreeing_heads() -> None:
+    # The same margins (18/30 vs 12/30): heads that agree on most seeds differ more surely.
+    agree = paired_difference_interval(12, 6, 0, 12)
+    independent = paired_difference_interval(7, 11, 5, 7)
+    assert agree[1] - agree[0] < 0.8 * (independent[1] - independent[0])
+    assert agree[0] > 0.0 > independent[0]
+    assert phi_coefficient(12, 6, 0, 12) > 0.6 and abs(phi_coefficient(7, 11, 5, 7)) < 0.05
+    assert phi_coefficient(10, 0, 0, 0) == 0.0  # a margin is empty: no correlation to speak of
+    lo, hi = paired_difference_interval(0, 0, 0, 10)  # nothing differs anywhere
+    assert lo < 0.0 < hi
+    with pytest.raises(ValueError, match="no pairs"):
+        paired_difference_interval(0, 0, 0, 0)
+
+
+def test_paired_comparison_pairs_by_seed() -> None:
+    # The reference ran seeds 0..5, the head 0..3 (a shorter run shares the first seeds).
+    ref = [_episode("base", s in (0, 1, 4), s, [1.0]) for s in range(6)]
+    head = [_episode("lpds", s in (0, 2, 3), s, [1.0]) for s in range(4)]
+    c = paired_comparison(ref, head)
+    assert (c.head, c.reference, c.pairs) == ("lpds", "base", 4)
+    assert (c.both, c.only_head, c.only_reference, c.neither) == (1, 2, 1, 0)
+    assert c.difference == pytest.approx(0.25)
+    assert (c.low, c.high) == paired_difference_interval(1, 2, 1, 0)
+    assert c.mcnemar_p == mcnemar_p(2, 1) and c.phi == phi_coefficient(1, 2, 1, 0) and not c.separated
+    strong = paired_comparison([_episode("base", False, s, []) for s in range(12)],
+                               [_episode("lpds", True, s, []) for s in range(12)])
+    assert strong.separated and strong.low > 0.5 and strong.mcnemar_p < 0.001
+    # Three wins and no loss: the interval alone would call it, the test does not (p = 0.125).
+    few = paired_comparison([_episode("base", False, s, []) for s in range(3)],
+                            [_episode("lpds", True, s, []) for s in range(3)])
+    assert few.low > 0.0 and few.mcnemar_p > 0.05 and not few.separated
+    with pytest.raises(ValueError, match="share no seed"):
+        paired_comparison(ref, [_episode("lpds", True, 99, [])])
+    with pytest.raises(ValueError, match="ran a seed twice"):
+        paired_comparison(ref, head + head[:1])
+
+
+def test_run_episodes_per_run_and_reference(tmp_path: Path) -> None:
+    head = tmp_path / "h.onnx"
+    head.write_bytes(b"x")
+    cfg = load_config(heads={"base": "none", "lpds": str(head), "lps": str(head)},
+                      profiles=["nominal", "object_gap"], episodes=10,
+                      run_episodes={"*/nominal": 20, "lpds/nominal": 30, "base/nominal": 30})
+    assert cfg.runs() == [("base", "nominal", 30), ("base", "object_gap", 10), ("lpds", "nominal", 30),
+                          ("lpds", "object_gap", 10), ("lps", "nominal", 20), ("lps", "object_gap", 10)]
+    assert cfg.reference_head() == "base"
+    assert load_config(heads={"a": str(head), "b": str(head)}).reference_head() == "a"
+    assert load_config(heads={"a": str(head), "b": "none"}, reference="a").reference_head() == "a"
+    with pytest.raises(ValueError, match="matching one of the runs"):
+        load_config(heads={"base": "none"}, run_episodes={"lpds/nominal": 30})
+    with pytest.raises(ValueError, match='"head/profile" pattern'):
+        load_config(heads={"base": "none"}, run_episodes={"nominal": 30})
+    with pytest.raises(ValueError, match=r"run_episodes\['base/\*'\]` must be an integer >= 1"):
+        load_config(heads={"base": "none"}, run_episodes={"base/*": 0})
+    with pytest.raises(ValueError, match="`reference` must be one of the head labels"):
+        load_config(heads={"base": "none"}, reference="lpds")
+
+
+def test_power_planning_controls_false_alarms_and_grows_with_pairs() -> None:
+    from lps_steering.evaluation.power import cell_probabilities, main, simulate_power
+
+    # Two equally good heads: called different in at most ~5% of evaluations, whatever the pairs.
+    for pairs in (8, 24, 60):
+        assert simulate_power(0.6, 0.6, 0.3, pairs, draws=3000, seed=1).false_alarm <= 0.055, pairs
+    few, many = (simulate_power(0.86, 0.5, 0.33, n, draws=2000, seed=2) for n in (12, 40))
+    assert few.separated < 0.8 < many.separated
+    assert many.interval_only >= many.separated  # the rule asks the interval and the test
+    # Pairing pays when the heads' outcomes agree over seeds; the unpaired view cannot see that.
+    independent = simulate_power(0.86, 0.5, 0.0, 24, draws=2000, seed=3)
+    agreeing = simulate_power(0.86, 0.5, 0.33, 24, draws=2000, seed=3)
+    assert agreeing.separated > independent.separated + 0.05
+    assert abs(agreeing.wilson_apart - independent.wilson_apart) < 0.06
+    np.testing.assert_allclose(cell_probabilities(0.8, 0.5, 0.0), [0.4, 0.4, 0.1, 0.1])
+    with pytest.raises(ValueError, match="`phi` 0.9 is impossible"):
+        cell_probabilities(0.86, 0.5, 0.9)
+    assert main(["--reference", "0.5", "--head", "0.86", "--phi", "0.9", "--pairs", "10"]) == 2
+
+
+def test_shipped_evaluation_configs_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every config in launch/evaluations is valid as shipped (model paths are relative to the
+    repository root), and the demo compares LP-DS with the base on the same seeds."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    paths = sorted((root / "launch" / "evaluations").glob("*.yaml"))
+    assert paths
+    configs = {p.stem: load_config(p) for p in paths}
+    demo = configs["demo"]
+    assert demo.reference_head() == "base" and "lpds" in demo.heads
+    assert demo.episodes_of("lpds", "nominal") == demo.episodes_of("base", "nominal")
+    assert demo.episodes_of("lpds", "nominal") >= max(n for h, p, n in demo.runs() if p != "nominal")
+
+
+def test_command_line_overrides_of_a_config_with_run_episodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lps_steering.evaluation.__main__ import config_from_args
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    demo = "launch/evaluations/demo.yaml"
+    # Other heads or an episode count on the command line replace the file's per-run counts,
+    # which were written for its own heads (its `lps/*` pattern would match nothing here).
+    only_base = config_from_args(["--config", demo, "--head", "base=none"])
+    assert only_base.runs() == [("base", p, only_base.episodes) for p in only_base.profiles]
+    assert {n for _, _, n in config_from_args(["--config", demo, "--episodes", "2"]).runs()} == {2}
+    mixed = config_from_args(["--config", demo, "--episodes", "2", "--run-episodes", "lpds/nominal=5",
+                              "--reference", "lpds"])
+    assert mixed.episodes_of("lpds", "nominal") == 5 and mixed.episodes_of("base", "nominal") == 2
+    assert mixed.reference_head() == "lpds"
+    with pytest.raises(SystemExit, match="--run-episodes must be HEAD/PROFILE=N"):
+        config_from_args(["--config", demo, "--run-episodes", "lpds/nominal"])
+
+def test_unquoted_star_pattern_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    from lps_steering.evaluation.__main__ import main
+
+    path = tmp_path / "eval.yaml"
+    path.write_text("heads: {base: none}\nrun_episodes:\n  */nominal: 3\n")  # YAML reads * as an alias
+    assert main(["--config", str(path)]) == 2

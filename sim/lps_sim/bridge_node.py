@@ -63,7 +63,8 @@ from geometry_msgs.msg import PoseStamped
 from lps_msgs.msg import TaskStatus
 from lps_msgs.srv import ResetEpisode
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
+from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default
 from rclpy.signals import SignalHandlerOptions
@@ -245,9 +246,11 @@ class SimBridge(Node):
             self._color_msg, self._depth_msg = Image(), Image()
             self._color_msg.header.frame_id = self._depth_msg.header.frame_id = OPTICAL_FRAME
 
-        # Gripper first: when both are waiting, the executor serves subscriptions in creation order,
-        # and in lock-step the trajectory releases the step, so the gripper width sent with it
-        # (the policy node publishes it just before) must already be in place.
+        # In lock-step the trajectory releases the step, so the gripper width sent with it must
+        # already be in place: the policy node publishes the gripper first, and the events executor
+        # (main) runs callbacks in the order their messages arrived. Two topics have no ordering
+        # guarantee in DDS; over loopback from one writer thread they arrive in publish order, and
+        # a gripper width that came late would act one period later (see the module docstring).
         self.create_subscription(Float64, p["gripper_command_topic"], self._on_gripper, 10)
         self.create_subscription(JointTrajectory, p["command_topic"], self._on_trajectory, 10)
         self.create_service(ResetEpisode, "reset_episode", self._on_reset)
@@ -579,12 +582,17 @@ def main(args: list[str] | None = None) -> None:
         print(f"sim_bridge: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         sys.exit(2)
-    executor = SingleThreadedExecutor()
+    # The events executor dispatches from C++: in lock-step evaluations this process served its two
+    # command subscriptions per period through SingleThreadedExecutor's Python wait-set rebuild,
+    # about a third of its CPU (py-spy). spin_once in a loop: with these wheels its spin() serves
+    # nothing.
+    executor = EventsExecutor()
     executor.add_node(node)
 
     def spin() -> None:
         try:
-            executor.spin()
+            while not stop.is_set():
+                executor.spin_once(timeout_sec=0.1)
         except (ExternalShutdownException, rclpy.executors.ShutdownException):
             pass
         finally:
@@ -597,9 +605,10 @@ def main(args: list[str] | None = None) -> None:
         if not node._thread.is_alive():
             crashed = True
             break
+    stop.set()  # the physics thread died: the spin loop must end too
     node.shutdown()
+    spinner.join(2.0)  # out of spin_once before the executor lets go of the node
     executor.shutdown(timeout_sec=2.0)
-    spinner.join(2.0)
     node.destroy_node()
     rclpy.try_shutdown()
     if crashed:

@@ -8,6 +8,8 @@ import sys
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # before rclpy is imported
 
+from .config import EvalConfig, load_config  # noqa: E402 - after the discovery range is set
+
 
 def _heads(items: list[str] | None) -> dict[str, str] | None:
     if not items:
@@ -21,15 +23,24 @@ def _heads(items: list[str] | None) -> dict[str, str] | None:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _run_episodes(items: list[str] | None) -> dict[str, int] | None:
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        pattern, sep, n = item.rpartition("=")
+        if not sep or not pattern or not n.strip().isdigit():
+            raise SystemExit(f"--run-episodes must be HEAD/PROFILE=N (fnmatch patterns), got {item!r}")
+        out[pattern] = int(n)
+    return out
 
-    from .config import load_config
-    from .report import rich_table
-    from .ros_client import EvaluationError
-    from .runner import run_evaluation
 
+def config_from_args(argv: list[str] | None = None) -> EvalConfig:
+    """The command line's EvalConfig: the --config file with the options on top.
+
+    Raises:
+        ValueError, TypeError, OSError, yaml.YAMLError: the config is unreadable or invalid.
+    """
     cli = argparse.ArgumentParser(prog="python -m lps_steering.evaluation",
                                   description="Seeded evaluation episodes per (head x profile) through ROS, "
                                               "with a markdown + PNG report.")
@@ -37,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--head", action="append", metavar="LABEL=PATH",
                      help="head to evaluate (repeatable; PATH 'none' = base policy); replaces the config's")
     cli.add_argument("--profile", action="append", help="randomisation profile (repeatable)")
-    cli.add_argument("--episodes", type=int)
+    cli.add_argument("--episodes", type=int, help="episodes of every run")
+    cli.add_argument("--run-episodes", action="append", metavar="HEAD/PROFILE=N", dest="run_episodes",
+                     help="episodes of the runs matching an fnmatch pattern (repeatable, the last match wins). "
+                          "--head, --profile or --episodes without it drop the config file's run_episodes")
+    cli.add_argument("--reference", help="head label every other head is compared with on the same seeds")
     cli.add_argument("--seed", type=int)
     cli.add_argument("--task")
     cli.add_argument("--episode-timeout-s", type=float, dest="episode_timeout_s")
@@ -49,16 +64,31 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--decoder", help="decoder .onnx for --launch")
     cli.add_argument("--workers", type=int, help="eval stacks side by side (with --launch), one ROS domain each")
     opts = cli.parse_args(argv)
+    run_episodes = _run_episodes(opts.run_episodes)
+    if run_episodes is None and (opts.head or opts.profile or opts.episodes is not None):
+        run_episodes = {}  # the file's per-run counts were written for its own heads and profiles
+    return load_config(opts.config, heads=_heads(opts.head), profiles=opts.profile, episodes=opts.episodes,
+                       run_episodes=run_episodes, reference=opts.reference, seed=opts.seed, task=opts.task,
+                       episode_timeout_s=opts.episode_timeout_s, out_dir=opts.out_dir,
+                       record_mcap=opts.record_mcap, namespace=opts.namespace, launch=opts.launch,
+                       decoder=opts.decoder, workers=opts.workers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import yaml
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .report import comparison_table, rich_table
+    from .ros_client import EvaluationError
+    from .runner import run_evaluation
+
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # logs and pipes: keep the table's columns readable
     try:
-        config = load_config(opts.config, heads=_heads(opts.head), profiles=opts.profile,
-                             episodes=opts.episodes, seed=opts.seed, task=opts.task,
-                             episode_timeout_s=opts.episode_timeout_s, out_dir=opts.out_dir,
-                             record_mcap=opts.record_mcap, namespace=opts.namespace, launch=opts.launch,
-                             decoder=opts.decoder, workers=opts.workers)
-    except (ValueError, TypeError, OSError) as exc:
+        config = config_from_args(argv)
+    except (ValueError, TypeError, OSError, yaml.YAMLError) as exc:
         console.print(f"[red]evaluation config: {exc}")
         return 2
 
@@ -75,12 +105,14 @@ def main(argv: list[str] | None = None) -> int:
                                                   f"({e.steps} steps)")
 
         try:
-            summaries, _, report = run_evaluation(config, on_episode, on_start)
+            result = run_evaluation(config, on_episode, on_start)
         except (EvaluationError, FileNotFoundError) as exc:
             console.print(f"[red]evaluation failed: {exc}")
             return 1
-    console.print(rich_table(summaries))
-    console.print(f"report: {report}")
+    console.print(rich_table(result.summaries))
+    if result.comparisons:
+        console.print(comparison_table(result.comparisons))
+    console.print(f"report: {result.report}")
     return 0
 
 

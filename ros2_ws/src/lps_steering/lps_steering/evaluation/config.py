@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -20,7 +21,17 @@ class EvalConfig:
     profiles: list[str] = field(default_factory=lambda: ["nominal"])
     """randomisation profiles (lps_sim/profiles/*.yaml); every head runs under every profile"""
     episodes: int = 10
-    """episodes per (head, profile); episode i uses seed + i, the same seeds for every head"""
+    """episodes per (head, profile) run; episode i uses seed + i, the same seeds for every head"""
+    run_episodes: dict[str, int] = field(default_factory=dict)
+    """episodes of particular runs, "head/profile" -> n, fnmatch patterns ("*/nominal"; quote a
+    pattern that starts with * in YAML), the last matching entry wins; other runs get `episodes`.
+    Runs share their first seeds, so a run with fewer episodes is paired with the first ones of a
+    longer run. Spend episodes where the question is (the reference head and the head under test,
+    on the main profile)"""
+    reference: str = ""
+    """label of the head every other head is compared with on the same seeds (paired: McNemar's
+    exact test and Newcombe's interval of the difference); "": the first head whose path is
+    "none", else the first head"""
     seed: int = 0
     """seed of the first episode"""
     task: str = "pick_place"
@@ -45,8 +56,9 @@ class EvalConfig:
     """decoder .onnx, only used with `launch` (passed to the stack as decoder:=...)"""
     workers: int = 1
     """eval stacks run side by side (needs `launch`), each in a ROS domain of its own; episode i
-    runs on worker i mod workers. Lock-step episodes are latency-bound, so two stacks on two cores
-    finish nearly twice the episodes in the same time, with the same per-seed results"""
+    of the r-th run goes to worker (i + r) mod workers, with the same per-seed results as one stack. A
+    stack's processes hand each period from one to the next, so one stack leaves cores partly idle
+    (on two cores two stacks ran 1.24-1.30x the periods per second of one)"""
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str, got: object) -> ValueError:
@@ -61,10 +73,25 @@ class EvalConfig:
                 raise bad(f"heads.{label}", "an existing .onnx file", path)
         if not self.profiles or not all(isinstance(p, str) and p for p in self.profiles):
             raise bad("profiles", "a non-empty list of profile names", self.profiles)
-        if not isinstance(self.episodes, int) or self.episodes < 1:
+        if not isinstance(self.episodes, int) or isinstance(self.episodes, bool) or self.episodes < 1:
             raise bad("episodes", "an integer >= 1", self.episodes)
-        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32 - self.episodes:
-            raise bad("seed", "an integer in [0, 2^32 - episodes)", self.seed)
+        if not isinstance(self.run_episodes, dict):
+            raise bad("run_episodes", 'a mapping "head/profile" pattern -> episodes', self.run_episodes)
+        for pattern, n in self.run_episodes.items():
+            head, sep, profile = str(pattern).partition("/")
+            if not sep or not head or not profile or "/" in profile:
+                raise bad(f"run_episodes key {pattern!r}", 'a "head/profile" pattern such as "lpds/nominal" '
+                          'or "*/nominal"', pattern)
+            if not any(fnmatch.fnmatchcase(f"{h}/{p}", pattern) for h in self.heads for p in self.profiles):
+                raise bad(f"run_episodes key {pattern!r}", f"a pattern matching one of the runs "
+                          f"{[f'{h}/{p}' for h in self.heads for p in self.profiles]}", pattern)
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise bad(f"run_episodes[{pattern!r}]", "an integer >= 1", n)
+        if self.reference and self.reference not in self.heads:
+            raise bad("reference", f"one of the head labels {list(self.heads)} (or empty)", self.reference)
+        most = max(self.episodes_of(h, p) for h in self.heads for p in self.profiles)
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32 - most:
+            raise bad("seed", f"an integer in [0, 2^32 - {most}) (the longest run's episodes)", self.seed)
         if not math.isfinite(self.episode_timeout_s) or self.episode_timeout_s < 0:
             raise bad("episode_timeout_s", "a finite number >= 0", self.episode_timeout_s)
         if not self.stall_timeout_s > 0:
@@ -75,6 +102,23 @@ class EvalConfig:
             raise bad("workers", "1 unless `launch` is set (each worker starts its own stack)", self.workers)
         if self.launch and not Path(self.decoder).is_file():
             raise bad("decoder", "an existing decoder .onnx when `launch` is set", self.decoder)
+
+    def episodes_of(self, head: str, profile: str) -> int:
+        """Episodes of the run (head, profile): the last matching `run_episodes` entry, else `episodes`."""
+        n = self.episodes
+        for pattern, count in self.run_episodes.items():
+            if fnmatch.fnmatchcase(f"{head}/{profile}", pattern):
+                n = count
+        return n
+
+    def runs(self) -> list[tuple[str, str, int]]:
+        """(head, profile, episodes) of every run, heads in config order, then profiles."""
+        return [(h, p, self.episodes_of(h, p)) for h in self.heads for p in self.profiles]
+
+    def reference_head(self) -> str:
+        if self.reference:
+            return self.reference
+        return next((label for label, path in self.heads.items() if path == NO_HEAD), next(iter(self.heads)))
 
     def head_path(self, label: str) -> str:
         """Absolute path for the policy node, whose working directory may differ from ours."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .stats import EpisodeRecord, RunSummary
+from .stats import EpisodeRecord, PairedComparison, RunSummary
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # no display: plots go to files only
 
@@ -28,7 +28,7 @@ def episode_dict(e: EpisodeRecord, tcp_stride: int = 10) -> dict[str, Any]:
 
 
 def write_json(path: Path, config: dict[str, Any], summaries: Sequence[RunSummary],
-               episodes: Sequence[EpisodeRecord]) -> None:
+               episodes: Sequence[EpisodeRecord], comparisons: Sequence[PairedComparison] = ()) -> None:
     def clean(v: Any) -> Any:  # JSON has no NaN: write null
         if isinstance(v, float) and not math.isfinite(v):
             return None
@@ -39,6 +39,7 @@ def write_json(path: Path, config: dict[str, Any], summaries: Sequence[RunSummar
         return v
 
     data = {"config": config, "summaries": [asdict(s) for s in summaries],
+            "comparisons": [dict(asdict(c), separated=c.separated) for c in comparisons],
             "episodes": [episode_dict(e) for e in episodes]}
     path.write_text(json.dumps(clean(data), indent=1))
 
@@ -62,8 +63,29 @@ def plot_success(path: Path, summaries: Sequence[RunSummary]) -> None:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("success rate (95% Wilson interval)")
     n = sorted({s.episodes for s in summaries})
-    ax.set_title(f"success per head and profile ({'/'.join(map(str, n))} episodes each)")
+    ax.set_title(f"success per head and profile ({'/'.join(map(str, n))} episodes per run)")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_differences(path: Path, comparisons: Sequence[PairedComparison]) -> None:
+    """Each head minus the reference, per profile, with the paired 95% interval."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 0.9 + 0.45 * max(len(comparisons), 1)))
+    y = np.arange(len(comparisons))[::-1]
+    for yi, c in zip(y, comparisons, strict=True):
+        colour = "tab:gray" if not c.separated else "tab:green" if c.difference > 0 else "tab:red"
+        ax.errorbar(c.difference * 100, yi, xerr=[[(c.difference - c.low) * 100], [(c.high - c.difference) * 100]],
+                    fmt="o", color=colour, capsize=3)
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_yticks(y, [f"{c.head} / {c.profile} ({c.pairs} pairs)" for c in comparisons])
+    ax.set_xlim(-100, 100)
+    ax.set_xlabel("success difference (percentage points, 95% paired interval)")
+    reference = comparisons[0].reference if comparisons else "reference"
+    ax.set_title(f"each head minus {reference} on the same seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -125,14 +147,33 @@ def plot_tcp(path: Path, episodes: Sequence[EpisodeRecord], per_run: int) -> Non
     plt.close(fig)
 
 
-def markdown(config: dict[str, Any], summaries: Sequence[RunSummary], images: dict[str, str]) -> str:
+def comparison_lines(comparisons: Sequence[PairedComparison]) -> list[str]:
+    if not comparisons:
+        return []
+    lines = [f"## Paired comparison with `{comparisons[0].reference}`", "",
+             "The same seeds (scene and policy noise) for both heads; a seed counts once per head.", "",
+             "| head | profile | pairs | both / only head / only ref. / neither | difference | 95% CI | "
+             "McNemar p | phi | separated |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in comparisons:
+        lines.append(f"| {c.head} | {c.profile} | {c.pairs} | {c.both} / {c.only_head} / {c.only_reference} / "
+                     f"{c.neither} | {c.difference * 100:+.1f} pt | [{c.low * 100:+.1f}, {c.high * 100:+.1f}] | "
+                     f"{c.mcnemar_p:.3g} | {c.phi:.2f} | {'yes' if c.separated else 'no'} |")
+    return lines + [""]
+
+
+def markdown(config: dict[str, Any], summaries: Sequence[RunSummary], images: dict[str, str],
+             comparisons: Sequence[PairedComparison] = ()) -> str:
+    longest = max((s.episodes for s in summaries), default=1)
+    counts = sorted({s.episodes for s in summaries})
     lines = [
         "# Evaluation report",
         "",
-        f"Task `{config.get('task')}`, {config.get('episodes')} episodes per head and profile, seeds "
-        f"{config.get('seed')}..{config.get('seed', 0) + config.get('episodes', 1) - 1} (the same seeds for "
-        "every head). Run through ROS: sim bridge in lock-step, policy node triggered by each observation, "
-        "heads swapped through the `steering_head` parameter.",
+        f"Task `{config.get('task')}`, {'/'.join(map(str, counts))} episodes per head and profile, episode i "
+        f"on seed {config.get('seed')} + i (seeds {config.get('seed')}..{config.get('seed', 0) + longest - 1}; "
+        "the same seeds for every head, so runs with fewer episodes share the first ones). Run through ROS: "
+        "sim bridge in lock-step, policy node triggered by each observation, heads swapped through the "
+        "`steering_head` parameter.",
         "",
         "| head | profile | success | rate | 95% CI | steps | time to success (s) | mean sq. jerk (rad²/s⁶) "
         "| inference p50 / p99 (ms) | ‖Δ‖² mean / p95 | holds |",
@@ -145,30 +186,38 @@ def markdown(config: dict[str, Any], summaries: Sequence[RunSummary], images: di
             f"{_fmt(s.mean_time_to_success, '.2f')} | {_fmt(s.mean_sq_jerk)} | "
             f"{_fmt(s.inference_ms_p50, '.2f')} / {_fmt(s.inference_ms_p99, '.2f')} | "
             f"{_fmt(s.delta_sq_norm_mean)} / {_fmt(s.delta_sq_norm_p95)} | {s.holds} |")
-    lines += ["", "Heads:", ""]
+    lines += ["", *comparison_lines(comparisons), "Heads:", ""]
     lines += [f"- `{label}`: `{path}`" for label, path in config.get("heads", {}).items()]
     lines += ["", "Definitions: the 95% interval is Wilson's score interval; jerk is the third finite "
               "difference of the commanded joint positions at the command period, squared norm over the "
               "7 joints, averaged over the episode; latency is the policy node's telemetry "
               "`inference_ms` of every inferred chunk; ‖Δ‖² is the lpds residual after the run-time "
-              "guard; holds counts control cycles in which the safety filter held the arm.", ""]
+              "guard; holds counts control cycles in which the safety filter held the arm. Paired comparison: "
+              "the difference's interval is Newcombe's hybrid score interval for paired proportions (1998, "
+              "method 10); McNemar's p is the mid-p of the binomial test on the discordant seeds; 'separated' "
+              "means the interval excludes 0 and p < 0.05 (equal heads: at most ~5% of evaluations); phi is "
+              "the correlation of the two heads' outcomes over the seeds.", ""]
     for title, name in images.items():
         lines += [f"## {title}", "", f"![{title}]({name})", ""]
     return "\n".join(lines)
 
 
 def write_report(out_dir: Path, config: dict[str, Any], summaries: Sequence[RunSummary],
-                 episodes: Sequence[EpisodeRecord], tcp_plots: int = 3) -> Path:
+                 episodes: Sequence[EpisodeRecord], tcp_plots: int = 3,
+                 comparisons: Sequence[PairedComparison] = ()) -> Path:
     """Everything into `out_dir`; returns the path of report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "results.json", config, summaries, episodes)
+    write_json(out_dir / "results.json", config, summaries, episodes, comparisons)
     plot_success(out_dir / "success.png", summaries)
+    images = {"Success per head and profile": "success.png"}
+    if comparisons:
+        plot_differences(out_dir / "differences.png", comparisons)
+        images["Difference with the reference head"] = "differences.png"
     plot_latency(out_dir / "latency.png", episodes)
     plot_tcp(out_dir / "tcp.png", episodes, tcp_plots)
-    images = {"Success per head and profile": "success.png", "Inference latency": "latency.png",
-              "TCP trajectories": "tcp.png"}
+    images |= {"Inference latency": "latency.png", "TCP trajectories": "tcp.png"}
     path = out_dir / "report.md"
-    path.write_text(markdown(config, summaries, images))
+    path.write_text(markdown(config, summaries, images, comparisons))
     return path
 
 
@@ -185,4 +234,19 @@ def rich_table(summaries: Sequence[RunSummary]) -> Any:
                   _fmt(s.mean_time_to_success, ".2f"), _fmt(s.mean_sq_jerk),
                   f"{_fmt(s.inference_ms_p50, '.2f')}/{_fmt(s.inference_ms_p99, '.2f')}",
                   _fmt(s.delta_sq_norm_mean), str(s.holds))
+    return t
+
+
+def comparison_table(comparisons: Sequence[PairedComparison]) -> Any:
+    from rich.table import Table
+
+    reference = comparisons[0].reference if comparisons else "reference"
+    t = Table(title=f"paired with {reference} (same seeds)")
+    for col in ("head", "profile", "pairs", "only head / only ref.", "difference", "95% CI", "McNemar p",
+                "separated"):
+        t.add_column(col, justify="left" if col in ("head", "profile") else "right")
+    for c in comparisons:
+        t.add_row(c.head, c.profile, str(c.pairs), f"{c.only_head} / {c.only_reference}",
+                  f"{c.difference * 100:+.0f} pt", f"[{c.low * 100:+.0f}, {c.high * 100:+.0f}]",
+                  f"{c.mcnemar_p:.2g}", "yes" if c.separated else "no")
     return t

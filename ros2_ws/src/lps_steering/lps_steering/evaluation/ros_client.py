@@ -33,7 +33,7 @@ from lps_msgs.msg import SteeringTelemetry, TaskStatus
 from lps_msgs.srv import ResetEpisode
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.experimental import EventsExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
@@ -63,14 +63,20 @@ def _join(namespace: str, name: str) -> str:
 class EvaluationClient:
     """One rclpy node in its own context (in `domain_id`, else ROS_DOMAIN_ID), spun in a background thread."""
 
-    def __init__(self, config: EvalConfig, domain_id: int | None = None) -> None:
+    def __init__(self, config: EvalConfig, domain_id: int | None = None,
+                 stack_failure: Callable[[], str] | None = None) -> None:
+        """`stack_failure`, for a stack this process launched, says why it has died ("" while it
+        runs): every wait then ends as soon as the stack is gone, with that reason."""
         self.config = config
+        self._stack_failure = stack_failure
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
         # One name per domain: parallel workers share this process's rosout logger names.
         name = "lps_evaluator" if domain_id is None else f"lps_evaluator_d{domain_id}"
         self.node = rclpy.create_node(name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
+        # Events executor: three subscriptions see every lock-step period, and SingleThreadedExecutor's
+        # Python dispatch of them cost this process most of a core (py-spy).
+        self.executor = EventsExecutor(context=self.context)
         self.executor.add_node(self.node)
         ns, policy = config.namespace, config.policy_node
         self.policy = _join(ns, policy)
@@ -123,19 +129,38 @@ class EvaluationClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, srv_type: type, name: str, request: Any, timeout: float = SERVICE_TIMEOUT_S) -> Any:
+    def _service(self, srv_type: type, name: str, timeout: float) -> Any:
+        """The client of `name`, once its server is there (in 0.5 s slices: a dead stack ends the wait)."""
         if name not in self._clients:
             self._clients[name] = self.node.create_client(srv_type, name)
         client = self._clients[name]
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise EvaluationError(f"service {name} is not available after {timeout} s: is the eval stack "
-                                  f"running (scripts/launch_stack.py eval, or ros2 launch launch/eval.launch.py)?")
+        deadline = time.monotonic() + timeout
+        while not client.wait_for_service(timeout_sec=min(0.5, max(0.0, deadline - time.monotonic()))):
+            self._check_stack()
+            if time.monotonic() >= deadline:
+                raise EvaluationError(f"service {name} is not available after {timeout:g} s: is the eval stack "
+                                      f"running (scripts/launch_stack.py eval, or ros2 launch launch/eval.launch.py)?")
+        return client
+
+    def _call(self, srv_type: type, name: str, request: Any, timeout: float = SERVICE_TIMEOUT_S,
+              available_within: float | None = None) -> Any:
+        """Call `name` and wait for the answer; `available_within` bounds the wait for the server
+        (default `timeout`)."""
+        client = self._service(srv_type, name, timeout if available_within is None else available_within)
         done = threading.Event()
         future = client.call_async(request)
         future.add_done_callback(lambda _f: done.set())
-        if not done.wait(timeout):
-            raise EvaluationError(f"service {name} did not answer within {timeout} s")
+        deadline = time.monotonic() + timeout
+        while not done.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+            self._check_stack()
+            if time.monotonic() >= deadline:
+                raise EvaluationError(f"service {name} did not answer within {timeout} s")
         return future.result()
+
+    def _check_stack(self) -> None:
+        failure = self._stack_failure() if self._stack_failure is not None else ""
+        if failure:
+            raise EvaluationError(failure)
 
     def _on_status(self, msg: TaskStatus) -> None:
         with self._cond:
@@ -185,7 +210,7 @@ class EvaluationClient:
         other stacks starting beside it).
         """
         state = self._call(GetState, f"{self.policy}/get_state", GetState.Request(),
-                           startup_timeout_s).current_state.label
+                           available_within=startup_timeout_s).current_state.label
         if state == "unconfigured":
             self.transition(Transition.TRANSITION_CONFIGURE, "configure")
         elif state == "active":
@@ -204,11 +229,7 @@ class EvaluationClient:
         time.sleep(0.2)  # discovery is two-sided: give the publishers' side a moment too
 
     def _wait_reset_service(self) -> None:
-        name = _join(self.config.namespace, "reset_episode")
-        if name not in self._clients:
-            self._clients[name] = self.node.create_client(ResetEpisode, name)
-        if not self._clients[name].wait_for_service(timeout_sec=SERVICE_TIMEOUT_S):
-            raise EvaluationError(f"service {name} (sim bridge) is not available after {SERVICE_TIMEOUT_S} s")
+        self._service(ResetEpisode, _join(self.config.namespace, "reset_episode"), SERVICE_TIMEOUT_S)
 
     def command_period(self) -> float:
         req = GetParameters.Request(names=["command_rate_hz"])
@@ -291,7 +312,9 @@ class EvaluationClient:
             now = time.monotonic()
             if count != last_count:
                 last_progress, last_count = now, count
-            elif now - last_progress > cfg.stall_timeout_s:
+            else:
+                self._check_stack()
+            if now - last_progress > cfg.stall_timeout_s:
                 raise EvaluationError(f"no task_status for {cfg.stall_timeout_s} s during episode "
                                       f"{episode_id}: did the sim bridge or the policy node die?")
             if status is not None and status.episode_id == episode_id and (

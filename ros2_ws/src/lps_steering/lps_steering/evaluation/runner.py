@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import EvalConfig
 from .report import write_report
-from .stats import EpisodeRecord, RunSummary, summarise
+from .stats import EpisodeRecord, PairedComparison, RunSummary, paired_comparison, summarise
 
 Progress = Callable[[EpisodeRecord, int, int], None]
 STACK_STARTUP_S = 180.0  # a stack launched here may take this long to answer (loaded machine)
@@ -40,7 +40,7 @@ def eval_stack(config: EvalConfig, log_path: Path, domain_id: int | None = None)
 
     `domain_id` puts the stack in that ROS domain instead of the inherited ROS_DOMAIN_ID.
     """
-    args = [sys.executable, str(find_launch_runner()), "eval",
+    args = [sys.executable, str(find_launch_runner()), "--stop-with-parent", "eval",
             f"decoder:={Path(config.decoder).resolve()}", f"task:={config.task}",
             f"profile:={config.profiles[0]}", f"seed:={config.seed}"]
     if config.namespace:
@@ -78,11 +78,18 @@ def worker_domains(workers: int, base: int | None = None) -> list[int]:
     return [first + k for k in range(workers)]
 
 
+class EvaluationResult(NamedTuple):
+    summaries: list[RunSummary]  # one per (head, profile) run, in config order
+    comparisons: list[PairedComparison]  # every other head against the reference, per profile
+    episodes: list[EpisodeRecord]  # run by run, in seed order
+    report: Path  # report.md
+
+
 def run_evaluation(config: EvalConfig, progress: Progress | None = None,
-                   on_start: Callable[[int], None] | None = None) -> tuple[list[RunSummary], list[EpisodeRecord], Path]:
-    """Run every (head, profile) pair; returns the summaries, the episodes and the report path."""
+                   on_start: Callable[[int], None] | None = None) -> EvaluationResult:
+    """Run every (head, profile) pair, then write the report."""
     out_dir = Path(config.out_dir)
-    total = len(config.heads) * len(config.profiles) * config.episodes
+    total = sum(n for _, _, n in config.runs())
     if on_start is not None:
         on_start(total)
     episodes: list[EpisodeRecord] = []
@@ -95,13 +102,16 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
                 progress(record, len(episodes), total)
 
     def shard(k: int, domain: int | None) -> None:
-        indices = range(k, config.episodes, config.workers)
         if not config.launch:
-            _run_shard(config, out_dir, indices, done, domain)
+            _run_shard(config, out_dir, k, done, domain)
             return
         log = out_dir / ("stack.log" if config.workers == 1 else f"stack{k}.log")
-        with eval_stack(config, log, domain):
-            _run_shard(config, out_dir, indices, done, domain)
+        with eval_stack(config, log, domain) as proc:
+            def failure() -> str:
+                rc = proc.poll()
+                return "" if rc is None else f"the eval stack exited with code {rc}; see {log}"
+
+            _run_shard(config, out_dir, k, done, domain, failure)
 
     if config.workers == 1:
         shard(0, None)  # in this thread, in the inherited ROS domain: Ctrl-C lands here
@@ -128,25 +138,40 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
     episodes.sort(key=lambda e: (order[(e.head, e.profile)], e.seed))
     summaries = [summarise(h, p, [e for e in episodes if (e.head, e.profile) == (h, p)])
                  for h in config.heads for p in config.profiles]
+    reference = config.reference_head()
+    comparisons = [paired_comparison([e for e in episodes if (e.head, e.profile) == (reference, p)],
+                                     [e for e in episodes if (e.head, e.profile) == (h, p)])
+                   for h in config.heads if h != reference for p in config.profiles]
     meta: dict[str, Any] = config.to_dict()
+    meta["reference"] = reference
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    report = write_report(out_dir, meta, summaries, episodes, config.tcp_plots)
-    return summaries, episodes, report
+    report = write_report(out_dir, meta, summaries, episodes, config.tcp_plots, comparisons)
+    return EvaluationResult(summaries, comparisons, episodes, report)
 
 
-def _run_shard(config: EvalConfig, out_dir: Path, indices: range, done: Callable[[EpisodeRecord], None],
-               domain_id: int | None = None) -> None:
-    """Episodes `indices` of every (head, profile) pair through one stack."""
+def _run_shard(config: EvalConfig, out_dir: Path, worker: int, done: Callable[[EpisodeRecord], None],
+               domain_id: int | None = None, stack_failure: Callable[[], str] | None = None) -> None:
+    """This worker's episodes of every (head, profile) run through one stack.
+
+    Run r's episode i goes to worker (i + r) mod workers: the start rotates from run to run, so the
+    odd episode of odd-length runs does not always land on worker 0. Which worker runs a seed does
+    not change its result (lock-step), so the split is free to choose.
+    """
     # rclpy only here: stats and report stay ROS-free.
     from .ros_client import SERVICE_TIMEOUT_S, EvaluationClient
 
-    with EvaluationClient(config, domain_id) as client:
+    with EvaluationClient(config, domain_id, stack_failure) as client:
         client.prepare(STACK_STARTUP_S if config.launch else SERVICE_TIMEOUT_S)
         dt = client.command_period()
+        runs = config.runs()
         for label in config.heads:
+            mine = {profile: [i for i in range(n) if (i + r) % config.workers == worker]
+                    for r, (h, profile, n) in enumerate(runs) if h == label}
+            if not any(mine.values()):
+                continue
             client.set_head(config.head_path(label))
             for profile in config.profiles:
-                for i in indices:
+                for i in mine[profile]:
                     seed = config.seed + i
                     mcap = (out_dir / "mcap" / f"{label}_{profile}_{seed}.mcap") if config.record_mcap else None
                     done(client.run_episode(label, profile, seed, dt, mcap))
