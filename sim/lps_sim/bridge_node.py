@@ -63,8 +63,7 @@ from geometry_msgs.msg import PoseStamped
 from lps_msgs.msg import TaskStatus
 from lps_msgs.srv import ResetEpisode
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
-from rclpy.experimental import EventsExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default
 from rclpy.signals import SignalHandlerOptions
@@ -246,11 +245,9 @@ class SimBridge(Node):
             self._color_msg, self._depth_msg = Image(), Image()
             self._color_msg.header.frame_id = self._depth_msg.header.frame_id = OPTICAL_FRAME
 
-        # In lock-step the trajectory releases the step, so the gripper width sent with it must
-        # already be in place: the policy node publishes the gripper first, and the events executor
-        # (main) runs callbacks in the order their messages arrived. Two topics have no ordering
-        # guarantee in DDS; over loopback from one writer thread they arrive in publish order, and
-        # a gripper width that came late would act one period later (see the module docstring).
+        # Gripper first: when both are waiting, the executor serves subscriptions in creation order,
+        # and in lock-step the trajectory releases the step, so the gripper width sent with it
+        # (the policy node publishes it just before) must already be in place.
         self.create_subscription(Float64, p["gripper_command_topic"], self._on_gripper, 10)
         self.create_subscription(JointTrajectory, p["command_topic"], self._on_trajectory, 10)
         self.create_service(ResetEpisode, "reset_episode", self._on_reset)
@@ -582,11 +579,10 @@ def main(args: list[str] | None = None) -> None:
         print(f"sim_bridge: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         sys.exit(2)
-    # The events executor dispatches from C++: in lock-step evaluations this process served its two
-    # command subscriptions per period through SingleThreadedExecutor's Python wait-set rebuild,
-    # about a third of its CPU (py-spy). spin_once in a loop: with these wheels its spin() serves
-    # nothing.
-    executor = EventsExecutor()
+    # Not the EventsExecutor, although its C++ dispatch cut this process's CPU by a third in
+    # lock-step evaluations: in one stack of a loaded CI run it never delivered a command (every
+    # period a lock-step time-out). Wait sets find every message the middleware holds.
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
 
     def spin() -> None:

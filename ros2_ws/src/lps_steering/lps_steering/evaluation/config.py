@@ -57,8 +57,7 @@ class EvalConfig:
     workers: int = 1
     """eval stacks run side by side (needs `launch`), each in a ROS domain of its own; episode i
     of the r-th run goes to worker (i + r) mod workers, with the same per-seed results as one stack. A
-    stack's processes hand each period from one to the next, so one stack leaves cores partly idle
-    (on two cores two stacks ran 1.24-1.30x the periods per second of one)"""
+    stack's processes hand each period from one to the next, so one stack leaves cores partly idle"""
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str, got: object) -> ValueError:

@@ -33,7 +33,7 @@ from lps_msgs.msg import SteeringTelemetry, TaskStatus
 from lps_msgs.srv import ResetEpisode
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
-from rclpy.experimental import EventsExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
@@ -74,9 +74,9 @@ class EvaluationClient:
         # One name per domain: parallel workers share this process's rosout logger names.
         name = "lps_evaluator" if domain_id is None else f"lps_evaluator_d{domain_id}"
         self.node = rclpy.create_node(name, context=self.context)
-        # Events executor: three subscriptions see every lock-step period, and SingleThreadedExecutor's
-        # Python dispatch of them cost this process most of a core (py-spy).
-        self.executor = EventsExecutor(context=self.context)
+        # Not the EventsExecutor, though it would halve this process's CPU: in the sim bridge it once
+        # stopped delivering messages on a loaded machine (sim_bridge's main).
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         ns, policy = config.namespace, config.policy_node
         self.policy = _join(ns, policy)
