@@ -11,27 +11,16 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # before rclpy is imp
 from .config import EvalConfig, load_config  # noqa: E402 - after the discovery range is set
 
 
-def _heads(items: list[str] | None) -> dict[str, str] | None:
+def _assignments(items: list[str] | None, form: str, valid=bool) -> dict[str, str] | None:
+    """NAME=VALUE options as a mapping (None when none was given); `form` names the option in errors."""
     if not items:
         return None
     out = {}
     for item in items:
-        label, sep, path = item.partition("=")
-        if not sep or not label or not path:
-            raise SystemExit(f"--head must be LABEL=PATH (or LABEL=none), got {item!r}")
-        out[label] = path
-    return out
-
-
-def _run_episodes(items: list[str] | None) -> dict[str, int] | None:
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        pattern, sep, n = item.rpartition("=")
-        if not sep or not pattern or not n.strip().isdigit():
-            raise SystemExit(f"--run-episodes must be HEAD/PROFILE=N (fnmatch patterns), got {item!r}")
-        out[pattern] = int(n)
+        name, sep, value = item.partition("=")
+        if not sep or not name or not valid(value):
+            raise SystemExit(f"{form}, got {item!r}")
+        out[name] = value
     return out
 
 
@@ -64,10 +53,13 @@ def config_from_args(argv: list[str] | None = None) -> EvalConfig:
     cli.add_argument("--decoder", help="decoder .onnx for --launch")
     cli.add_argument("--workers", type=int, help="eval stacks side by side (with --launch), one ROS domain each")
     opts = cli.parse_args(argv)
-    run_episodes = _run_episodes(opts.run_episodes)
+    heads = _assignments(opts.head, "--head must be LABEL=PATH (or LABEL=none)")
+    counts = _assignments(opts.run_episodes, "--run-episodes must be HEAD/PROFILE=N (fnmatch patterns)",
+                          lambda v: v.strip().isdigit())
+    run_episodes = None if counts is None else {k: int(v) for k, v in counts.items()}
     if run_episodes is None and (opts.head or opts.profile or opts.episodes is not None):
         run_episodes = {}  # the file's per-run counts were written for its own heads and profiles
-    return load_config(opts.config, heads=_heads(opts.head), profiles=opts.profile, episodes=opts.episodes,
+    return load_config(opts.config, heads=heads, profiles=opts.profile, episodes=opts.episodes,
                        run_episodes=run_episodes, reference=opts.reference, seed=opts.seed, task=opts.task,
                        episode_timeout_s=opts.episode_timeout_s, out_dir=opts.out_dir,
                        record_mcap=opts.record_mcap, namespace=opts.namespace, launch=opts.launch,

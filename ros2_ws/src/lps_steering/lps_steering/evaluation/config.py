@@ -29,9 +29,9 @@ class EvalConfig:
     longer run. Spend episodes where the question is (the reference head and the head under test,
     on the main profile)"""
     reference: str = ""
-    """label of the head every other head is compared with on the same seeds (paired: McNemar's
-    exact test and Newcombe's interval of the difference); "": the first head whose path is
-    "none", else the first head"""
+    """label of the head every other head is compared with on the same seeds (paired: Newcombe's
+    interval of the difference and McNemar's mid-p); "": the first head whose path is "none",
+    else the first head"""
     seed: int = 0
     """seed of the first episode"""
     task: str = "pick_place"
@@ -76,19 +76,19 @@ class EvalConfig:
             raise bad("episodes", "an integer >= 1", self.episodes)
         if not isinstance(self.run_episodes, dict):
             raise bad("run_episodes", 'a mapping "head/profile" pattern -> episodes', self.run_episodes)
+        names = [f"{h}/{p}" for h in self.heads for p in self.profiles]
         for pattern, n in self.run_episodes.items():
             head, sep, profile = str(pattern).partition("/")
             if not sep or not head or not profile or "/" in profile:
                 raise bad(f"run_episodes key {pattern!r}", 'a "head/profile" pattern such as "lpds/nominal" '
                           'or "*/nominal"', pattern)
-            if not any(fnmatch.fnmatchcase(f"{h}/{p}", pattern) for h in self.heads for p in self.profiles):
-                raise bad(f"run_episodes key {pattern!r}", f"a pattern matching one of the runs "
-                          f"{[f'{h}/{p}' for h in self.heads for p in self.profiles]}", pattern)
+            if not fnmatch.filter(names, pattern):
+                raise bad(f"run_episodes key {pattern!r}", f"a pattern matching one of the runs {names}", pattern)
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise bad(f"run_episodes[{pattern!r}]", "an integer >= 1", n)
         if self.reference and self.reference not in self.heads:
             raise bad("reference", f"one of the head labels {list(self.heads)} (or empty)", self.reference)
-        most = max(self.episodes_of(h, p) for h in self.heads for p in self.profiles)
+        most = max(n for _, _, n in self.runs())
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32 - most:
             raise bad("seed", f"an integer in [0, 2^32 - {most}) (the longest run's episodes)", self.seed)
         if not math.isfinite(self.episode_timeout_s) or self.episode_timeout_s < 0:

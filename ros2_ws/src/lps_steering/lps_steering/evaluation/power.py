@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stats import mcnemar_p, paired_difference_interval, separates, wilson_interval
+from .stats import excludes_zero, mcnemar_p, paired_difference_interval, separates, wilson_interval
 
 
 @dataclass
@@ -53,7 +53,7 @@ def _criteria(tables: np.ndarray, pairs: int) -> np.ndarray:
     for row, (both, only_head, only_ref, neither) in zip(out, tables.tolist(), strict=True):
         low, high = paired_difference_interval(both, only_head, only_ref, neither)
         row[0] = separates(low, high, mcnemar_p(only_head, only_ref))
-        row[1] = low > 0.0 or high < 0.0
+        row[1] = excludes_zero(low, high)
         h_lo, h_hi = wilson_interval(both + only_head, pairs)
         r_lo, r_hi = wilson_interval(both + only_ref, pairs)
         row[2] = h_lo > r_hi or r_lo > h_hi

@@ -129,17 +129,24 @@ class EvaluationClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _sliced(self, wait: Callable[[float], bool], timeout: float) -> bool:
+        """`wait(seconds)` in slices of at most 0.5 s until it returns True (True) or `timeout` has
+        passed (False); a launched stack that died in between ends it with the stack's reason."""
+        deadline = time.monotonic() + timeout
+        while not wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+            self._check_stack()
+            if time.monotonic() >= deadline:
+                return False
+        return True
+
     def _service(self, srv_type: type, name: str, timeout: float) -> Any:
-        """The client of `name`, once its server is there (in 0.5 s slices: a dead stack ends the wait)."""
+        """The client of `name`, once its server is there."""
         if name not in self._clients:
             self._clients[name] = self.node.create_client(srv_type, name)
         client = self._clients[name]
-        deadline = time.monotonic() + timeout
-        while not client.wait_for_service(timeout_sec=min(0.5, max(0.0, deadline - time.monotonic()))):
-            self._check_stack()
-            if time.monotonic() >= deadline:
-                raise EvaluationError(f"service {name} is not available after {timeout:g} s: is the eval stack "
-                                      f"running (scripts/launch_stack.py eval, or ros2 launch launch/eval.launch.py)?")
+        if not self._sliced(lambda s: client.wait_for_service(timeout_sec=s), timeout):
+            raise EvaluationError(f"service {name} is not available after {timeout:g} s: is the eval stack "
+                                  f"running (scripts/launch_stack.py eval, or ros2 launch launch/eval.launch.py)?")
         return client
 
     def _call(self, srv_type: type, name: str, request: Any, timeout: float = SERVICE_TIMEOUT_S,
@@ -150,11 +157,8 @@ class EvaluationClient:
         done = threading.Event()
         future = client.call_async(request)
         future.add_done_callback(lambda _f: done.set())
-        deadline = time.monotonic() + timeout
-        while not done.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
-            self._check_stack()
-            if time.monotonic() >= deadline:
-                raise EvaluationError(f"service {name} did not answer within {timeout} s")
+        if not self._sliced(done.wait, timeout):
+            raise EvaluationError(f"service {name} did not answer within {timeout} s")
         return future.result()
 
     def _check_stack(self) -> None:

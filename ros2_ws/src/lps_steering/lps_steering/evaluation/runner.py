@@ -136,12 +136,13 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
     # One summary per (head, profile), episodes in seed order whatever worker ran them.
     order = {(h, p): i for i, (h, p) in enumerate((h, p) for h in config.heads for p in config.profiles)}
     episodes.sort(key=lambda e: (order[(e.head, e.profile)], e.seed))
-    summaries = [summarise(h, p, [e for e in episodes if (e.head, e.profile) == (h, p)])
-                 for h in config.heads for p in config.profiles]
+    by_run: dict[tuple[str, str], list[EpisodeRecord]] = {run: [] for run in order}
+    for e in episodes:
+        by_run[(e.head, e.profile)].append(e)
+    summaries = [summarise(h, p, by_run[(h, p)]) for h, p in order]
     reference = config.reference_head()
-    comparisons = [paired_comparison([e for e in episodes if (e.head, e.profile) == (reference, p)],
-                                     [e for e in episodes if (e.head, e.profile) == (h, p)])
-                   for h in config.heads if h != reference for p in config.profiles]
+    comparisons = [paired_comparison(by_run[(reference, p)], by_run[(h, p)])
+                   for h, p in order if h != reference]
     meta: dict[str, Any] = config.to_dict()
     meta["reference"] = reference
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")

@@ -79,6 +79,10 @@ def paired_difference_interval(both: int, only_a: int, only_b: int, neither: int
     return max(-1.0, diff - lower), min(1.0, diff + upper)
 
 
+def excludes_zero(low: float, high: float) -> bool:
+    return low > 0.0 or high < 0.0
+
+
 def separates(low: float, high: float, p_value: float, alpha: float = 0.05) -> bool:
     """Both criteria agree that two heads differ: the interval excludes 0 and the test rejects.
 
@@ -86,7 +90,7 @@ def separates(low: float, high: float, p_value: float, alpha: float = 0.05) -> b
     more with fewer pairs (simulated: `lps_steering.evaluation.power`); requiring the mid-p test
     too keeps the false alarms at or below the nominal 5%.
     """
-    return (low > 0.0 or high < 0.0) and p_value < alpha
+    return excludes_zero(low, high) and p_value < alpha
 
 
 def mean_squared_jerk(commands: np.ndarray, dt: float) -> float:
