@@ -253,6 +253,31 @@ def test_policy_rollouts_form_a_dataset_of_the_chunks_the_policy_chose(pipeline,
                                atol=1e-5)
 
 
+def test_rollouts_with_terminate_on_hold_end_at_the_first_refused_chunk(pipeline, tmp_path, monkeypatch):
+    """From its third chunk on the policy emits NaN, which the SafetyFilter refuses: with
+    --terminate-on-hold that chunk is the episode's last row, a terminal failure."""
+    original = SteeredPolicy.infer
+    calls = {"n": 0}
+
+    def failing(self, observation, images=None):
+        out = original(self, observation, images)
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            out.actions = np.full_like(out.actions, np.nan)
+        return out
+
+    monkeypatch.setattr(SteeredPolicy, "infer", failing)
+    out = tmp_path / "held.npz"
+    assert main(["collect", "--task", "pick_place", "--policy", str(pipeline["onnx"]), "--episodes", "1",
+                 "--seed", "4", "--terminate-on-hold", "--out", str(out)]) == 0
+    data = pp.load_dataset(out)
+    assert len(data["observations"]) == 3 and data["layout"]["terminate_on_hold"] is True
+    assert data["dones"].tolist() == [0.0, 0.0, 1.0] and data["rewards"].sum() == 0.0
+    assert not data["episode_success"][0]
+    with pytest.raises(SystemExit, match="--terminate-on-hold is for --task pick_place --policy"):
+        main(["collect", "--task", "pick_place", "--episodes", "1", "--terminate-on-hold", "--out", str(out)])
+
+
 def test_lift_bonus_is_paid_once_when_the_cube_first_clears_two_centimetres(pipeline):
     import mujoco
 

@@ -5,11 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from lps_train import dsrl, lpds, lps, meanflow
 from lps_train.common import (
+    ChunkCritic,
     NStepWriter,
     ReplayBuffer,
-    TwinCritic,
     next_actions_within_episodes,
     run_episodes,
     soft_update,
@@ -108,7 +109,7 @@ class QuadraticCritic(nn.Module):
 
     def forward(self, obs, a):
         q = -((a.flatten(1) - self.target) ** 2).sum(-1)
-        return q, q
+        return torch.stack([q, q])
 
 
 def test_lps_actor_stays_on_the_sphere_and_raises_q_through_the_decoder():
@@ -191,16 +192,20 @@ def test_heads_refuse_a_decoder_that_does_not_match_the_env():
         lpds.train(small_lpds(total_steps=1), TargetChunkEnv(), ScaledLatentDecoder(chunk_length=8, action_dim=2))
 
 
-def test_twin_critic_heads_are_independent():
-    c = TwinCritic(2, 8, hidden=16, layers=1)
-    q1, q2 = c(torch.randn(3, 2), torch.randn(3, 4, 2))
-    assert q1.shape == (3,) and not torch.allclose(q1, q2)
+@pytest.mark.parametrize("n", [2, 3])
+def test_critic_ensemble_members_are_independent(n):
+    c = ChunkCritic(2, 2, 4, hidden=16, layers=1, n=n)
+    qs = c(torch.randn(3, 2), torch.randn(3, 4, 2))
+    assert qs.shape == (n, 3)
+    assert all(not torch.allclose(qs[i], qs[j]) for i in range(n) for j in range(i + 1, n))
+    with pytest.raises(ValueError, match="`critics` must be >= 2"):
+        ChunkCritic(2, 2, 4, hidden=16, layers=1, n=1)
 
 
 def test_lpds_critic_steps_makes_the_action_critic_see_only_the_executed_actions():
     dec = ScaledLatentDecoder()  # chunk 4 x 2
     agent = lpds.LPDSAgent(small_lpds(critic_steps=2), dec)
-    assert agent.qa.q1[0].in_features == 2 + 2 * 2
+    assert agent.qa.heads[0][0].in_features == 2 + 2 * 2
     b = {"obs": torch.randn(8, 2), "actions": torch.randn(8, 4, 2), "rewards": torch.rand(8),
          "next_obs": torch.randn(8, 2), "dones": torch.zeros(8), "discounts": torch.full((8,), 0.99)}
     agent.update(b)  # TD, distillation and actor updates all take the sliced chunks
@@ -211,7 +216,7 @@ def test_lpds_critic_steps_makes_the_action_critic_see_only_the_executed_actions
         q_b = agent.qa(b["obs"], tail_changed[:, :agent.k])[0]
     assert torch.equal(q_a, q_b)  # actions never executed cannot change the value
     full = lpds.LPDSAgent(small_lpds(), dec)
-    assert full.k == 4 and full.qa.q1[0].in_features == 2 + 4 * 2
+    assert full.k == 4 and full.qa.heads[0][0].in_features == 2 + 4 * 2
     with pytest.raises(ValueError, match="`critic_steps` must be <= the chunk length"):
         lpds.LPDSAgent(small_lpds(critic_steps=5), dec)
     with pytest.raises(ValueError, match="`critic_steps` must be >= 0"):
@@ -221,7 +226,7 @@ def test_lpds_critic_steps_makes_the_action_critic_see_only_the_executed_actions
 def test_lps_critic_steps_makes_q_see_only_the_executed_actions():
     dec = ScaledLatentDecoder()  # chunk 4 x 2
     agent = lps.LPSAgent(lps.LPSConfig(hidden=32, actor_layers=1, critic_layers=1, critic_steps=2), dec)
-    assert agent.k == 2 and agent.q.q1[0].in_features == 2 + 2 * 2
+    assert agent.k == 2 and agent.q.heads[0][0].in_features == 2 + 2 * 2
     b = {"obs": torch.randn(8, 2), "actions": torch.randn(8, 4, 2), "rewards": torch.rand(8),
          "next_obs": torch.randn(8, 2), "dones": torch.zeros(8)}
     info = agent.update(b)  # TD target and actor both decode and slice the chunk
@@ -248,14 +253,14 @@ def test_lps_reward_shift_anchors_a_chain_that_never_reaches_success():
             agent.update_critic(b)
             soft_update(agent.q_target, agent.q, agent.cfg.tau)
         with torch.no_grad():
-            values[shift] = torch.minimum(*agent.q(obs[:2], torch.zeros(2, 8))).tolist()
+            values[shift] = torch.minimum(*agent.q(obs[:2], torch.zeros(2, 4, 2))).tolist()
     assert values[-1.0][0] == pytest.approx(0.0, abs=0.1) and values[-1.0][1] == pytest.approx(-2.0, abs=0.15)
     assert values[0.0][0] == pytest.approx(1.0, abs=0.1) and abs(values[0.0][1]) < 0.5
     with pytest.raises(ValueError, match="`torch_threads` must be >= 1, got 0"):
         lps.LPSConfig(torch_threads=0)
 
 
-class ZeroTwin(nn.Module):
+class ZeroCritics(nn.Module):
     """Twin critics that output 0 (with a parameter, so that a loss can be minimised through them)."""
 
     def __init__(self) -> None:
@@ -264,7 +269,7 @@ class ZeroTwin(nn.Module):
 
     def forward(self, obs, a):
         q = self.bias.expand(len(obs))
-        return q, q
+        return torch.stack([q, q])
 
 
 def test_lps_critic_target_bootstraps_from_the_data_action_or_the_actors():
@@ -278,7 +283,7 @@ def test_lps_critic_target_bootstraps_from_the_data_action_or_the_actors():
     for target in ("data", "policy"):
         agent = lps.LPSAgent(lps.LPSConfig(hidden=32, actor_layers=1, critic_layers=1, gamma=0.9,
                                            critic_target=target), dec)
-        agent.q, agent.q_target = ZeroTwin(), OptimisticTwin()  # min of the target twins: -|a'|^2
+        agent.q, agent.q_target = ZeroCritics(), OptimisticCritics()  # min of the target twins: -|a'|^2
         losses[target] = agent.update_critic(b)["losses/q"]
     assert losses["data"] == pytest.approx(2 * 0.5**2, rel=1e-5)  # both heads regress 0 onto y = r
     assert losses["policy"] > losses["data"] + 0.1  # y = r - gamma |a'|^2 with the actor's a' (|a'|^2 = 8 * 0.25)
@@ -316,26 +321,50 @@ def test_next_actions_follow_the_episode_at_the_datasets_own_stride(stride):
                                  next_actions=nxt[:, :2])
 
 
-class OptimisticTwin(nn.Module):
-    """Twin critics that disagree by a constant: the second is 1.0 more optimistic everywhere."""
+class OptimisticCritics(nn.Module):
+    """Critics that disagree by a constant: each is 1.0 more optimistic than the one before."""
+
+    def __init__(self, n: int = 2) -> None:
+        super().__init__()
+        self.n = n
 
     def forward(self, obs, a):
         q = -(a.flatten(1) ** 2).sum(-1)
-        return q, q + 1.0
+        return torch.stack([q + float(i) for i in range(self.n)])
 
 
-def test_lps_actor_reads_the_twins_as_their_mean_or_the_pessimistic_min():
+@pytest.mark.parametrize("critics", [2, 5])
+def test_lps_actor_reads_the_critics_as_their_mean_or_the_pessimistic_min(critics):
     dec = ScaledLatentDecoder()
     obs = torch.randn(16, 2)
     read = {}
     for mode in ("mean", "min"):
         torch.manual_seed(0)  # the same actor weights for both
-        agent = lps.LPSAgent(lps.LPSConfig(hidden=32, actor_layers=1, critic_layers=1, actor_q=mode), dec)
-        agent.q = OptimisticTwin()
+        agent = lps.LPSAgent(lps.LPSConfig(hidden=32, actor_layers=1, critic_layers=1, actor_q=mode,
+                                           critics=critics), dec)
+        assert len(agent.q.heads) == critics
+        agent.q = OptimisticCritics(critics)
         read[mode] = agent.update_actor({"obs": obs})["values/q_actor"]
-    assert read["mean"] == pytest.approx(read["min"] + 0.5, abs=1e-5)
+    assert read["mean"] == pytest.approx(read["min"] + (critics - 1) / 2, abs=1e-5)
     with pytest.raises(ValueError, match="`actor_q` must be 'mean' or 'min'"):
         lps.LPSAgent(lps.LPSConfig(actor_q="max"), dec)
+    with pytest.raises(ValueError, match="`critics` must be >= 2"):
+        lps.LPSConfig(critics=1)
+
+
+def test_lps_td_target_is_the_minimum_over_the_ensemble():
+    dec = ScaledLatentDecoder()
+    agent = lps.LPSAgent(lps.LPSConfig(hidden=32, actor_layers=1, critic_layers=1, critics=4, gamma=0.5), dec)
+    agent.q_target = OptimisticCritics(4)  # member i reads -|a'|^2 + i: the minimum is member 0
+    seen = []
+    agent.q.register_forward_hook(lambda _m, _args, out: seen.append(out))
+    b = {"obs": torch.randn(8, 2), "actions": torch.randn(8, 4, 2), "rewards": torch.ones(8),
+         "next_obs": torch.randn(8, 2), "dones": torch.zeros(8)}
+    with torch.no_grad():
+        a2 = dec(b["next_obs"], agent.actor(b["next_obs"]))
+    y = 1.0 + 0.5 * -(a2.flatten(1) ** 2).sum(-1)
+    loss = agent.update_critic(b)["losses/q"]
+    assert loss == pytest.approx(sum(F.mse_loss(q, y).item() for q in seen[0]), rel=1e-5)
 
 
 def _episode_into(writer: NStepWriter, rewards: list[float], terminated: bool) -> None:
@@ -381,7 +410,7 @@ def test_lpds_action_critic_target_bootstraps_with_the_stored_discount():
              "dones": torch.zeros(64), "discounts": torch.zeros(64)}
     for _ in range(300):
         agent.update_qa(batch)
-    q = torch.minimum(*agent.qa(obs, torch.zeros(64, 8))).mean().item()
+    q = torch.minimum(*agent.qa(obs, torch.zeros(64, 4, 2))).mean().item()
     assert q == pytest.approx(1.0, abs=0.1)
     batch["discounts"] = torch.full((64,), 0.5)
     qbar_before = torch.minimum(*agent.qa_target(nxt, agent.decoder(nxt, agent.noise(64)))).mean().item()

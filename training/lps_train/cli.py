@@ -134,6 +134,9 @@ def _load_demo_sets(paths: list[str], successful_only: bool = False,
 
 # ---------------------------------------------------------------------------------------------
 def cmd_collect(a: argparse.Namespace) -> None:
+    if a.terminate_on_hold and not (a.task and a.policy):
+        raise SystemExit("--terminate-on-hold is for --task pick_place --policy rollouts (the expert's episodes are "
+                         "not cut, and a --env has no safety filter)")
     if a.task:
         from lps_train import pick_place
 
@@ -142,7 +145,8 @@ def cmd_collect(a: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         if a.policy:
             out = a.out or f"data/{a.task}/rollouts.npz"
-            data = pick_place.collect_rollouts(a.policy, a.head or "", a.episodes, a.seed, a.profile)
+            data = pick_place.collect_rollouts(a.policy, a.head or "", a.episodes, a.seed, a.profile,
+                                               terminate_on_hold=a.terminate_on_hold)
             who = "policy"
         else:
             out = a.out or f"data/{a.task}/demos_{a.quality}.npz"
@@ -197,11 +201,22 @@ def cmd_train_base(a: argparse.Namespace) -> None:
 
 
 def cmd_train_head(a: argparse.Namespace) -> None:
-    if a.critic_features != "none" and a.algo != "lpds":
-        raise SystemExit(f"--critic-features is an LP-DS option, got --algo {a.algo}")
+    if a.critic_features != "none" and a.algo == "dsrl":
+        raise SystemExit("--critic-features is an option of the action critics of lpds and lps, got --algo dsrl")
     dec, norm, dec_ckpt = load_decoder(a.decoder)
     log = Logger()
     task = dec_ckpt.get("extra", {}).get("env", "")
+
+    def critic_features(steps: int) -> torch.nn.Module | None:
+        if a.critic_features == "none":
+            return None
+        if (a.task or task) != "pick_place":
+            raise SystemExit(f"--critic-features {a.critic_features} needs a pick_place decoder (it is pick_place's "
+                             f"geometry), got one for {(a.task or task)!r}")
+        from lps_train.features import ChunkTcpFeatures
+
+        return ChunkTcpFeatures(norm, steps, ("object", "target") if a.critic_features == "tcp-target" else ("object",))
+
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
     if a.algo == "lps":
@@ -216,8 +231,10 @@ def cmd_train_head(a: argparse.Namespace) -> None:
         data = ReplayBuffer.from_arrays(norm.normalize_obs(d["obs"]), norm.normalize_actions(d["actions"]),
                                         d["rewards"], norm.normalize_obs(d["next_obs"]), d["dones"],
                                         next_actions=next_actions)
-        agent, log = lps.train(cfg, data, dec, logger=log)
+        agent, log = lps.train(cfg, data, dec, logger=log,
+                               action_features=critic_features(cfg.critic_steps or dec.chunk_length))
         head = agent.actor
+        extra = {"critic_features": a.critic_features}
     else:
         if a.task:
             from lps_train.pick_place import ControllerEnv
@@ -234,14 +251,8 @@ def cmd_train_head(a: argparse.Namespace) -> None:
         env = NormalizedEnv(raw_env, norm)
         if a.algo == "lpds":
             cfg = apply_sets(lpds.LPDSConfig(seed=a.seed, total_steps=a.steps, delta=a.delta), a.set)
-            features = None
-            if a.critic_features == "tcp":
-                if a.task != "pick_place":
-                    raise SystemExit("--critic-features tcp needs --task pick_place (it is pick_place's geometry)")
-                from lps_train.features import ChunkTcpFeatures
-
-                features = ChunkTcpFeatures(norm, cfg.critic_steps or dec.chunk_length)
-            agent, log = lpds.train(cfg, env, dec, logger=log, action_features=features)
+            agent, log = lpds.train(cfg, env, dec, logger=log,
+                                    action_features=critic_features(cfg.critic_steps or dec.chunk_length))
             extra = {"trust_region_delta": cfg.delta, "critic_features": a.critic_features}
         else:
             cfg = apply_sets(dsrl.DSRLConfig(seed=a.seed, total_steps=a.steps), a.set)
@@ -382,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--task", help="MuJoCo task (pick_place); else --env")
     c.add_argument("--policy", help="pick_place: roll out this exported decoder (.onnx) instead of the expert")
     c.add_argument("--head", help="with --policy: steering head .onnx (default: the frozen base policy)")
+    c.add_argument("--terminate-on-hold", action="store_true",
+                   help="with --policy: a chunk the SafetyFilter refuses ends the episode as a failure (terminal)")
     c.add_argument("--env", default="four_modes:symmetric")
     c.add_argument("--quality", default="noisy",
                    help="demonstration quality: a key of lps_train.pick_place.QUALITIES (the shipped base: "
@@ -422,9 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--demos", nargs="+", help="lps: the offline dataset(s), concatenated")
     h.add_argument("--steps", type=int, default=20_000)
     h.add_argument("--delta", type=float, default=0.35, help="lpds trust-region radius")
-    h.add_argument("--critic-features", choices=["none", "tcp"], default="none",
-                   help="lpds on pick_place: also give Q^A the TCP position of each executed joint target "
-                        "relative to the cube (lps_train.features); the exported head is unchanged")
+    h.add_argument("--critic-features", choices=["none", "tcp", "tcp-target"], default="none",
+                   help="lpds and lps on pick_place: also give the action critic the TCP position of each "
+                        "executed joint target relative to the cube (tcp) or to the cube and the place zone "
+                        "(tcp-target) (lps_train.features); the exported head is unchanged")
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--set", action="append", help="config field override name=value (repeatable)")
     h.add_argument("--out", required=True)

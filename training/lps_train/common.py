@@ -159,18 +159,33 @@ def mlp(in_dim: int, out_dim: int, hidden: int = 256, layers: int = 2, act: type
     return nn.Sequential(*mods)
 
 
-class TwinCritic(nn.Module):
-    """Two independent Q(s, x) heads; x is an action chunk (flattened) or a latent."""
+class ChunkCritic(nn.Module):
+    """An ensemble of `n` independent Q(s, a) on the leading `steps` actions of a chunk [B, T_a, A],
+    optionally widened by task features of (s, a[:, :steps]) (`lps_train.features`); returns [n, B]
+    (two unpack as q1, q2). Only the executed actions reach the environment before the next replan;
+    the rest cannot change the return, and an actor free to shape them finds nothing but the
+    critic's extrapolation errors."""
 
-    def __init__(self, obs_dim: int, x_dim: int, hidden: int = 256, layers: int = 3) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, steps: int, hidden: int, layers: int,
+                 features: nn.Module | None = None, n: int = 2) -> None:
         super().__init__()
+        if features is not None and getattr(features, "steps", steps) != steps:
+            raise ValueError(f"critic features must cover the {steps} actions the critic sees, "
+                             f"got steps={features.steps}")
+        if n < 2:
+            raise ValueError(f"`critics` must be >= 2 (the TD target takes the members' minimum), got {n}")
+        self.steps = steps
+        self.features = features
+        extra = features.out_dim if features is not None else 0
         # Layer norm keeps TD targets from blowing up when the actor queries unseen inputs.
-        self.q1 = mlp(obs_dim + x_dim, 1, hidden, layers, layer_norm=True)
-        self.q2 = mlp(obs_dim + x_dim, 1, hidden, layers, layer_norm=True)
+        self.heads = nn.ModuleList(mlp(obs_dim + steps * action_dim + extra, 1, hidden, layers, layer_norm=True)
+                                   for _ in range(n))
 
-    def forward(self, obs: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.cat([obs, x.flatten(1)], dim=-1)
-        return self.q1(h).squeeze(-1), self.q2(h).squeeze(-1)
+    def forward(self, obs: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
+        a = chunk[:, :self.steps]
+        x = a.flatten(1) if self.features is None else torch.cat([a.flatten(1), self.features(obs, a)], -1)
+        h = torch.cat([obs, x], dim=-1)
+        return torch.stack([q(h).squeeze(-1) for q in self.heads])
 
 
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:

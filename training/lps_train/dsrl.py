@@ -29,10 +29,10 @@ from torch import nn
 from tqdm import trange
 
 from lps_train.common import (
+    ChunkCritic,
     ChunkEnv,
     Logger,
     ReplayBuffer,
-    TwinCritic,
     check_decoder_matches_env,
     check_torch_threads,
     freeze,
@@ -137,7 +137,7 @@ class DSRLAgent:
         o, d = decoder.obs_dim, decoder.latent_dim
         self.latent_dim = d
         self.actor = LatentPolicy(o, d, cfg.hidden, cfg.actor_layers, cfg.action_magnitude)
-        self.qa = TwinCritic(o, decoder.chunk_length * decoder.action_dim, cfg.hidden, cfg.critic_layers)
+        self.qa = ChunkCritic(o, decoder.action_dim, decoder.chunk_length, cfg.hidden, cfg.critic_layers)
         self.qa_target = copy.deepcopy(self.qa).requires_grad_(False)
         self.qw = LatentCritic(o, d, cfg.hidden, cfg.critic_layers)
         self.log_temp = torch.tensor(math.log(cfg.init_temperature), requires_grad=True)

@@ -5,7 +5,8 @@ succeeds or fails in Cartesian terms: whether the fingers close around the cube.
 only joint deltas has to learn the arm's forward kinematics from its TD targets before it can
 tell a centred grasp from one 2 cm beside the cube (the base's commonest failure,
 training/checks/base_failures.py). `ChunkTcpFeatures` hands it that geometry: the TCP position of
-each executed joint target, minus the cube's position, by the same Denavit-Hartenberg chain the
+each executed joint target, minus the cube's position (and, with `references`, minus the place
+zone's: what the carry and the release are judged by), by the same Denavit-Hartenberg chain the
 runtime uses (`lps_steering.core.kinematics`), in batched torch.
 
 Only the critic's input changes; the actor, the decoder and the exported head do not see it.
@@ -22,7 +23,9 @@ from torch import nn
 from lps_train.common import Normalization
 from lps_train.pick_place import ACTION_DIM, OBSERVATION_LAYOUT
 
-FEATURE_SCALE_M = 0.05  # TCP-to-cube offsets in units of 5 cm: order one near the grasp
+# Offsets in units of 5 cm: order one near the grasp, where the critic must resolve millimetres; the
+# place zone's offsets reach 6-8 units across the table, which layer norm takes in its stride.
+FEATURE_SCALE_M = 0.05
 
 
 def _slice(name: str) -> slice:
@@ -61,10 +64,15 @@ def tcp_positions(q: torch.Tensor) -> torch.Tensor:
     return T[..., :3, 3]
 
 
-class ChunkTcpFeatures(nn.Module):
-    """(observation, chunk) in normalised units -> [B, steps * 3]: TCP of each arm target minus the cube."""
+REFERENCES = ("object", "target")
 
-    def __init__(self, norm: Normalization, steps: int) -> None:
+
+class ChunkTcpFeatures(nn.Module):
+    """(observation, chunk) in normalised units -> [B, steps * 3 * len(references)]: the TCP of each
+    arm target minus each reference point of the observation ("object": the cube; "target": the
+    place zone, which is what the carry and the release are judged by)."""
+
+    def __init__(self, norm: Normalization, steps: int, references: tuple[str, ...] = ("object",)) -> None:
         super().__init__()
         if norm.act_mean.shape[-1] != ACTION_DIM:
             raise ValueError(f"normalisation must be pick_place's ({ACTION_DIM} action dims), "
@@ -74,15 +82,20 @@ class ChunkTcpFeatures(nn.Module):
         self.register_buffer("obs_std", torch.as_tensor(norm.obs_std, **f32))
         self.register_buffer("act_mean", torch.as_tensor(norm.act_mean, **f32))
         self.register_buffer("act_std", torch.as_tensor(norm.act_std, **f32))
+        unknown = [r for r in references if r not in REFERENCES]
+        if not references or unknown:
+            raise ValueError(f"`references` must be a non-empty subset of {REFERENCES}, got {references}")
         self.steps = steps
-        self.out_dim = steps * 3
-        self._arm, self._object = _slice("arm_q"), _slice("object")
+        self.references = tuple(references)
+        self.out_dim = steps * 3 * len(references)
+        self._arm = _slice("arm_q")
+        self._refs = [_slice(r) for r in references]
 
     def forward(self, obs: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
         raw_obs = obs * self.obs_std + self.obs_mean
         raw = chunk[:, :self.steps] * self.act_std + self.act_mean
         # Chunk actions are joint deltas relative to the arm joints of the observation (the runtime's
         # `joint_position_delta` convention), so each target is q_obs + delta.
-        targets = raw_obs[:, None, self._arm] + raw[..., :7]
-        rel = tcp_positions(targets) - raw_obs[:, None, self._object]
+        tcp = tcp_positions(raw_obs[:, None, self._arm] + raw[..., :7])
+        rel = torch.cat([tcp - raw_obs[:, None, ref] for ref in self._refs], dim=-1)
         return (rel / FEATURE_SCALE_M).flatten(1)

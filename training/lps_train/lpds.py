@@ -38,11 +38,11 @@ from torch import nn
 from tqdm import trange
 
 from lps_train.common import (
+    ChunkCritic,
     ChunkEnv,
     Logger,
     NStepWriter,
     ReplayBuffer,
-    TwinCritic,
     check_decoder_matches_env,
     check_torch_threads,
     freeze,
@@ -166,12 +166,7 @@ class LPDSAgent:
             raise ValueError(f"`critic_steps` must be <= the chunk length ({decoder.chunk_length}), "
                              f"got {cfg.critic_steps}")
         self.k = cfg.critic_steps or decoder.chunk_length  # leading chunk actions Q^A sees
-        self.features = action_features  # (s, a[:, :k]) -> [B, out_dim], or None
-        if action_features is not None and getattr(action_features, "steps", self.k) != self.k:
-            raise ValueError(f"`action_features` must cover the {self.k} actions Q^A sees, "
-                             f"got steps={action_features.steps}")
-        extra = action_features.out_dim if action_features is not None else 0
-        self.qa = TwinCritic(o, self.k * decoder.action_dim + extra, cfg.hidden, cfg.critic_layers)
+        self.qa = ChunkCritic(o, decoder.action_dim, self.k, cfg.hidden, cfg.critic_layers, action_features)
         self.qa_target = copy.deepcopy(self.qa).requires_grad_(False)
         self.qw = LatentCritic(o, d, cfg.hidden, cfg.critic_layers)
         self.qa_opt = torch.optim.Adam(self.qa.parameters(), lr=cfg.critic_lr)
@@ -195,19 +190,13 @@ class LPDSAgent:
         chunk = self.decoder(s, w)[0]
         return chunk.numpy(), w[0].numpy(), float((delta**2).sum())
 
-    def q_actions(self, critic: nn.Module, s: torch.Tensor, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Q^A (or its target) on the leading k actions of `chunk`, with the task features if any."""
-        a = chunk[:, :self.k]
-        x = a.flatten(1) if self.features is None else torch.cat([a.flatten(1), self.features(s, a)], -1)
-        return critic(s, x)
-
     def update_qa(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         with torch.no_grad():
             s2 = b["next_obs"]
             w2 = self.noise(len(s2)) + self.actor_target(s2)
-            q1t, q2t = self.q_actions(self.qa_target, s2, self.decoder(s2, w2))
+            q1t, q2t = self.qa_target(s2, self.decoder(s2, w2))
             y = b["rewards"] + b["discounts"] * (1.0 - b["dones"]) * torch.minimum(q1t, q2t)
-        q1, q2 = self.q_actions(self.qa, b["obs"], b["actions"])
+        q1, q2 = self.qa(b["obs"], b["actions"])
         loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
         self.qa_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -218,7 +207,7 @@ class LPDSAgent:
         s = b["obs"]
         eps = self.noise(len(s))
         with torch.no_grad():
-            q1, q2 = self.q_actions(self.qa, s, self.decoder(s, eps))
+            q1, q2 = self.qa(s, self.decoder(s, eps))
             target = torch.minimum(q1, q2) if self.cfg.distill_target == "min" else 0.5 * (q1 + q2)
         loss = F.mse_loss(self.qw(s, eps), target)
         self.qw_opt.zero_grad(set_to_none=True)

@@ -3,8 +3,8 @@
 The base policy Phi(s, w) is a frozen one-step MeanFlow decoder, differentiable in one pass.
 From an offline dataset of chunk-level transitions:
 
-    Q(s, a)   twin action-space critics by TD (a: the chunk's executed actions when `critic_steps`
-              is set), targets from the steered policy
+    Q(s, a)   an ensemble of action-space critics (`critics`, two by default) by TD (a: the chunk's
+              executed actions when `critic_steps` is set), targets from the steered policy
               y = r + gamma * min Qbar(s', Phi(s', pi(s')))
               or, with `critic_target="data"`, from the dataset's next action a' (SARSA)
               y = r + gamma * min Qbar(s', a')
@@ -26,14 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import trange
 
 from lps_train.common import (
+    ChunkCritic,
     Logger,
     ReplayBuffer,
-    TwinCritic,
     check_torch_threads,
     freeze,
     mlp,
@@ -69,9 +68,13 @@ class LPSConfig:
     """leading actions of each chunk that Q sees (0: the whole chunk). Only the first
     `execute_steps` actions of a chunk reach the environment before the next replan; the rest
     cannot change the return, and an actor free to shape them only finds Q's extrapolation errors"""
+    critics: int = 2
+    """action critics in the ensemble; the TD target takes the minimum of their targets. More than
+    two make that minimum, and the actor's "min", more pessimistic where they disagree: off the data
+    (SAC-N, An et al. 2021)"""
     actor_q: str = "mean"
-    """how the actor reads the twin critics: "mean" of the two, or "min" (pessimistic: an actor
-    that climbs into one critic's extrapolation error is held back by the other)"""
+    """how the actor reads the critics: their "mean", or their "min" (pessimistic: an actor that
+    climbs into one critic's extrapolation error is held back by the others)"""
     critic_target: str = "policy"
     """the action at s' in Q's TD target: "policy", the steered policy's Phi(s', pi(s')) (Q of the
     latent actor, as in the paper); "data", the dataset's own next action (SARSA: Q of the
@@ -94,6 +97,8 @@ class LPSConfig:
     """torch intra-op threads for the updates"""
 
     def __post_init__(self) -> None:
+        if self.critics < 2:
+            raise ValueError(f"`critics` must be >= 2 (the TD target takes the members' minimum), got {self.critics}")
         if self.critic_target not in ("policy", "data"):
             raise ValueError(f"`critic_target` must be 'policy' or 'data', got {self.critic_target!r}")
         check_torch_threads(self.torch_threads)
@@ -113,7 +118,7 @@ class LatentActor(nn.Module):
 
 
 class LPSAgent:
-    def __init__(self, cfg: LPSConfig, decoder: nn.Module) -> None:
+    def __init__(self, cfg: LPSConfig, decoder: nn.Module, action_features: nn.Module | None = None) -> None:
         self.cfg = cfg
         # Frozen, but gradients flow through it to the latent: the whole point of LPS.
         self.decoder = freeze(decoder)
@@ -125,7 +130,8 @@ class LPSAgent:
             raise ValueError(f"`critic_steps` must be in [0, {decoder.chunk_length}] (0: whole chunk), "
                              f"got {cfg.critic_steps}")
         self.k = cfg.critic_steps or decoder.chunk_length  # leading chunk actions Q sees
-        self.q = TwinCritic(o, self.k * decoder.action_dim, cfg.hidden, cfg.critic_layers)
+        self.q = ChunkCritic(o, decoder.action_dim, self.k, cfg.hidden, cfg.critic_layers, action_features,
+                             cfg.critics)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.q_opt = torch.optim.Adam(self.q.parameters(), lr=cfg.critic_lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
@@ -140,20 +146,20 @@ class LPSAgent:
         with torch.no_grad():
             s2 = b["next_obs"]
             a2 = b["next_actions"] if self.cfg.critic_target == "data" else self.decoder(s2, self.actor(s2))
-            q1t, q2t = self.q_target(s2, a2[:, :self.k])
-            y = b["rewards"] + self.cfg.reward_shift + self.cfg.gamma * (1.0 - b["dones"]) * torch.minimum(q1t, q2t)
-        q1, q2 = self.q(b["obs"], b["actions"][:, :self.k])
-        loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
+            q_next = self.q_target(s2, a2).min(0).values
+            y = b["rewards"] + self.cfg.reward_shift + self.cfg.gamma * (1.0 - b["dones"]) * q_next
+        qs = self.q(b["obs"], b["actions"])
+        loss = ((qs - y) ** 2).mean(1).sum()  # each member's own regression; logged as their sum
         self.q_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.q_opt.step()
-        return {"losses/q": loss.item(), "values/q_data": q1.mean().item()}
+        return {"losses/q": loss.item(), "values/q_data": qs[0].mean().item()}
 
     def update_actor(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         s = b["obs"]
         w = self.actor(s)
-        q1, q2 = self.q(s, self.decoder(s, w)[:, :self.k])
-        q = torch.minimum(q1, q2) if self.cfg.actor_q == "min" else 0.5 * (q1 + q2)
+        qs = self.q(s, self.decoder(s, w))
+        q = qs.min(0).values if self.cfg.actor_q == "min" else qs.mean(0)
         loss = -q.mean()
         if self.cfg.normalize_q_loss:
             loss = loss / q.abs().mean().detach().clamp_min(1e-6)
@@ -173,8 +179,10 @@ class LPSAgent:
 
 def train(cfg: LPSConfig, dataset: ReplayBuffer, decoder: nn.Module, progress: bool = True,
           logger: Logger | None = None,
-          eval_fn: Callable[[int, LPSAgent], dict[str, float]] | None = None) -> tuple[LPSAgent, Logger]:
-    """Train an LPS latent actor offline on `dataset` (normalised units) through `decoder`."""
+          eval_fn: Callable[[int, LPSAgent], dict[str, float]] | None = None,
+          action_features: nn.Module | None = None) -> tuple[LPSAgent, Logger]:
+    """Train an LPS latent actor offline on `dataset` (normalised units) through `decoder`;
+    `action_features` widens Q's input (task features of (s, a): lps_train.features)."""
     if getattr(decoder, "decoder_type", None) != "meanflow":
         # LPS needs dPhi/dw in one pass; a K-step decoder would work numerically but is not the method.
         raise ValueError(f"LPS needs a one-step decoder: `decoder_type` must be 'meanflow', "
@@ -187,7 +195,7 @@ def train(cfg: LPSConfig, dataset: ReplayBuffer, decoder: nn.Module, progress: b
                          "lps-train collect), and this dataset has none")
     rng = seed_everything(cfg.seed, cfg.torch_threads)
     logger = logger if logger is not None else Logger()
-    agent = LPSAgent(cfg, decoder)
+    agent = LPSAgent(cfg, decoder, action_features)
     bar = trange(cfg.steps, desc="lps", disable=not progress, mininterval=1.0)
     for step in bar:
         info = agent.update(dataset.sample(cfg.batch_size, rng))

@@ -328,17 +328,20 @@ def _dataset(rows: dict[str, np.ndarray], ids: list[np.ndarray], success: list[b
 
 
 def collect_rollouts(decoder_path: str | Path, head_path: str | Path | str = "", episodes: int = 200,
-                     seed: int = 0, profile: str = "nominal", progress: bool = True) -> dict[str, Any]:
+                     seed: int = 0, profile: str = "nominal", progress: bool = True,
+                     terminate_on_hold: bool = False) -> dict[str, Any]:
     """Episodes of an exported policy (ONNX decoder + optional head) in the dataset format.
 
     Offline RL needs failures to learn what not to do, and demonstrations that almost all succeed
     have none; rollouts of the frozen base policy have plenty, in the states it really visits.
     One row per chunk the policy chose (the env step of `ControllerEnv`); `layout.quality` is
-    "rollouts". Episode k uses task seed and noise seed `seed + k`.
+    "rollouts". Episode k uses task seed and noise seed `seed + k`. With `terminate_on_hold` a
+    chunk that the runtime's SafetyFilter refuses ends its episode as a terminal failure (reward 0),
+    as in online training (`ControllerEnv`), so an offline critic sees what a refused command is worth.
     """
     if episodes < 1:
         raise ValueError(f"`episodes` must be >= 1, got {episodes}")
-    env = ControllerEnv(decoder_path, profile=profile)
+    env = ControllerEnv(decoder_path, profile=profile, terminate_on_hold=terminate_on_hold)
     policy_ctl = SteeringController(controller_config(decoder_path, head_path, seed=seed))
     policy_ctl.configure()
     policy = policy_ctl.policy
@@ -362,7 +365,7 @@ def collect_rollouts(decoder_path: str | Path, head_path: str | Path | str = "",
         seeds.append(s)
         bar.set_postfix(success=f"{np.mean(succ):.2f}")
     return _dataset({k: np.stack(v) for k, v in rows.items()}, ids, succ, seeds, env.observation_layout, {
-        "task": TASK, "profile": profile, "quality": "rollouts", "seed": seed,
+        "task": TASK, "profile": profile, "quality": "rollouts", "seed": seed, "terminate_on_hold": terminate_on_hold,
         "policy": {"decoder": str(decoder_path), "decoder_id": policy_ctl.decoder_id, "head_id": policy_ctl.head_id},
         "actions_are": "the chunk the policy chose (before the runtime's SafetyFilter)",
         "command_rate_hz": 1.0 / env.task.config.control_period_s,

@@ -1,0 +1,118 @@
+"""Where in the task a policy's pick_place episodes end: the TCP, cube and place zone at every
+replan of seeded episodes through the runtime's controller, and the phase each episode ended in. The traces behind docs/training.md ("Ninth session"): a deterministic latent actor that
+stops moving shows up as a flat line long before the time-out.
+
+Phases of an episode that did not succeed (checked in this order):
+    held          the safety filter held the arm for at least one period
+    never_lifted  the cube never rose 2 cm off the table
+    dropped       it was lifted, and is back on the table at the end (not in the zone, or it
+                  would be a success)
+    not_placed    it is still off the table at the end (held, or in the air)
+
+    scripts/with-env python training/checks/trace_episodes.py --head runs/s9/ens10_tcpt_hold.onnx \\
+        --episodes 20 --out runs/checks/trace_lps.json        # + trace_lps.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from lps_steering.core.controller import SteeringController
+from lps_train.pick_place import LIFT_HEIGHT, ControllerEpisode, controller_config, make_pick_place
+from tqdm import tqdm
+
+PHASES = ("success", "held", "never_lifted", "dropped", "not_placed")
+
+
+def trace(decoder: str, head: str, episodes: int, seed: int) -> list[dict]:
+    """One record per episode: success, holds, and at every replan t, TCP, cube and zone positions."""
+    controller = SteeringController(controller_config(decoder, head, seed=0))
+    controller.configure()
+    ep = ControllerEpisode(make_pick_place(), controller)
+    out = []
+    for k in tqdm(range(episodes), desc="trace"):
+        controller.policy.reseed(seed + k)
+        ep.reset(seed + k, "nominal")
+        rows = []
+        while not ep.done:
+            if ep.needs_chunk:
+                rows.append(_row(ep))
+            ep.period()
+        rows.append(_row(ep))
+        r = np.round(np.asarray(rows), 4)  # 0.1 mm: the traces are kept in the repository
+        out.append({"seed": seed + k, "success": bool(ep.result.success), "hold_periods": int(ep.result.holds),
+                    "t": r[:, 0].tolist(), "tcp": r[:, 1:4].tolist(), "cube": r[:, 4:7].tolist(),
+                    "zone_xy": r[:, 7:9].tolist(), "cube_half": float(ep.task.cube_half)})
+    return out
+
+
+def _row(ep: ControllerEpisode) -> list[float]:
+    task = ep.task
+    return [ep.now, *task.tcp_position(), *task.object_position(), *task.target_position()[:2]]
+
+
+def phase(episode: dict) -> str:
+    if episode["success"]:
+        return "success"
+    if episode["hold_periods"] > 0:
+        return "held"
+    cube = np.asarray(episode["cube"])
+    lift = cube[:, 2] - episode["cube_half"]
+    if lift.max() < LIFT_HEIGHT:
+        return "never_lifted"
+    return "dropped" if lift[-1] < LIFT_HEIGHT else "not_placed"
+
+
+def plot(episodes: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharex=True)
+    for e in episodes:
+        t, tcp, cube = np.asarray(e["t"]), np.asarray(e["tcp"]), np.asarray(e["cube"])
+        style = dict(lw=0.9, alpha=0.8, ls="-" if e["success"] else "--", color="tab:green" if e["success"] else
+                     "tab:red")
+        axes[0].plot(t, 100 * np.linalg.norm(tcp - cube, axis=1), **style)
+        axes[1].plot(t, 100 * (cube[:, 2] - e["cube_half"]), **style)
+        axes[2].plot(t, 100 * np.linalg.norm(cube[:, :2] - np.asarray(e["zone_xy"]), axis=1), **style)
+    for ax, label in zip(axes, ("TCP to cube (cm)", "cube lift (cm)", "cube to zone, horizontal (cm)"), strict=True):
+        ax.set_ylabel(label)
+        ax.set_xlabel("episode time (s)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title}: solid = success, dashed = failure")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--decoder", default="models/pick_place/decoder.onnx")
+    p.add_argument("--head", default="", help="a steering head (.onnx) on the decoder (default: the frozen base)")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--seed", type=int, default=100_000)
+    p.add_argument("--out", type=Path, required=True, help="results .json; the plot goes beside it as .png")
+    a = p.parse_args()
+    if a.episodes < 1:
+        raise SystemExit(f"--episodes must be >= 1, got {a.episodes}")
+    episodes = trace(a.decoder, a.head, a.episodes, a.seed)
+    phases = Counter(phase(e) for e in episodes)
+    counts = {name: phases.get(name, 0) for name in PHASES}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    # One line per episode: thousands of positions, one per line, would make the file ten times longer.
+    lines = ",\n".join(json.dumps(e | {"phase": phase(e)}, separators=(",", ":")) for e in episodes)
+    head = json.dumps({"decoder": a.decoder, "head": a.head, "seed": a.seed, "phases": counts})
+    a.out.write_text(head[:-1] + ', "episodes": [\n' + lines + "\n]}\n")
+    plot(episodes, a.out.with_suffix(".png"), Path(a.head).stem if a.head else "frozen base")
+    print(", ".join(f"{k} {v}" for k, v in counts.items()), f"of {a.episodes} -> {a.out} (+ .png)")
+
+
+if __name__ == "__main__":
+    main()
