@@ -343,4 +343,3 @@ def test_reset_publishes_the_new_episode_before_it_answers(monkeypatch):
         node.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-

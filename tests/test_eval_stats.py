@@ -286,6 +286,7 @@ def test_command_line_overrides_of_a_config_with_run_episodes(monkeypatch: pytes
     with pytest.raises(SystemExit, match="--run-episodes must be HEAD/PROFILE=N"):
         config_from_args(["--config", demo, "--run-episodes", "lpds/nominal"])
 
+
 def test_unquoted_star_pattern_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
     from lps_steering.evaluation.__main__ import main
 

@@ -40,7 +40,7 @@ from lps_steering.core.controller import SteeringController
 from lps_steering.core.kinematics import tcp_position
 from lps_steering.core.policy import SteeredPolicy, load_model
 from lps_train.common import save_json
-from lps_train.pick_place import ControllerEpisode, controller_config, load_dataset, make_pick_place
+from lps_train.pick_place import ControllerEpisode, controller_episode, load_dataset
 from tqdm import tqdm
 
 RESULTS = Path(__file__).resolve().parent / "results" / "base_failures"
@@ -50,9 +50,8 @@ CLOSING_WIDTH = 0.07  # m: the fingers open at 0.08; below this the gripper is c
 
 def _base_episodes(decoder: str, head: str = "") -> tuple[SteeringController, ControllerEpisode]:
     """The frozen base (or `head` on it) through the runtime's controller, on a fresh pick_place task."""
-    controller = SteeringController(controller_config(decoder, head, seed=0))
-    controller.configure()
-    return controller, ControllerEpisode(make_pick_place(), controller)
+    ep = controller_episode(decoder, head)
+    return ep.controller, ep
 
 
 def failure_anatomy(decoder: str, episodes: int, head: str = "") -> dict:

@@ -21,8 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from lps_steering.core.controller import SteeringController
-from lps_train.pick_place import LIFT_HEIGHT, ControllerEpisode, controller_config, make_pick_place
+from lps_train.pick_place import LIFT_HEIGHT, ControllerEpisode, controller_episode
 from tqdm import tqdm
 
 PHASES = ("success", "held", "never_lifted", "dropped", "not_placed")
@@ -30,12 +29,10 @@ PHASES = ("success", "held", "never_lifted", "dropped", "not_placed")
 
 def trace(decoder: str, head: str, episodes: int, seed: int) -> list[dict]:
     """One record per episode: success, holds, and at every replan t, TCP, cube and zone positions."""
-    controller = SteeringController(controller_config(decoder, head, seed=0))
-    controller.configure()
-    ep = ControllerEpisode(make_pick_place(), controller)
+    ep = controller_episode(decoder, head)
     out = []
     for k in tqdm(range(episodes), desc="trace"):
-        controller.policy.reseed(seed + k)
+        ep.controller.policy.reseed(seed + k)
         ep.reset(seed + k, "nominal")
         rows = []
         while not ep.done:

@@ -86,7 +86,6 @@ class ChunkTcpFeatures(nn.Module):
         if not references or unknown:
             raise ValueError(f"`references` must be a non-empty subset of {REFERENCES}, got {references}")
         self.steps = steps
-        self.references = tuple(references)
         self.out_dim = steps * 3 * len(references)
         self._arm = _slice("arm_q")
         self._refs = [_slice(r) for r in references]

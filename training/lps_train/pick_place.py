@@ -626,6 +626,14 @@ class EvalResult:
         return asdict(self) | {"success_rate": self.success_rate}
 
 
+def controller_episode(decoder_path: str | Path, head_path: str | Path | str = "") -> ControllerEpisode:
+    """Decoder (+ head) through the runtime's `SteeringController` on a fresh pick_place task; reseed
+    `episode.controller.policy` per episode to draw that episode's noise."""
+    controller = SteeringController(controller_config(decoder_path, head_path, seed=0))
+    controller.configure()
+    return ControllerEpisode(make_pick_place(), controller)
+
+
 def evaluate(decoder_path: str | Path, head_path: str | Path | str = "", episodes: int = 100,
              profile: str = "nominal", seed: int = 100_000, progress: bool = True,
              label: str | None = None) -> EvalResult:
@@ -635,10 +643,8 @@ def evaluate(decoder_path: str | Path, head_path: str | Path | str = "", episode
     scenes and a rerun gives the same numbers. The default seeds do not overlap the
     demonstrations' (0..) nor LP-DS training's.
     """
-    task = make_pick_place()
-    controller = SteeringController(controller_config(decoder_path, head_path, seed=0))
-    controller.configure()
-    episode = ControllerEpisode(task, controller)
+    episode = controller_episode(decoder_path, head_path)
+    controller = episode.controller
     name = label or (Path(head_path).stem if head_path else "base")
     successes, steps, holds = 0, [], 0
     t0 = time.perf_counter()

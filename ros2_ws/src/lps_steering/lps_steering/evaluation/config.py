@@ -82,7 +82,7 @@ class EvalConfig:
             if not sep or not head or not profile or "/" in profile:
                 raise bad(f"run_episodes key {pattern!r}", 'a "head/profile" pattern such as "lpds/nominal" '
                           'or "*/nominal"', pattern)
-            if not fnmatch.filter(names, pattern):
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
                 raise bad(f"run_episodes key {pattern!r}", f"a pattern matching one of the runs {names}", pattern)
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise bad(f"run_episodes[{pattern!r}]", "an integer >= 1", n)

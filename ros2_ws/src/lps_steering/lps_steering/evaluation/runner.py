@@ -134,7 +134,7 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
             raise errors[0]
 
     # One summary per (head, profile), episodes in seed order whatever worker ran them.
-    order = {(h, p): i for i, (h, p) in enumerate((h, p) for h in config.heads for p in config.profiles)}
+    order = {(h, p): i for i, (h, p, _) in enumerate(config.runs())}
     episodes.sort(key=lambda e: (order[(e.head, e.profile)], e.seed))
     by_run: dict[tuple[str, str], list[EpisodeRecord]] = {run: [] for run in order}
     for e in episodes:
