@@ -373,3 +373,36 @@ def test_train_base_concatenates_datasets_of_one_layout(pipeline, tmp_path):
     assert made["extra"]["rows"] == len(both)
     assert str(more) in made["extra"]["demos"]
     np.testing.assert_allclose(norm.obs_mean, both.mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_import_decoder_rebuilds_the_exported_weights_from_another_run(pipeline, tmp_path):
+    """A base retrained with another seed has the shipped one's architecture but other weights; the
+    imported checkpoint carries the .onnx's weights and manifest normalisation, so torch reproduces
+    ONNX Runtime and a head trained through it steers the shipped decoder. A template of another
+    architecture is refused by name."""
+    other = tmp_path / "other.pt"
+    assert main(["train-base", "--demos", str(pipeline["demos"]), "--steps", "3", "--hidden", "32", "--layers", "2",
+                 "--seed", "5", "--out", str(other)]) == 0
+    out = tmp_path / "imported.pt"
+    assert main(["import-decoder", "--onnx", str(pipeline["onnx"]), "--like", str(other), "--out", str(out)]) == 0
+    imported, norm, ckpt = load_decoder(out)
+    retrained, _, _ = load_decoder(other)
+    shipped = load_model(pipeline["onnx"], "decoder")
+    rng = np.random.default_rng(0)
+    obs = rng.standard_normal((64, 17)).astype(np.float32)
+    w = rng.standard_normal((64, 64)).astype(np.float32)
+    ort_out = shipped.session.run(None, {"observation": obs, "latent": w})[0]
+    with torch.no_grad():
+        mine = imported(torch.from_numpy(obs), torch.from_numpy(w)).numpy()
+        theirs = retrained(torch.from_numpy(obs), torch.from_numpy(w)).numpy()
+    np.testing.assert_allclose(mine, ort_out, atol=1e-4)
+    assert np.abs(theirs - ort_out).max() > 1e-2  # the template's own weights were really replaced
+    _, trained_norm, _ = load_decoder(pipeline["ckpt"])
+    np.testing.assert_allclose(norm.obs_std, trained_norm.obs_std, rtol=1e-6)
+    assert ckpt["extra"]["onnx_sha256"] == load_manifest(pipeline["onnx"]).onnx_sha256
+
+    wide = tmp_path / "wide.pt"
+    assert main(["train-base", "--demos", str(pipeline["demos"]), "--steps", "1", "--hidden", "48", "--layers", "2",
+                 "--out", str(wide)]) == 0
+    with pytest.raises(SystemExit, match="do not match the template"):
+        main(["import-decoder", "--onnx", str(pipeline["onnx"]), "--like", str(wide), "--out", str(tmp_path / "x.pt")])

@@ -14,6 +14,12 @@ pick_place (the shipped models; `scripts/make_models.sh` runs the whole chain):
     lps-train evaluate   --decoder models/pick_place/decoder.onnx --head none lpds lps dsrl --episodes 200 \
                          --profile nominal --record
 
+A new head for an already shipped decoder trains on that decoder's own weights (training runs are
+not bit-reproducible, and LPS differentiates through the decoder):
+
+    lps-train import-decoder --onnx models/pick_place/decoder.onnx --like runs/pick_place/meanflow.pt \
+                             --out runs/pick_place/decoder_shipped.pt
+
 The four-mode toy (`--env four_modes:<variant>`) goes through the same commands (no manifests:
 the toy has no robot layout). Hyperparameters not on the command line are set with
 `--set name=value` (any field of the algorithm's config dataclass).
@@ -386,6 +392,19 @@ def _plot_eval(path: Path, results: list, profile: str) -> None:
     plt.close(fig)
 
 
+def cmd_import_decoder(a: argparse.Namespace) -> None:
+    from lps_train.export import import_decoder
+
+    try:
+        ckpt = import_decoder(a.onnx, torch.load(a.like, map_location="cpu", weights_only=False))
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    ckpt["extra"]["command"] = command_line()
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, a.out)
+    print(f"{a.out}: the weights of {a.onnx} (sha256 {ckpt['extra']['onnx_sha256'][:12]}) in {a.like}'s architecture")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lps-train", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -446,6 +465,12 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--decoder-onnx", help="heads: the exported decoder they steer (default: from training)")
     e.add_argument("--out", required=True)
+    i = sub.add_parser("import-decoder", help="exported decoder (.onnx + manifest) -> torch checkpoint, for "
+                       "training heads against a shipped decoder")
+    i.add_argument("--onnx", required=True, help="the exported decoder, e.g. models/pick_place/decoder.onnx")
+    i.add_argument("--like", required=True, help="a decoder checkpoint of the same architecture (train-base), "
+                   "e.g. one retrained with the shipped command; only its structure is used")
+    i.add_argument("--out", required=True)
     v = sub.add_parser("evaluate", help="success of exported models through SteeringController (no ROS)")
     v.add_argument("--decoder", default="models/pick_place/decoder.onnx")
     v.add_argument("--head", nargs="+", default=["none", "lpds", "lps", "dsrl"],
@@ -459,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     _ARGV[:] = list(argv) if argv is not None else sys.argv[1:]
     {"collect": cmd_collect, "train-base": cmd_train_base, "train-head": cmd_train_head, "export": cmd_export,
-     "evaluate": cmd_evaluate}[a.cmd](a)
+     "import-decoder": cmd_import_decoder, "evaluate": cmd_evaluate}[a.cmd](a)
     return 0
 
 

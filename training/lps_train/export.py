@@ -26,6 +26,7 @@ from lps_steering.core.manifest import (
     ObservationLayout,
     Provenance,
     expected_io,
+    load_manifest,
     manifest_path_for,
     sha256_file,
 )
@@ -119,3 +120,42 @@ def parity_check(module: torch.nn.Module, onnx_path: str | Path, n: int = 1000, 
             worst = max(worst, float(np.max(np.abs(a - t.numpy()))))
         done += b
     return worst
+
+
+def import_decoder(onnx_path: str | Path, like: dict[str, Any], max_err: float = 1e-4) -> dict[str, Any]:
+    """The torch checkpoint of an exported decoder: `like` (a checkpoint of the same architecture, e.g.
+    a retrained base) supplies the module's structure; the weights come from the .onnx and the
+    normalisation from its manifest. Training is not bit-reproducible across runs (a retrained base
+    differs from the shipped one), so a head meant for a shipped decoder (LPS differentiates through
+    it) needs that decoder's own weights. Refused unless torch and ONNX Runtime agree to `max_err`."""
+    import onnx
+    from onnx import numpy_helper
+
+    from lps_train.common import load_decoder_checkpoint
+
+    m = load_manifest(onnx_path)
+    if m.kind != "decoder":
+        raise ValueError(f"{onnx_path}: manifest `kind` must be 'decoder', got {m.kind!r}")
+    if m.decoder_type != like.get("decoder_type"):
+        raise ValueError(f"{onnx_path}: `decoder_type` {m.decoder_type!r} differs from the template's "
+                         f"{like.get('decoder_type')!r}")
+    dims = {"obs_dim": m.observation.dim, "action_dim": m.action_dim, "chunk_length": m.chunk_length}
+    if dims != like["dims"]:
+        raise ValueError(f"{onnx_path}: dims {dims} differ from the template's {like['dims']}")
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy())
+               for i in onnx.load(str(onnx_path)).graph.initializer}
+    template = like["state_dict"]
+    if set(weights) != set(template) or any(weights[k].shape != template[k].shape for k in template):
+        raise ValueError(f"{onnx_path}: its weights {sorted((k, tuple(v.shape)) for k, v in weights.items())} do "
+                         f"not match the template's {sorted((k, tuple(v.shape)) for k, v in template.items())}")
+    obs = m.observation.entries
+    ckpt = dict(like, state_dict=weights, normalization={
+        "obs_mean": [x for e in obs for x in e.mean], "obs_std": [x for e in obs for x in e.std],
+        "act_mean": list(m.action.mean), "act_std": list(m.action.std)})
+    ckpt["extra"] = dict(like.get("extra", {}), imported_from=str(onnx_path), onnx_sha256=m.onnx_sha256,
+                         observation=[{"name": e.name, "source": e.source, "size": e.size} for e in obs])
+    err = parity_check(load_decoder_checkpoint(ckpt)[0], onnx_path)
+    if err > max_err:
+        raise ValueError(f"{onnx_path}: the imported torch decoder differs from ONNX Runtime by {err:.2e} > "
+                         f"{max_err:g} on 1000 random inputs (the template's architecture is not the file's)")
+    return ckpt
