@@ -62,8 +62,9 @@ if has heads; then
   # demonstrations + the frozen base's rollouts). lps.py is unchanged: only the data grows. Ten
   # critics (the actor reads their minimum) that also see the TCP relative to the cube and the zone
   # (ninth session). Seed 1: seed 0 of the same commands gave 28% of 40 (tenth session).
-  # LPS differentiates through the decoder, so it trains on the shipped decoder's own weights
-  # (import-decoder): a retrained base is not bit-identical to $MODELS/decoder.onnx.
+  # LPS differentiates through the decoder, so it trains on the exported decoder's own weights
+  # (import-decoder). In a full chain that is the base just trained; with STAGES=heads it is the
+  # committed decoder.onnx, which a retrained base does not reproduce bit for bit.
   $RUN lps-train import-decoder --onnx "$MODELS/decoder.onnx" --like "$RUNS/mf_mixed15.pt" --out "$RUNS/decoder_shipped.pt"
   $RUN lps-train collect --task pick_place --policy "$MODELS/decoder.onnx" --episodes 200 --seed 40000 \
     --terminate-on-hold --out "$DATA/rollouts_hold.npz"

@@ -376,13 +376,13 @@ def test_train_base_concatenates_datasets_of_one_layout(pipeline, tmp_path):
 
 
 def test_import_decoder_rebuilds_the_exported_weights_from_another_run(pipeline, tmp_path):
-    """A base retrained with another seed has the shipped one's architecture but other weights; the
-    imported checkpoint carries the .onnx's weights and manifest normalisation, so torch reproduces
-    ONNX Runtime and a head trained through it steers the shipped decoder. A template of another
-    architecture is refused by name."""
+    """A base retrained with another seed (here without normalisation) has the exported one's
+    architecture but other weights and statistics; the imported checkpoint carries the .onnx's
+    weights and manifest normalisation, so torch reproduces ONNX Runtime. A head trained on it exports
+    only against that .onnx; a template of another architecture is refused by name."""
     other = tmp_path / "other.pt"
     assert main(["train-base", "--demos", str(pipeline["demos"]), "--steps", "3", "--hidden", "32", "--layers", "2",
-                 "--seed", "5", "--out", str(other)]) == 0
+                 "--seed", "5", "--no-normalize", "--out", str(other)]) == 0
     out = tmp_path / "imported.pt"
     assert main(["import-decoder", "--onnx", str(pipeline["onnx"]), "--like", str(other), "--out", str(out)]) == 0
     imported, norm, ckpt = load_decoder(out)
@@ -397,9 +397,20 @@ def test_import_decoder_rebuilds_the_exported_weights_from_another_run(pipeline,
         theirs = retrained(torch.from_numpy(obs), torch.from_numpy(w)).numpy()
     np.testing.assert_allclose(mine, ort_out, atol=1e-4)
     assert np.abs(theirs - ort_out).max() > 1e-2  # the template's own weights were really replaced
-    _, trained_norm, _ = load_decoder(pipeline["ckpt"])
-    np.testing.assert_allclose(norm.obs_std, trained_norm.obs_std, rtol=1e-6)
+    _, exported_norm, _ = load_decoder(pipeline["ckpt"])
+    for field in ("obs_mean", "obs_std", "act_mean", "act_std"):  # the template's are zeros and ones
+        np.testing.assert_allclose(getattr(norm, field), getattr(exported_norm, field), rtol=1e-6, atol=1e-9)
     assert ckpt["extra"]["onnx_sha256"] == load_manifest(pipeline["onnx"]).onnx_sha256
+
+    head = tmp_path / "lps.pt"
+    torch.save({"head_type": "lps", "head": torch.nn.Linear(17, 64), "decoder": str(out), "task": "pick_place",
+                "config": {}, "command": "test", "train_wall_s": 0.0, "seed": 0}, head)
+    other_onnx = tmp_path / "other.onnx"
+    assert main(["export", "--checkpoint", str(other), "--out", str(other_onnx)]) == 0
+    with pytest.raises(SystemExit, match="is not that of the decoder the head was trained on"):
+        main(["export", "--checkpoint", str(head), "--decoder-onnx", str(other_onnx), "--out", str(tmp_path / "h.onnx")])
+    assert main(["export", "--checkpoint", str(head), "--decoder-onnx", str(pipeline["onnx"]),
+                 "--out", str(tmp_path / "h.onnx")]) == 0
 
     wide = tmp_path / "wide.pt"
     assert main(["train-base", "--demos", str(pipeline["demos"]), "--steps", "1", "--hidden", "48", "--layers", "2",

@@ -323,6 +323,13 @@ def cmd_export(a: argparse.Namespace) -> None:
         from lps_steering.core.manifest import load_manifest
 
         dm = load_manifest(decoder_onnx)
+        imported = dec_ckpt.get("extra", {}).get("onnx_sha256")
+        if imported and imported != dm.onnx_sha256:
+            # The head was trained through the weights of another .onnx (import-decoder); binding it to
+            # this one would pass the runtime's hash check with a decoder it never saw.
+            raise SystemExit(f"--decoder-onnx {decoder_onnx}: sha256 {dm.onnx_sha256[:12]} is not that of the "
+                             f"decoder the head was trained on ({dec_ckpt['extra'].get('imported_from')}, "
+                             f"{imported[:12]})")
         dec_type = dec_ckpt["decoder_type"]
         if dm.decoder_type != dec_type:
             raise SystemExit(f"--decoder-onnx {decoder_onnx}: `decoder_type` must be {dec_type!r} (the head's "
@@ -397,7 +404,7 @@ def cmd_import_decoder(a: argparse.Namespace) -> None:
 
     try:
         ckpt = import_decoder(a.onnx, torch.load(a.like, map_location="cpu", weights_only=False))
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         raise SystemExit(str(e)) from None
     ckpt["extra"]["command"] = command_line()
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

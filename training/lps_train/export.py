@@ -152,8 +152,10 @@ def import_decoder(onnx_path: str | Path, like: dict[str, Any], max_err: float =
     ckpt = dict(like, state_dict=weights, normalization={
         "obs_mean": [x for e in obs for x in e.mean], "obs_std": [x for e in obs for x in e.std],
         "act_mean": list(m.action.mean), "act_std": list(m.action.std)})
-    ckpt["extra"] = dict(like.get("extra", {}), imported_from=str(onnx_path), onnx_sha256=m.onnx_sha256,
-                         observation=[{"name": e.name, "source": e.source, "size": e.size} for e in obs])
+    # Only what describes the .onnx: the template's demos, rows and wall time belong to another run.
+    ckpt["extra"] = {"env": like.get("extra", {}).get("env", ""), "imported_from": str(onnx_path),
+                     "onnx_sha256": m.onnx_sha256,
+                     "observation": [{"name": e.name, "source": e.source, "size": e.size} for e in obs]}
     err = parity_check(load_decoder_checkpoint(ckpt)[0], onnx_path)
     if err > max_err:
         raise ValueError(f"{onnx_path}: the imported torch decoder differs from ONNX Runtime by {err:.2e} > "
