@@ -1,6 +1,7 @@
 """Paper checks on the four-mode toy: (a) mode coverage vs delta and DSRL, (b) latent-norm drift.
 
-(a) LP-DS with delta in {0.01, 0.05, 0.1} and DSRL, all steering the same frozen base policy
+(a) LP-DS with delta in {0.01, 0.05, 0.1} (the paper's), {0.5, 2, 8} (where collapse begins on this
+    toy) and DSRL, all steering the same frozen base policy
     (a flow decoder fitted to a demonstrator that visits all four goals). Measured every
     `eval_every` env steps: goal shares, coverage (goals reached in >= 5% of episodes), success,
     the k-NN entropy of the first chunk at start states.
@@ -12,6 +13,7 @@ The script reports what it measures. The variant decides what the objective rewa
 `training/checks/results/four_modes_<variant>/` (JSON, CSV, PNG).
 
     scripts/with-env python training/checks/four_modes_check.py --variant unequal --steps 3000
+    scripts/with-env python training/checks/four_modes_check.py --variant symmetric --steps 3000
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variant", default="unequal", choices=["symmetric", "unequal", "nearer"])
     p.add_argument("--steps", type=int, default=3000, help="env steps per head")
-    p.add_argument("--deltas", type=float, nargs="+", default=[0.01, 0.05, 0.1])
+    p.add_argument("--deltas", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.5, 2.0, 8.0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--eval-episodes", type=int, default=100)
