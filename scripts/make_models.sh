@@ -67,12 +67,13 @@ if has heads; then
   # head is rolled out for 200 sim episodes (training seeds 50000+, a refused chunk ending the
   # episode) and the next round trains on all data so far plus these rollouts (round 1: the
   # demonstrations + the frozen base's rollouts). lps.py is unchanged: only the data grows. Rounds
-  # do not improve monotonically, so the rounds stop when a head's rollouts succeed less often than
-  # the best so far, and that best head is kept. The rollouts' success ranked the eight heads
-  # measured as the evaluation did (within 7 points of it on the five evaluated on 200 episodes),
-  # and the choice never looks at evaluation seeds. Seed 1 stops after round 3 and keeps round 2 (the shipped head, 70.5% of 200); seed 0
-  # keeps round 4 of 5 (72.5%). Ten critics (the actor reads their minimum) that also see the TCP
-  # relative to the cube and the zone (ninth session).
+  # do not improve monotonically, so the rounds stop at the first head whose rollouts do not beat
+  # the best so far, and that best head is kept; the choice never looks at evaluation seeds. On the
+  # eleventh session's runs (made by hand, before this loop was written) the rollouts' success
+  # ordered each seed's rounds as the 200-episode evaluation did, and the rule would have kept
+  # seed 1's round 2 (the shipped head, 70.5% of 200) and seed 0's round 4 of 5 (72.5%). Ten
+  # critics (the actor reads their minimum) that also see the TCP relative to the cube and the zone
+  # (ninth session).
   # LPS differentiates through the decoder, so it trains on the exported decoder's own weights
   # (import-decoder). In a full chain that is the base just trained; with STAGES=heads it is the
   # committed decoder.onnx, which a retrained base does not reproduce bit for bit.
@@ -86,20 +87,22 @@ if has heads; then
   best_rate=-1
   best_round=0
   for ((round = 1; round <= LPS_ROUNDS; round++)); do
-    $RUN lps-train train-head "${LPS_ARGS[@]}" --demos "${LPS_DATA[@]}" --out "$RUNS/lps_round$round.pt"
-    $RUN lps-train export --checkpoint "$RUNS/lps_round$round.pt" --decoder-onnx "$MODELS/decoder.onnx" \
-      --out "$RUNS/lps_round$round.onnx"
-    $RUN lps-train collect --task pick_place --policy "$MODELS/decoder.onnx" --head "$RUNS/lps_round$round.onnx" \
-      --episodes 200 --seed 50000 --terminate-on-hold --out "$DATA/rollouts_lps_round$round.npz"
-    rate=$($RUN python -c 'import sys, numpy; print(numpy.load(sys.argv[1])["episode_success"].mean())' \
-      "$DATA/rollouts_lps_round$round.npz")
+    head="$RUNS/lps_s${LPS_SEED}_round$round"
+    rollouts="$DATA/rollouts_lps_s${LPS_SEED}_round$round.npz"
+    $RUN lps-train train-head "${LPS_ARGS[@]}" --demos "${LPS_DATA[@]}" --out "$head.pt"
+    $RUN lps-train export --checkpoint "$head.pt" --decoder-onnx "$MODELS/decoder.onnx" --out "$head.onnx"
+    $RUN lps-train collect --task pick_place --policy "$MODELS/decoder.onnx" --head "$head.onnx" \
+      --episodes 200 --seed 50000 --terminate-on-hold --out "$rollouts"
+    rate=$($RUN python -c 'import sys, numpy
+s = numpy.load(sys.argv[1])["episode_success"]
+sys.exit(f"{sys.argv[1]} holds no episodes") if len(s) == 0 else print(s.mean())' "$rollouts")
     echo "LPS round $round: its rollouts succeed in $rate (best so far: $best_rate, round $best_round)"
     awk -v a="$rate" -v b="$best_rate" 'BEGIN { exit !(a > b) }' || break
     best_rate=$rate
     best_round=$round
-    LPS_DATA+=("$DATA/rollouts_lps_round$round.npz")
+    LPS_DATA+=("$rollouts")
   done
-  cp "$RUNS/lps_round$best_round.pt" "$RUNS/lps.pt"
+  cp "$RUNS/lps_s${LPS_SEED}_round$best_round.pt" "$RUNS/lps.pt"
   $RUN lps-train train-head --algo dsrl --decoder "$RUNS/mf_mixed15.pt" --decoder-onnx "$MODELS/decoder.onnx" \
     --task pick_place --steps 20000 --seed 0 --set time_budget_s=1500 --out "$RUNS/dsrl.pt"
   for h in lpds lps dsrl; do

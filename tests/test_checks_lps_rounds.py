@@ -10,8 +10,9 @@ import numpy as np
 CHECK = Path(__file__).resolve().parents[1] / "training" / "checks" / "lps_rounds.py"
 
 
-def _evaluation(path: Path, results: list[tuple[str, int, int]]) -> str:
-    path.write_text(json.dumps({"results": [{"head": h, "episodes": n, "successes": k} for h, k, n in results]}))
+def _evaluation(path: Path, results: list[tuple[str, int, int]], seed: int = 100000) -> str:
+    path.write_text(json.dumps({"seed": seed, "results": [{"head": h, "episodes": n, "successes": k}
+                                                          for h, k, n in results]}))
     return str(path)
 
 
@@ -30,7 +31,7 @@ def _run(tmp_path: Path, *rounds: list[str]) -> subprocess.CompletedProcess:
 
 def test_rounds_sum_split_evaluations_and_read_rollout_success(tmp_path):
     first = _evaluation(tmp_path / "a.json", [("h1.onnx", 9, 40)])
-    rest = _evaluation(tmp_path / "b.json", [("none", 80, 160), ("h1.onnx", 100, 160)])
+    rest = _evaluation(tmp_path / "b.json", [("none", 80, 160), ("h1.onnx", 100, 160)], seed=100040)
     r = _run(tmp_path, ["0", "1", f"{first},{rest}", _rollouts(tmp_path / "r1.npz", [True, False, False, False])],
              ["0", "2", _evaluation(tmp_path / "c.json", [("h2.onnx", 30, 40)]), "-"])
     assert r.returncode == 0, r.stderr
@@ -48,3 +49,17 @@ def test_an_evaluation_of_several_heads_is_refused(tmp_path):
     both = _evaluation(tmp_path / "a.json", [("h1.onnx", 9, 40), ("h2.onnx", 12, 40)])
     r = _run(tmp_path, ["0", "1", both, "-"])
     assert r.returncode != 0 and "expected exactly one evaluated head" in r.stderr
+
+
+def test_evaluations_of_different_heads_or_the_same_seeds_are_not_summed(tmp_path):
+    first = _evaluation(tmp_path / "a.json", [("runs/h1.onnx", 9, 40)])
+    other = _evaluation(tmp_path / "b.json", [("runs/h2.onnx", 12, 40)], seed=100040)
+    r = _run(tmp_path, ["0", "1", f"{first},{other}", "-"])
+    assert r.returncode != 0 and "name different heads" in r.stderr
+    again = _evaluation(tmp_path / "c.json", [("runs/h1.onnx", 30, 160)], seed=100020)
+    r = _run(tmp_path, ["0", "1", f"{first},{again}", "-"])
+    assert r.returncode != 0 and "overlap" in r.stderr
+    r = _run(tmp_path, ["zero", "1", first, "-"])
+    assert r.returncode != 0 and "non-negative integers" in r.stderr
+    r = _run(tmp_path, ["0", "1", first, str(tmp_path / "missing.npz")])
+    assert r.returncode != 0 and "does not exist" in r.stderr

@@ -27,15 +27,40 @@ from lps_sim.experts_report import wilson_interval  # noqa: E402
 
 
 def evaluated(paths: list[str]) -> tuple[int, int]:
-    """Successes and episodes of the one LPS head in each `lps-train evaluate` JSON, summed."""
+    """Successes and episodes of the one LPS head in each `lps-train evaluate` JSON, summed.
+
+    The files must evaluate the same head on disjoint seed ranges: a wrong path would otherwise
+    merge two heads, or count a seed twice, without a word.
+    """
     successes = episodes = 0
+    names, seeds = set(), set()
     for p in paths:
-        heads = [r for r in json.loads(Path(p).read_text())["results"] if r["head"] != "none"]
+        if not Path(p).is_file():
+            raise ValueError(f"evaluation file {p} does not exist")
+        ev = json.loads(Path(p).read_text())
+        heads = [r for r in ev["results"] if r["head"] != "none"]
         if len(heads) != 1:
             raise ValueError(f"{p}: expected exactly one evaluated head besides the base, found {len(heads)}")
+        names.add(Path(heads[0]["head"]).name)
+        span = set(range(ev["seed"], ev["seed"] + heads[0]["episodes"]))
+        if seeds & span:
+            raise ValueError(f"{p}: its seeds {ev['seed']}..{ev['seed'] + heads[0]['episodes'] - 1} overlap "
+                             "another file's of the same round")
+        seeds |= span
         successes += heads[0]["successes"]
         episodes += heads[0]["episodes"]
+    if len(names) > 1:
+        raise ValueError(f"the evaluations of one round name different heads: {sorted(names)}")
     return successes, episodes
+
+
+def rollout_success(path: str) -> tuple[float, int]:
+    if not Path(path).is_file():
+        raise ValueError(f"rollout file {path} does not exist")
+    s = np.load(path)["episode_success"]
+    if len(s) == 0:
+        raise ValueError(f"rollout file {path} holds no episodes")
+    return float(s.mean()), int(len(s))
 
 
 def base_result(manifest: str) -> tuple[int, int]:
@@ -46,13 +71,15 @@ def base_result(manifest: str) -> tuple[int, int]:
 def table(rounds: list[list[str]]) -> list[dict]:
     rows = []
     for seed, rnd, evals, rollouts in rounds:
+        if not (seed.isdigit() and rnd.isdigit()):
+            raise ValueError(f"--round SEED ROUND ...: both must be non-negative integers, got {seed!r} {rnd!r}")
         k, n = evaluated(evals.split(","))
         lo, hi = wilson_interval(k, n)
         row = {"seed": int(seed), "round": int(rnd), "eval_successes": k, "eval_episodes": n,
                "eval_rate": k / n, "eval_wilson": [lo, hi], "rollout_rate": None, "rollout_episodes": None}
         if rollouts != "-":
-            s = np.load(rollouts)["episode_success"]
-            row |= {"rollout_rate": float(s.mean()), "rollout_episodes": int(len(s))}
+            rate, count = rollout_success(rollouts)
+            row |= {"rollout_rate": rate, "rollout_episodes": count}
         rows.append(row)
     return rows
 
@@ -63,9 +90,10 @@ def plot(rows: list[dict], base: tuple[int, int], out: Path) -> None:
     lo, hi = wilson_interval(*base)
     ax.axhspan(100 * lo, 100 * hi, color="0.85")
     ax.axhline(100 * b, color="0.4", lw=1, label=f"frozen base {base[0]}/{base[1]}")
-    for i, seed in enumerate(sorted({r["seed"] for r in rows})):
+    seeds = sorted({r["seed"] for r in rows})
+    for i, seed in enumerate(seeds):
         rs = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["round"])
-        x = np.array([r["round"] for r in rs]) + 0.06 * (i - 0.5)
+        x = np.array([r["round"] for r in rs]) + 0.06 * (i - (len(seeds) - 1) / 2)  # error bars side by side
         y = np.array([100 * r["eval_rate"] for r in rs])
         err = np.array([[y[j] - 100 * r["eval_wilson"][0], 100 * r["eval_wilson"][1] - y[j]] for j, r in enumerate(rs)]).T
         line = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"seed {seed}: evaluation (95% Wilson)")
@@ -92,7 +120,10 @@ def main() -> None:
                    help="the decoder manifest whose eval_nominal is the frozen base's result")
     p.add_argument("--out", type=Path, required=True, help="path without suffix: writes .json and .png")
     args = p.parse_args()
-    rows = table(args.round)
+    try:
+        rows = table(args.round)
+    except ValueError as e:
+        p.error(str(e))
     base = base_result(args.base_manifest)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"base": list(base), "rounds": rows}, indent=1) + "\n")
