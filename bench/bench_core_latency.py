@@ -50,8 +50,8 @@ def main() -> int:
         base = np.array(READY_Q + [0.04, 0.5, 0.0, 0.05])
         observations = base + 0.05 * rng.standard_normal((args.n + args.warmup, base.size))
         m = decoder.manifest
-        mean = np.concatenate([e.mean for e in m.observation.entries])
-        std = np.concatenate([e.std for e in m.observation.entries])
+        mean = np.asarray(m.observation.mean)
+        std = np.asarray(m.observation.std)
         act_mean, act_std = torch.tensor(m.action.mean), torch.tensor(m.action.std)
 
         def torch_step(obs: np.ndarray) -> np.ndarray:

@@ -150,7 +150,7 @@ def import_decoder(onnx_path: str | Path, like: dict[str, Any], max_err: float =
                          f"not match the template's {sorted((k, tuple(v.shape)) for k, v in template.items())}")
     obs = m.observation.entries
     ckpt = dict(like, state_dict=weights, normalization={
-        "obs_mean": [x for e in obs for x in e.mean], "obs_std": [x for e in obs for x in e.std],
+        "obs_mean": m.observation.mean, "obs_std": m.observation.std,
         "act_mean": list(m.action.mean), "act_std": list(m.action.std)})
     # Only what describes the .onnx: the template's demos, rows and wall time belong to another run.
     ckpt["extra"] = {"env": like.get("extra", {}).get("env", ""), "imported_from": str(onnx_path),

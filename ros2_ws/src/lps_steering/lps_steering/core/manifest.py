@@ -110,6 +110,15 @@ class ObservationLayout:
     def dim(self) -> int:
         return sum(e.size for e in self.entries)
 
+    @property
+    def mean(self) -> list[float]:
+        """The entries' normalisation means, concatenated in layout order (length `dim`)."""
+        return [x for e in self.entries for x in e.mean]
+
+    @property
+    def std(self) -> list[float]:
+        return [x for e in self.entries for x in e.std]
+
 
 @dataclass
 class ActionEntry:

@@ -80,7 +80,7 @@ class ObservationAssembler:
         self._values = {s: np.zeros(n) for s, n in OBSERVATION_SOURCES.items()}
         self._stamps = {s: math.nan for s in OBSERVATION_SOURCES}
         self._out = np.zeros(manifest.obs_dim)
-        self._mean = np.concatenate([e.mean for e in manifest.observation.entries])
+        self._mean = np.asarray(manifest.observation.mean, dtype=np.float64)
         self._images: dict[str, ImageEntry] = {im.name: im for im in manifest.observation.images}
         self._image_values: dict[str, np.ndarray] = {}
         self._image_stamps: dict[str, float] = {}

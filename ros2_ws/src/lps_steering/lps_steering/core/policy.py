@@ -172,8 +172,8 @@ class SteeredPolicy:
         self._rng = np.random.default_rng(seed)
         self._sphere = m.latent_geometry == "sphere"
         self._radius = math.sqrt(m.latent_dim)
-        obs_mean = np.concatenate([e.mean for e in m.observation.entries]).astype(np.float32)
-        obs_std = np.concatenate([e.std for e in m.observation.entries]).astype(np.float32)
+        obs_mean = np.asarray(m.observation.mean, dtype=np.float32)
+        obs_std = np.asarray(m.observation.std, dtype=np.float32)
         self._obs_mean = obs_mean[None, :]
         self._obs_inv_std = (1.0 / obs_std)[None, :]
         self._act_mean = np.asarray(m.action.mean, dtype=np.float32)
