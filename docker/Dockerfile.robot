@@ -19,9 +19,13 @@ FROM ${CUDA_IMAGE}
 ARG ROS_DISTRO=jazzy
 # ros-infrastructure/ros-apt-source release that installs the ROS apt key and source list.
 ARG ROS_APT_SOURCE_VERSION=1.1.0
-# franka_ros2 release for Jazzy; its dependency.repos pins the matching libfranka and
-# franka_description. The robot's system version must be compatible with that libfranka.
-ARG FRANKA_ROS2_VERSION=v3.5.2
+# franka_ros2 release (Jazzy line, v3.2.0 or newer: launch/stacks.yaml refuses older ones) and
+# the libfranka built with it. The pair goes together: v3.4.0's dependency.repos names libfranka
+# 0.20.5 and its changelog requires >= 0.20.4; the build stops if LIBFRANKA_VERSION is below what
+# the release's CHANGELOG.rst requires. The robot's system version must suit that libfranka
+# (Franka's compatibility table). franka_description comes at the version dependency.repos names.
+ARG FRANKA_ROS2_VERSION=v3.4.0
+ARG LIBFRANKA_VERSION=0.20.5
 ARG USER_UID=1000
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -63,9 +67,11 @@ RUN apt-get update \
     && rosdep init \
     && rosdep update --rosdistro "${ROS_DISTRO}"
 
-# franka_ros2 with the libfranka and franka_description its release names, in /opt/franka.
+# franka_ros2 with LIBFRANKA_VERSION and the franka_description its release names, in /opt/franka.
 WORKDIR /opt/franka
+COPY docker/franka_pins.py /tmp/franka_pins.py
 RUN git clone --depth 1 --branch "${FRANKA_ROS2_VERSION}" https://github.com/frankarobotics/franka_ros2.git src/franka_ros2 \
+    && python3 /tmp/franka_pins.py "${LIBFRANKA_VERSION}" src/franka_ros2 \
     && vcs import src --recursive --skip-existing < src/franka_ros2/dependency.repos \
     && apt-get update \
     && rosdep install --from-paths src --ignore-src --rosdistro "${ROS_DISTRO}" -y \
@@ -93,6 +99,8 @@ COPY ros2_ws/src ros2_ws/src
 COPY config config
 COPY models models
 COPY launch launch
+# Installed with the stack descriptions into lps_steering's share (the evaluator starts stacks with it).
+COPY scripts/launch_stack.py scripts/launch_stack.py
 COPY docker/entrypoint.sh /usr/local/bin/lps-entrypoint
 RUN apt-get update \
     && rosdep install --from-paths ros2_ws/src --ignore-src --rosdistro "${ROS_DISTRO}" -y \
@@ -106,8 +114,13 @@ RUN apt-get update \
     && useradd --create-home --uid "${USER_UID}" --groups video,plugdev lps \
     && chmod 0755 /usr/local/bin/lps-entrypoint
 
-# Fail the build, not the first run on the robot, if the runtime cannot import or lacks CUDA.
-RUN lps-entrypoint python3 -c "import sys, numpy, onnxruntime, pyrealsense2, rclpy, yaml, lps_steering, lps_msgs.msg; \
+# Fail the build, not the first run on the robot, if the runtime cannot import or lacks CUDA, or
+# if the real stack would refuse the franka_ros2 it was built with.
+RUN lps-entrypoint python3 -c "import sys, numpy, onnxruntime, pyrealsense2, rclpy, yaml, lps_steering, lps_msgs.msg, franka_msgs.msg, lps_franka_hw.supervisor_node; \
+sys.path.insert(0, '/opt/lps/launch'); import lps_stacks; \
+inc = lps_stacks.load().stack('real').includes[0]; \
+problem = lps_stacks.include_problem('real', inc.package, inc.requires, lps_stacks.installed_version(inc.package)); \
+problem and sys.exit(problem); \
 providers = onnxruntime.get_available_providers(); \
 sys.exit(0 if 'CUDAExecutionProvider' in providers else f'onnxruntime has no CUDA provider: {providers}')"
 

@@ -23,7 +23,7 @@ def build(stack_name: str, description_path: str | Path = lps_stacks.DESCRIPTION
         IncludeLaunchDescription,
         RegisterEventHandler,
     )
-    from launch.conditions import IfCondition
+    from launch.conditions import IfCondition, UnlessCondition
     from launch.events import matches_action
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     from launch.substitutions import LaunchConfiguration, TextSubstitution
@@ -36,6 +36,13 @@ def build(stack_name: str, description_path: str | Path = lps_stacks.DESCRIPTION
     from launch import LaunchDescription
 
     stack = lps_stacks.load(description_path).stack(stack_name)
+    # Before any action exists: `ros2 launch` would start an unsuitable include and silently drop
+    # the arguments it does not declare. The exception's text is what `ros2 launch` prints.
+    for inc in stack.includes:
+        problem = lps_stacks.include_problem(stack_name, inc.package, inc.requires,
+                                             lps_stacks.installed_version(inc.package))
+        if problem:
+            raise RuntimeError(problem)
 
     def subs(value: Any) -> Any:
         """A description value -> a plain value, or a list of substitutions launch concatenates."""
@@ -70,6 +77,12 @@ def build(stack_name: str, description_path: str | Path = lps_stacks.DESCRIPTION
             kwargs["condition"] = IfCondition(subs(spec.condition))
         if not spec.lifecycle:
             entities.append(Node(**kwargs))
+            continue
+        if spec.self_start:
+            # One of the two starts: with `--autostart` the node brings itself up, at the robot's pace.
+            on = dict(kwargs, arguments=kwargs["arguments"] + [lps_stacks.SELF_START_FLAG])
+            entities += [LifecycleNode(**on, condition=IfCondition(subs(spec.autostart))),
+                         LifecycleNode(**kwargs, condition=UnlessCondition(subs(spec.autostart)))]
             continue
         node = LifecycleNode(**kwargs)
         autostart = IfCondition(subs(spec.autostart))

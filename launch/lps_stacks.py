@@ -13,12 +13,18 @@ stacks:
     description: str
     arguments: [NAME, ...]         launch arguments this stack declares (from `arguments`)
     defaults: {NAME: str}          optional per-stack defaults replacing the shared ones
-    includes: [{package, file, arguments: {NAME: value}}]   other launch files (ros2 launch only)
+    includes: [{package, file, arguments: {NAME: value}, requires?}]   other launch files (ros2 launch only)
+      requires: {version: ">=A.B.C,<X.Y.Z", why: str, install: str}
+                                   the package's versions (package.xml) whose launch file declares
+                                   every argument passed; anything else is refused before start
     nodes:
       - name, package, executable  node name, ROS package, console script
         namespace: str             optional, default ""
         lifecycle: bool            managed node: launched as LifecycleNode
         autostart: value           lifecycle only: "true" -> configure, then activate
+        self_start: bool           lifecycle only: with autostart true the node gets `--autostart`
+                                   and brings itself up (waiting for its robot, retrying); the
+                                   launch does not drive its transitions. Not with `condition`.
         condition: value           optional: the node starts only when it evaluates to true
         parameter_files: [value]   YAML files, in order (later ones override earlier ones)
         parameters: {NAME: value}  overrides, applied after the files
@@ -45,9 +51,14 @@ DESCRIPTION_PATH = Path(__file__).resolve().parent / "stacks.yaml"
 FORMAT_VERSION = 1
 
 _TOKEN = re.compile(r"\$\((arg|find-pkg-share)\s+([A-Za-z_][A-Za-z0-9_]*)\)")
-_NODE_KEYS = {"name", "package", "executable", "namespace", "lifecycle", "autostart", "condition",
-              "parameter_files", "parameters", "remappings", "arguments"}
+_NODE_KEYS = {"name", "package", "executable", "namespace", "lifecycle", "autostart", "self_start",
+              "condition", "parameter_files", "parameters", "remappings", "arguments"}
+SELF_START_FLAG = "--autostart"
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+_CLAUSE = re.compile(r"(>=|<=|==|>|<)\s*([0-9]+(?:\.[0-9]+)*)")
+_OPS: dict[str, Callable[[tuple[int, ...], tuple[int, ...]], bool]] = {
+    ">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b, "==": lambda a, b: a == b}
 
 # A piece of a value: ("text", s), ("arg", launch argument name) or ("pkg", package name).
 Part = tuple[str, str]
@@ -78,6 +89,7 @@ class NodeSpec:
     parameters: dict[str, Any] = field(default_factory=dict)
     remappings: tuple[tuple[Any, Any], ...] = ()
     arguments: tuple[Any, ...] = ()
+    self_start: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,29 @@ class IncludeSpec:
     package: str
     file: Any
     arguments: dict[str, Any] = field(default_factory=dict)
+    requires: Requirement | None = None
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Versions of an included package that the stack works with, and what to tell a user who has another."""
+
+    version: str   # comma-separated clauses: >=, >, <=, <, == followed by a dotted version
+    why: str
+    install: str
+
+    def clauses(self) -> list[tuple[str, tuple[int, ...]]]:
+        out = []
+        for clause in self.version.split(","):
+            m = _CLAUSE.fullmatch(clause.strip())
+            if m is None:
+                raise StackError(f"requires.version: cannot read {clause.strip()!r} (e.g. '>=3.2.0,<4')")
+            out.append((m.group(1), parse_version(m.group(2))))
+        return out
+
+    def admits(self, version: str) -> bool:
+        v = parse_version(version)
+        return all(_OPS[op](v, bound) for op, bound in self.clauses())
 
 
 @dataclass(frozen=True)
@@ -220,10 +255,13 @@ def _load_stack(name: str, spec: dict[str, Any], shared: dict[str, Argument]) ->
             lifecycle=bool(node.get("lifecycle", False)), autostart=node.get("autostart", "false"),
             condition=node.get("condition"), parameter_files=tuple(node.get("parameter_files", ())),
             parameters=dict(node.get("parameters") or {}), remappings=remaps,
-            arguments=tuple(node.get("arguments", ()))))
+            arguments=tuple(node.get("arguments", ())), self_start=bool(node.get("self_start", False))))
+        if nodes[-1].self_start and (not nodes[-1].lifecycle or nodes[-1].condition is not None):
+            raise StackError(f"{nwhere}: `self_start` needs `lifecycle: true` and no `condition`")
     includes = tuple(IncludeSpec(_need(inc, "package", str, f"{where}.includes[{i}]"),
                                  _need(inc, "file", str, f"{where}.includes[{i}]"),
-                                 dict(inc.get("arguments") or {}))
+                                 dict(inc.get("arguments") or {}),
+                                 _requirement(inc.get("requires"), f"{where}.includes[{i}].requires"))
                      for i, inc in enumerate(spec.get("includes") or ()))
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):
@@ -232,6 +270,17 @@ def _load_stack(name: str, spec: dict[str, Any], shared: dict[str, Argument]) ->
     for arg in _all_referenced(stack) - set(args):
         raise StackError(f"{where}: $(arg {arg}) is used but {arg!r} is not in the stack's `arguments`")
     return stack
+
+
+def _requirement(spec: Any, where: str) -> Requirement | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise StackError(f"{where} must be a mapping, got {spec!r}")
+    req = Requirement(_need(spec, "version", str, where), _need(spec, "why", str, where),
+                      _need(spec, "install", str, where))
+    req.clauses()  # refuses an unreadable version range now, not at launch
+    return req
 
 
 def _values(node: NodeSpec) -> list[Any]:
@@ -292,6 +341,7 @@ class ResolvedInclude:
     package: str
     file: str
     arguments: dict[str, str]
+    requires: Requirement | None = None
 
 
 def argument_values(stack: Stack, given: Mapping[str, str]) -> dict[str, str]:
@@ -336,15 +386,20 @@ def resolve(stack: Stack, given: Mapping[str, str],
         if n.condition is not None and not truthy(sub(n.condition), f"condition of node {n.name!r}"):
             continue
         texts = {k: sub(v) for k, v in n.parameters.items()}
+        autostart = n.lifecycle and truthy(sub(n.autostart), f"autostart of node {n.name!r}")
+        arguments = tuple(sub(a) for a in n.arguments)
+        if n.self_start:
+            arguments += (SELF_START_FLAG,) if autostart else ()
+            autostart = False
         nodes.append(ResolvedNode(
             name=n.name, package=n.package, executable=n.executable, namespace=sub(n.namespace),
-            lifecycle=n.lifecycle,
-            autostart=n.lifecycle and truthy(sub(n.autostart), f"autostart of node {n.name!r}"),
+            lifecycle=n.lifecycle, autostart=autostart,
             parameter_files=tuple(sub(f) for f in n.parameter_files),
             parameters={k: _yaml_value(t) for k, t in texts.items()}, parameter_texts=texts,
             remappings=tuple((sub(a), sub(b)) for a, b in n.remappings),
-            arguments=tuple(sub(a) for a in n.arguments)))
-    includes = [ResolvedInclude(i.package, sub(i.file), {k: sub(v) for k, v in i.arguments.items()})
+            arguments=arguments))
+    includes = [ResolvedInclude(i.package, sub(i.file), {k: sub(v) for k, v in i.arguments.items()},
+                                i.requires)
                 for i in stack.includes]
     return nodes, includes
 
@@ -357,3 +412,53 @@ def _yaml_value(text: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+# ------------------------------------------------------------------------------------- versions
+def parse_version(text: str) -> tuple[int, ...]:
+    """'3.4.0' -> (3, 4, 0); StackError for anything that is not dotted integers."""
+    try:
+        return tuple(int(x) for x in text.strip().split("."))
+    except ValueError:
+        raise StackError(f"not a version: {text!r}") from None
+
+
+def installed_version(package: str) -> tuple[str, str] | None:
+    """(version from its package.xml, share directory) of an installed ROS package, None if absent.
+
+    Read through the ament index (AMENT_PREFIX_PATH), where `ros2 launch` and $(find-pkg-share)
+    find the package too, so the version is that of the files the include would run.
+    """
+    import xml.etree.ElementTree as ET
+
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        share = get_package_share_directory(package)
+    except PackageNotFoundError:
+        return None
+    try:
+        version = ET.parse(Path(share) / "package.xml").getroot().findtext("version") or ""
+    except (OSError, ET.ParseError):
+        version = ""
+    return version.strip(), share
+
+
+def include_problem(stack_name: str, package: str, requires: Requirement | None,
+                    found: tuple[str, str] | None) -> str | None:
+    """Why this stack cannot include `package` as installed (`found`, from `installed_version`), or None."""
+    if requires is None:
+        return None
+    need = f"{package} {requires.version}"
+    if found is None:
+        return (f"stack {stack_name!r} needs {need}, and package {package!r} is not installed "
+                f"(not on AMENT_PREFIX_PATH). {requires.install}")
+    version, share = found
+    try:
+        ok = requires.admits(version)
+    except StackError:
+        ok = False
+    if ok:
+        return None
+    return (f"stack {stack_name!r} needs {need}, but {package} {version or '(no version)'} is installed "
+            f"({share}). {requires.why} {requires.install}")

@@ -10,7 +10,8 @@ remappings and lifecycle transitions as `ros2 launch launch/<stack>.launch.py`, 
 description. Output of each process is prefixed with its node name. Ctrl-C (SIGINT) or SIGTERM is
 forwarded to every process as SIGINT (the nodes' clean path: the arm holds), then SIGKILL after
 `--grace` seconds. A process exiting non-zero stops the whole stack: nothing keeps commanding a
-robot beside a dead part. Every process runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST.
+robot beside a dead part. The runner's exit code is 0 only if every process stopped by itself
+with code 0. Every process runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST.
 """
 
 from __future__ import annotations
@@ -158,7 +159,9 @@ class Stack:
                 return 0
         return 0
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """SIGINT to every process (reverse start order), SIGKILL after the grace; True when every
+        process exited by itself with code 0."""
         self.stopping.set()
         # Reverse start order: the policy stops (and holds) before what it commands goes away.
         for name in reversed(list(self.procs)):
@@ -166,6 +169,7 @@ class Stack:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + self.grace_s
+        clean = True
         for name, proc in self.procs.items():
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
@@ -173,6 +177,12 @@ class Stack:
                 self.say(f"{name} did not stop within {self.grace_s} s: SIGKILL")
                 proc.kill()
                 proc.wait(5)
+                clean = False
+                continue
+            if proc.returncode != 0:
+                self.say(f"{name} exited with code {proc.returncode}")
+                clean = False
+        return clean
 
 
 def _stop_when_orphaned(running: Stack, parent: int) -> None:
@@ -212,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--stop-with-parent", action="store_true",
                      help="stop the stack, as on Ctrl-C, when the process that started this one exits "
                           "(a program that launches a stack for itself and may be killed)")
-    opts = cli.parse_args(argv)
+    # Intermixed: `real --no-includes robot_ip:=...` puts launch arguments after an option.
+    opts = cli.parse_intermixed_args(argv)
     parent = os.getppid()  # now: a parent that dies during start-up must still be noticed
     try:
         stack = lps_stacks.load(opts.description).stack(opts.stack)
@@ -221,14 +232,29 @@ def main(argv: list[str] | None = None) -> int:
                 choices = f" (one of {', '.join(a.choices)})" if a.choices else ""
                 print(f"{a.name}:\n    {a.description}{choices}\n    default: {a.default!r}")
             return 0
+        for inc in stack.includes:
+            found = lps_stacks.installed_version(inc.package)
+            problem = lps_stacks.include_problem(opts.stack, inc.package, inc.requires, found)
+            # Started by hand elsewhere (another machine) the include need not be installed here;
+            # installed but unsuitable, it is refused either way.
+            if problem and not (opts.no_includes and found is None):
+                raise lps_stacks.StackError(problem)
         if stack.includes and not opts.no_includes:
             files = ", ".join(i.file for i in stack.includes)
             raise lps_stacks.StackError(
                 f"stack {opts.stack!r} includes {files}, which needs `ros2 launch`; use "
                 f"`ros2 launch launch/{opts.stack}.launch.py`, or start the include yourself and pass "
                 f"--no-includes")
-        nodes, _ = lps_stacks.resolve(stack, parse_launch_args(opts.launch_args), find_share)
+        absent = {i.package for i in stack.includes if lps_stacks.installed_version(i.package) is None}
+
+        def share(package: str) -> str:
+            # An include started elsewhere (--no-includes) is only printed, never opened here.
+            return f"<share of {package}>" if package in absent else find_share(package)
+
+        nodes, includes = lps_stacks.resolve(stack, parse_launch_args(opts.launch_args), share)
         if opts.print:
+            for inc in includes:
+                print(f"# include {inc.file} " + " ".join(f"{k}:={v}" for k, v in inc.arguments.items()))
             for n in nodes:
                 print(" ".join(command_line(n)) + ("   # lifecycle: configure, activate" if n.autostart else ""))
             return 0
@@ -253,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         running.say(str(exc))
         rc = 2
     finally:
-        running.stop()
+        if not running.stop() and rc == 0:
+            rc = 1
     return rc
 
 

@@ -19,7 +19,8 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    """A tiny decoder (sphere latents) and lps/lpds/dsrl heads exported with manifests.
+    """A tiny decoder (sphere latents) and lps/lpds/dsrl heads with manifests, written with the
+    `onnx` helper API (no torch; `.decoder_module` / `.head_modules` build torch twins on demand).
 
     The lpds residual is scaled up (||Delta||^2 well above its trust region delta) so the
     run-time guard has something to bound.

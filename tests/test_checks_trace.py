@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lps_sim.tasks.pick_place import PickPlaceConfig
-from lps_train import pick_place as pp
+from lps_train.pick_place.env import LIFT_HEIGHT
+from lps_train.pick_place.evaluation import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "training" / "checks" / "trace_episodes.py"
@@ -32,7 +33,7 @@ def test_a_traced_episode_follows_the_cube_and_gets_its_phase(tmp_path):
     res = json.loads(out.read_text())
     assert sum(res["phases"].values()) == 2 and out.with_suffix(".png").stat().st_size > 0
     # The same seeds through lps-train's evaluation succeed as often.
-    assert res["phases"]["success"] == pp.evaluate(str(DECODER), "", 2, seed=100_000, progress=False).successes
+    assert res["phases"]["success"] == evaluate(str(DECODER), "", 2, seed=100_000, progress=False).successes
     radius = PickPlaceConfig().target_radius
     for e in res["episodes"]:
         t, cube = np.asarray(e["t"]), np.asarray(e["cube"])
@@ -40,7 +41,7 @@ def test_a_traced_episode_follows_the_cube_and_gets_its_phase(tmp_path):
         assert cube[0, 2] == pytest.approx(e["cube_half"], abs=2e-3)  # resting on the table at the start
         if e["success"]:  # a success ends with the cube in the zone, after it was lifted off the table
             assert np.linalg.norm(cube[-1, :2] - np.asarray(e["zone_xy"][-1])) < radius
-            assert cube[:, 2].max() - e["cube_half"] > pp.LIFT_HEIGHT
+            assert cube[:, 2].max() - e["cube_half"] > LIFT_HEIGHT
 
 
 def test_phases_of_failures():

@@ -9,7 +9,7 @@ import pytest
 from lps_steering.core.controller import ControllerConfig, SteeringController
 from lps_steering.core.manifest import ManifestError
 from lps_steering.core.policy import SteeredPolicy
-from lps_steering.core.safety import SAFETY_HOLD, SAFETY_LIMITED, SAFETY_OK
+from lps_steering.core.safety import SAFETY_LIMITED, SAFETY_OK
 from lps_train.tiny import READY_Q
 
 RATE = 100.0
@@ -82,39 +82,56 @@ def test_chunk_targets_are_deltas_from_the_observed_joints(tiny_models):
     np.testing.assert_allclose(c.executor.targets, expected, atol=1e-6)
 
 
-def test_stale_and_nan_observations_hold_then_recover_from_measured(tiny_models):
+def test_stale_observation_latches_until_resume_and_restarts_from_measured(tiny_models):
     c = _controller(tiny_models)
     q, results = _run(c, READY, 0.0, 30)
     last_cmd = results[-1].command
-    # Object pose stops arriving (last at 0.29 s): past max age (0.2 s) the cycle holds at the
-    # last safe command.
+    # Object pose stops arriving (last at 0.29 s): past max age (0.2 s) the cycle holds, braking
+    # from the last command (at rest here: the chunk had come to a stop).
     t = 0.55
     c.observe("arm_joint_positions", q, t)
     c.observe("gripper_width", 0.04, t)
-    r = c.step(t + 0.0, q)
-    assert r.safety_state == SAFETY_HOLD
-    assert "observation `object_position` is stale" in r.safety_reason
-    np.testing.assert_array_equal(r.command, last_cmd)
-    # NaN in an observation: hold, naming the source.
+    r = c.step(t, q)
+    assert r.held and r.latched and "observation `object_position` is stale" in r.safety_reason
+    assert np.abs(r.command - last_cmd).max() <= 0.02
+    # Fresh observations again: still held (a person decides), until resume().
+    moved = q + 0.003  # the arm settled a little while held
+    _observe(c, moved, 0.7)
+    r = c.step(0.7, moved)
+    assert r.held and "stale" in r.safety_reason
+    c.resume()
+    _observe(c, moved, 0.71)
+    r = c.step(0.71, moved)
+    assert r.replanned and not r.held
+    assert np.abs(r.command - moved).max() <= c.safety.step_max.max() + 1e-12
+
+
+def test_stale_observation_resumes_by_itself_when_configured(tiny_models):
+    c = _controller(tiny_models, resume_after_stale=True)
+    q, _ = _run(c, READY, 0.0, 30)
+    c.observe("arm_joint_positions", q, 0.55)
+    c.observe("gripper_width", 0.04, 0.55)
+    r = c.step(0.55, q)
+    assert r.held and not r.latched and "stale" in r.safety_reason
+    # NaN in an observation is a fault even so: it latches, naming the source.
     _observe(c, q, 0.6)
     c.observe("gripper_width", math.nan, 0.6)
     r = c.step(0.6, q)
-    assert r.safety_state == SAFETY_HOLD and "`gripper_width` is not finite" in r.safety_reason
-    # Fresh, finite observations again: a new chunk starts from the measured position.
-    moved = q + 0.001
-    _observe(c, moved, 0.7)
-    r = c.step(0.7, moved)
-    assert r.replanned and r.safety_state != SAFETY_HOLD
-    assert np.abs(r.command - last_cmd).max() <= 0.02 + 1e-12
+    assert r.held and r.latched and "`gripper_width` is not finite" in r.safety_reason
+    c.resume()
+    _observe(c, q, 0.7)
+    r = c.step(0.7, q)
+    assert r.replanned and not r.held
 
 
-def test_missing_observation_and_bad_measurement_hold(tiny_models):
+def test_missing_observation_waits_and_bad_measurement_latches(tiny_models):
     c = _controller(tiny_models)
     r = c.step(0.0, READY)
-    assert r.held and "has not been received yet" in r.safety_reason
+    assert r.held and not r.latched and "has not been received yet" in r.safety_reason
     np.testing.assert_array_equal(r.command, READY)
     r = c.step(0.0, np.full(7, math.nan))
-    assert r.held and "measured_q is not finite" in r.safety_reason
+    assert r.held and r.latched and "measured joint 1 position is not finite" in r.safety_reason
+    np.testing.assert_array_equal(r.command, READY)  # the last plausible reading: still sendable
 
 
 def test_latched_hold_until_resume(tiny_models):
@@ -122,11 +139,15 @@ def test_latched_hold_until_resume(tiny_models):
     q, results = _run(c, READY, 0.0, 5)
     c.hold("operator stop")
     q2, held = _run(c, q, 0.05, 10)
-    assert all(r.held and r.safety_reason == "operator stop" for r in held)
-    np.testing.assert_array_equal(held[-1].command, results[-1].command)
+    assert all(r.held and r.latched and r.safety_reason == "operator stop" for r in held)
+    # A jerk-limited brake from the last command: it comes to rest within a few periods, close by.
+    assert c.safety.at_rest
+    np.testing.assert_array_equal(held[-1].command, held[-2].command)
+    assert np.abs(held[-1].command - results[-1].command).max() < 1e-3
     c.resume()
     _, after = _run(c, q2, 0.15, 3)
     assert after[0].replanned and not after[0].held
+    assert np.abs(after[0].command - q2).max() <= c.safety.step_max.max()
 
 
 def test_head_swap_validated_off_loop_and_installed_between_cycles(tiny_models, tiny_models_gaussian):

@@ -92,17 +92,31 @@ def test_joint_limits_with_margin():
     assert res.q[5] == pytest.approx(lim.q_max[5] - 0.05)
 
 
-def test_workspace_box_holds():
-    f = make(workspace_min=(0.2, -0.6, 0.3), workspace_max=(0.85, 0.6, 0.9))
+def test_workspace_box_refuses_leaving_and_accepts_coming_back():
+    """Without jerk limiting a hold stops dead at the last command, so the command is the path."""
+    box = dict(workspace_min=(0.2, -0.6, 0.3), workspace_max=(0.85, 0.6, 0.9), max_step=0.2,
+               velocity_scale=1.0, acceleration_scale=1.0)
+    f = make(**box)
     assert f.filter(READY, 0.04, READY).state == SAFETY_OK
     low = READY.copy()
     low[1] += 0.6  # lean forward: TCP drops below z = 0.3
-    f2 = make(workspace_min=(0.2, -0.6, 0.3), workspace_max=(0.85, 0.6, 0.9), max_step=0.2,
-              velocity_scale=1.0, acceleration_scale=1.0)
-    f2.filter(low, 0.04, low)  # history primed; TCP check happens on the filtered command
     assert tcp_position(low)[2] < 0.3
-    res = f2.filter(low, 0.04, low)
-    assert res.state == SAFETY_HOLD and "outside workspace box on z" in res.reason
+    q = READY
+    for _ in range(40):
+        res = f.filter(low, 0.04, q)
+        assert tcp_position(res.q)[2] >= 0.3
+        q = res.q
+    assert res.state == SAFETY_HOLD and "outside workspace box on z" in res.reason and not res.fault
+    back = f.filter(READY, 0.04, q)
+    assert back.state != SAFETY_HOLD and np.abs(back.q - q).max() > 0.0
+    # Started outside (the arm was put there): commands not further out are accepted.
+    g = make(**box)
+    lower = low.copy()
+    lower[1] += 0.05
+    assert g.filter(lower, 0.04, low).state == SAFETY_HOLD
+    res = g.filter(READY, 0.04, low)
+    assert res.state == SAFETY_LIMITED and "not further out" in res.reason
+    assert tcp_position(res.q)[2] > tcp_position(low)[2]
 
 
 def test_gripper_width_clipped():

@@ -6,9 +6,9 @@ import pytest
 import torch
 from lps_steering.core.kinematics import tcp_position
 from lps_train import lpds, lps
-from lps_train.common import Normalization
 from lps_train.features import FEATURE_SCALE_M, ChunkTcpFeatures, tcp_positions
-from lps_train.pick_place import ACTION_DIM, CHUNK_LENGTH, OBS_DIM
+from lps_train.normalization import Normalization
+from lps_train.pick_place.layout import ACTION_DIM, CHUNK_LENGTH, OBS_DIM
 
 READY = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
 

@@ -245,8 +245,9 @@ def test_derivation_refuses_ros_wheels_and_unpinned_packages(monkeypatch: pytest
         dockerfile=base.dockerfile, python=base.python, roots=("ros-rclpy",), pinned_lists=base.pinned_lists))
     with pytest.raises(rr.DerivationError, match="ROS wheel"):
         rr.derive("ros")
+    # pip is in every venv and in no pinned list.
     monkeypatch.setitem(rr.IMAGES, "unpinned", rr.ImageSpec(
-        dockerfile=base.dockerfile, python=base.python, roots=("requests",), pinned_lists=base.pinned_lists))
+        dockerfile=base.dockerfile, python=base.python, roots=("pip",), pinned_lists=base.pinned_lists))
     with pytest.raises(rr.DerivationError, match="no pinned list pins it"):
         rr.derive("unpinned")
 

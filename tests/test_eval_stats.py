@@ -293,3 +293,22 @@ def test_unquoted_star_pattern_is_a_config_error_not_a_traceback(tmp_path: Path)
     path = tmp_path / "eval.yaml"
     path.write_text("heads: {base: none}\nrun_episodes:\n  */nominal: 3\n")  # YAML reads * as an alias
     assert main(["--config", str(path)]) == 2
+
+
+def test_progress_outside_a_terminal_is_one_line_per_episode() -> None:
+    # A live bar draws nothing when the output is a pipe or a log: `make demo | tee` would show
+    # no sign of life until the end.
+    import io
+
+    from lps_steering.evaluation.__main__ import _progress
+    from rich.console import Console
+
+    out = io.StringIO()
+    with _progress(Console(file=out, width=160)) as progress:
+        progress.start(2)
+        for done, seed in enumerate((100000, 100001), start=1):
+            progress.episode(EpisodeRecord("lpds", "lpds@abc", "nominal", seed, done, True, "success", 412, 41.2, 30.0, 0.0), done, 2)
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "2 episodes"
+    assert lines[2].startswith("[1/2]") and lines[2].endswith("lpds/nominal seed 100000: success (412 steps)")
+    assert lines[3].startswith("[2/2]") and "seed 100001" in lines[3]

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from lps_steering.core.kinematics import tcp_position
 from lps_steering.core.safety import SAFETY_HOLD, SAFETY_LIMITED, SAFETY_OK, RobotLimits, SafetyFilter
 from lps_steering.core.startup import (
     StateWatchdog,
@@ -152,14 +153,15 @@ def test_resume_after_graceful_stop_is_continuous():
     np.testing.assert_allclose(q[-1], READY - 0.2)
 
 
-def test_workspace_exit_holds_and_brakes():
+def test_workspace_exit_is_braked_before_the_boundary():
     rate = 100.0
     f = make(rate, workspace_min=(0.2, -0.6, 0.3), workspace_max=(0.85, 0.6, 0.9))
     low = READY.copy()
     low[1] += 0.8  # leans forward until the TCP drops below z = 0.3
     q, results = drive(f, [low] * 300)
     assert_within_limits(f, q)
-    assert any(r.state == SAFETY_HOLD and "outside workspace box on z" in r.reason for r in results)
+    assert all(tcp_position(p)[2] >= 0.3 for p in q)
+    assert any(r.state == SAFETY_LIMITED and "braking before the boundary" in r.reason for r in results)
     assert f.at_rest
 
 

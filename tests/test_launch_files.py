@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -24,6 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_DIR = ROOT / "launch"
 sys.path.insert(0, str(LAUNCH_DIR))
+sys.path.insert(0, str(ROOT / "tests" / "franka_standin"))
 import lps_stacks  # noqa: E402
 
 STACKS = ("sim", "eval", "real")
@@ -77,6 +79,11 @@ class RegisterEventHandler(Action):
 
 
 class IfCondition(Recorded):
+    def __init__(self, predicate_expression: Any) -> None:
+        super().__init__(predicate_expression=predicate_expression)
+
+
+class UnlessCondition(Recorded):
     def __init__(self, predicate_expression: Any) -> None:
         super().__init__(predicate_expression=predicate_expression)
 
@@ -142,13 +149,19 @@ def _module(name: str, **attrs: Any) -> types.ModuleType:
 
 
 @pytest.fixture
-def standins(monkeypatch: pytest.MonkeyPatch) -> None:
+def standins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The `real` stack checks the installed franka_bringup before building anything.
+    from prefix import make_prefix, with_prefix
+
+    monkeypatch.setenv("AMENT_PREFIX_PATH", with_prefix(dict(os.environ), make_prefix(tmp_path, "v3.4.0"))
+                       ["AMENT_PREFIX_PATH"])
     mods = {
         "launch": _module("launch", LaunchDescription=LaunchDescription),
         "launch.actions": _module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument,
                                   IncludeLaunchDescription=IncludeLaunchDescription, EmitEvent=EmitEvent,
                                   RegisterEventHandler=RegisterEventHandler),
-        "launch.conditions": _module("launch.conditions", IfCondition=IfCondition),
+        "launch.conditions": _module("launch.conditions", IfCondition=IfCondition,
+                                     UnlessCondition=UnlessCondition),
         "launch.events": _module("launch.events", matches_action=matches_action),
         "launch.launch_description_sources": _module(
             "launch.launch_description_sources", PythonLaunchDescriptionSource=PythonLaunchDescriptionSource),
@@ -199,8 +212,9 @@ def yaml_param(value: Any, args: dict[str, str]) -> Any:
 def condition_true(condition: Any, args: dict[str, str]) -> bool:
     if condition is None:
         return True
-    assert isinstance(condition, IfCondition)
-    return lps_stacks.truthy(evaluate(condition.kwargs["predicate_expression"], args), "condition")
+    assert isinstance(condition, (IfCondition, UnlessCondition))
+    value = lps_stacks.truthy(evaluate(condition.kwargs["predicate_expression"], args), "condition")
+    return value if isinstance(condition, IfCondition) else not value
 
 
 def execute(ld: LaunchDescription, given: dict[str, str]) -> dict[str, Any]:
@@ -277,7 +291,13 @@ def test_launch_file_starts_what_the_description_says(standins: None, stack: str
             assert g["arguments"] == list(n.arguments)
             if n.lifecycle:
                 steps = got["lifecycle"].get(n.name, [])
-                if n.autostart:
+                spec = next(x for x in desc.nodes if x.name == n.name)
+                if spec.self_start:
+                    # The node brings itself up: `--autostart` iff autostart, no launch transitions.
+                    assert steps == []
+                    assert (lps_stacks.SELF_START_FLAG in g["arguments"]) == lps_stacks.truthy(
+                        {**{k: a.default for k, a in desc.arguments.items()}, **given}["autostart"], "autostart")
+                elif n.autostart:
                     # configure at start; activate only after configuring -> inactive succeeded.
                     assert ("emit", Transition.TRANSITION_CONFIGURE) in steps
                     assert ("on", "configuring", "inactive", Transition.TRANSITION_ACTIVATE) in steps
@@ -308,7 +328,7 @@ def test_real_stack_includes_franka_bringup(standins: None) -> None:
     assert inc["file"] == fake_share("franka_bringup") + "/launch/franka.launch.py"
     assert inc["arguments"] == {"robot_ip": "172.16.0.2", "robot_type": "fr3", "load_gripper": "false",
                                 "use_fake_hardware": "true", "fake_sensor_commands": "false",
-                                "namespace": "left",
+                                "namespace": "left", "joint_state_rate": "200",
                                 "controllers_yaml": fake_share("lps_franka_hw") + "/config/fr3_controllers.yaml"}
     assert "gripper_bridge" not in got["nodes"]  # load_gripper:=false
     assert {"realsense_node", "object_perception"} <= set(got["nodes"])
@@ -319,7 +339,18 @@ def test_real_stack_includes_franka_bringup(standins: None) -> None:
     controllers = yaml.safe_load((ROOT / "ros2_ws/src/lps_franka_hw/config/fr3_controllers.yaml").read_text())
     jtc = controllers["/**"]["fr3_arm_controller"]["ros__parameters"]
     assert jtc["joints"] == [f"fr3_joint{i}" for i in range(1, 8)] and jtc["command_interfaces"] == ["position"]
-    assert "fr3_arm_controller" in controllers["/**"]["controller_manager"]["ros__parameters"]
+    declared = controllers["/**"]["controller_manager"]["ros__parameters"]
+    # Replacing franka's file: what franka.launch.py spawns by name must be declared too.
+    assert {"fr3_arm_controller", "joint_state_broadcaster", "franka_robot_state_broadcaster"} <= set(declared)
+    assert declared["update_rate"] == 1000 and declared["thread_priority"] == 98
+    assert jtc["set_last_command_interface_value_as_state_on_activation"] is False
+    # The policy node waits for the supervisor's readiness, on the topic the supervisor publishes.
+    policy, supervisor = got["nodes"]["policy_node"], got["nodes"]["franka_supervisor"]
+    assert policy["parameters"]["readiness_topic"] == "robot_readiness"
+    hw = yaml.safe_load((ROOT / "ros2_ws/src/lps_franka_hw/config/hw.yaml").read_text())
+    assert hw["/**/franka_supervisor"]["ros__parameters"]["readiness_topic"] == "robot_readiness"
+    assert supervisor["parameters"]["use_fake_hardware"] is True
+    assert lps_stacks.SELF_START_FLAG in policy["arguments"] and got["lifecycle"] == {}
     # The controller the spawner loads is the one the policy node commands.
     policy_yaml = ROOT / "ros2_ws/src/lps_steering/config/policy_node.yaml"
     topic = yaml.safe_load(policy_yaml.read_text())["/**"]["ros__parameters"]["command_topic"]
@@ -429,12 +460,17 @@ def test_executables_and_parameters_exist(stack: str, node: lps_stacks.NodeSpec)
 
 def _declared_parameters(source: Path) -> set[str]:
     """Keys of the node module's PARAMETERS table (name -> default, description), read from the source
-    (an import would pull in MuJoCo, cameras...; the source is what the tree ships)."""
+    (an import would pull in MuJoCo, cameras...; the source is what the tree ships). A table the
+    module imports (`from pkg.mod import PARAMETERS`) is read from that module of the package."""
     for stmt in ast.parse(source.read_text()).body:
         target = stmt.target if isinstance(stmt, ast.AnnAssign) else (
             stmt.targets[0] if isinstance(stmt, ast.Assign) else None)
         if isinstance(target, ast.Name) and target.id == "PARAMETERS" and isinstance(stmt.value, ast.Dict):
             return {k.value for k in stmt.value.keys if isinstance(k, ast.Constant)}
+        if isinstance(stmt, ast.ImportFrom) and stmt.module and stmt.level == 0 and any(
+                a.name == "PARAMETERS" and a.asname in (None, "PARAMETERS") for a in stmt.names):
+            package_root = next(p for p in source.parents if p.name == stmt.module.split(".")[0]).parent
+            return _declared_parameters(package_root / (stmt.module.replace(".", "/") + ".py"))
     raise AssertionError(f"{source} has no PARAMETERS table to check the launch parameters against")
 
 
@@ -490,6 +526,7 @@ def test_remappings_and_conditions_pass_through(standins: None, tmp_path: Path) 
         node = d["stacks"]["sim"]["nodes"][1]
         node["remappings"] = [["joint_states", "$(arg namespace)/joint_states_filtered"]]
         node["condition"] = "$(arg camera_enabled)"
+        node["self_start"] = False  # a self-started node takes no condition (its two variants do)
 
     path = _write(tmp_path, add)
     ld = lps_launch.build("sim", path)
@@ -503,3 +540,42 @@ def test_remappings_and_conditions_pass_through(standins: None, tmp_path: Path) 
     assert execute(ld, {"namespace": "a", "camera_enabled": "true"})["nodes"]["policy_node"]["remappings"] == \
         [("joint_states", "a/joint_states_filtered")]
     assert "policy_node" not in execute(ld, {"camera_enabled": "false"})["nodes"]
+
+
+@pytest.mark.parametrize("tag", [None, "v3.1.1", "v0.1.13"])
+def test_real_launch_file_refuses_a_missing_or_too_old_franka(standins: None, monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path, tag: str | None) -> None:
+    """`ros2 launch` prints the exception generate_launch_description raises and exits non-zero."""
+    from prefix import make_prefix
+
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(make_prefix(tmp_path / "old", tag or "v3.4.0",
+                                                            with_bringup=tag is not None)))
+    with pytest.raises(RuntimeError) as refused:
+        load_launch_file("real")
+    text = str(refused.value)
+    assert "needs franka_bringup >=3.2.0,<4" in text and "Dockerfile.robot" in text
+    assert ("is not installed" in text) if tag is None else (" is installed (" in text)
+    # The sim stacks include nothing: no franka needed.
+    assert execute(load_launch_file("sim"), {})["includes"] == []
+
+
+def test_installed_code_finds_the_runner_and_descriptions_through_the_package_share(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Away from a checkout (no LPS_ROOT, another working directory) the evaluator still starts stacks."""
+    import subprocess
+
+    from ament_index_python.packages import get_package_share_directory
+    from lps_steering.evaluation.runner import find_launch_runner
+
+    monkeypatch.delenv("LPS_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    runner = find_launch_runner()
+    assert runner == Path(get_package_share_directory("lps_steering")) / "launch" / "launch_stack.py"
+    env = {k: v for k, v in os.environ.items() if k != "LPS_ROOT"}
+    out = subprocess.run([sys.executable, str(runner), "eval", "--print"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "sim_bridge" in out.stdout and "policy_node" in out.stdout
+    monkeypatch.setenv("LPS_ROOT", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="LPS_ROOT"):
+        find_launch_runner()

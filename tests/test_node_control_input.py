@@ -94,3 +94,33 @@ def test_the_executor_never_takes_what_the_control_thread_owns(two_contexts) -> 
         executor.shutdown()
         owner.destroy_node()
         sender.destroy_node()
+
+
+def test_a_quiet_subscription_is_taken_but_never_ends_a_wait(two_contexts) -> None:
+    """/clock and readiness are taken on the owner's turns; they must not wake the control thread."""
+    pub_ctx, sub_ctx = two_contexts
+    sender = rclpy.create_node('quiet_sender', context=pub_ctx)
+    owner = rclpy.create_node('quiet_owner', context=sub_ctx)
+    inputs = ControlThreadInputs(owner)
+    loud = inputs.subscribe(Header, 'loud_input', 10)
+    quiet = inputs.subscribe(Header, 'quiet_input', 10, wakes=False)
+    loud_pub = sender.create_publisher(Header, 'loud_input', 10)
+    quiet_pub = sender.create_publisher(Header, 'quiet_input', 10)
+    try:
+        deadline = time.monotonic() + 10.0
+        while loud_pub.get_subscription_count() < 1 or quiet_pub.get_subscription_count() < 1:
+            assert time.monotonic() < deadline, 'subscriptions not matched'
+            time.sleep(0.05)
+        quiet_pub.publish(Header(frame_id='quiet'))
+        time.sleep(0.3)
+        assert inputs.wait(0.3) is False, 'a quiet subscription ended the wait'
+        msg, _ = quiet.take()
+        assert msg.frame_id == 'quiet'
+        loud_pub.publish(Header(frame_id='loud'))
+        assert inputs.wait(5.0) is True
+        assert loud.take()[0].frame_id == 'loud'
+        assert quiet.take() is None
+    finally:
+        inputs.destroy()
+        owner.destroy_node()
+        sender.destroy_node()

@@ -21,6 +21,7 @@ import pytest
 from lps_msgs.msg import SteeringStatus, SteeringTelemetry
 from ros_util import READY_POSE, Collector, JointStateSource, NodeProcess, RosClient
 from std_msgs.msg import Float64
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 pytestmark = pytest.mark.ros
@@ -178,18 +179,27 @@ def test_lifecycle_commands_and_holds(tmp_path: Path, client: RosClient, models:
         assert math.isfinite(t.inference_ms) and t.inference_ms > 0
         status.wait_for(lambda m: any(s.lifecycle_state == 'active' and s.cycles > 0 for s in m), 3.0)
 
-        # NaN in the joint state: the node holds and says why; the command stays finite.
+        # NaN in the joint state: the node holds and says which field; the command stays finite.
         source.q = [math.nan] + list(READY_POSE[1:])
         n = len(telemetry.snapshot())
         held = telemetry.wait_for(lambda m: any(x.safety_state == 2 for x in m[n:]), 3.0, 'NaN hold')
         hold = next(x for x in held[n:] if x.safety_state == 2)
-        assert 'finite' in hold.safety_reason
+        assert '`position[0]`' in hold.safety_reason and 'not finite' in hold.safety_reason, hold.safety_reason
         assert np.all(np.isfinite(np.array(hold.command)))
+        # The fault is latched: resume is refused while it lasts, the hold outlives the cause.
+        res = client.call(Trigger, f'{NODE}/resume', Trigger.Request())
+        assert not res.success and 'still present' in res.message and 'position[0]' in res.message
+        source.q = list(READY_POSE)
+        time.sleep(0.3)
+        n = len(telemetry.snapshot())
+        latched = telemetry.wait_count(n + 10, 3.0)[n:]
+        assert all(x.safety_state == 2 and 'waiting for ~/resume' in x.safety_reason for x in latched)
+        res = client.call(Trigger, f'{NODE}/resume', Trigger.Request())
+        assert res.success, res.message
+        n = len(telemetry.snapshot())
+        telemetry.wait_for(lambda m: any(x.safety_state != 2 for x in m[n:]), 3.0, 'resumed')
 
         # Joint states stop: stale -> hold.
-        source.q = list(READY_POSE)
-        n = len(telemetry.snapshot())
-        telemetry.wait_for(lambda m: any(x.safety_state != 2 for x in m[n:]), 3.0, 'recovery')
         source.enabled = False
         n = len(telemetry.snapshot())
         held = telemetry.wait_for(lambda m: any(x.safety_state == 2 for x in m[n:]), 3.0, 'stale hold')

@@ -20,9 +20,19 @@ from lps_steering.core.manifest import ManifestError, load_manifest
 from lps_steering.core.observation import ObservationAssembler
 from lps_steering.core.policy import SteeredPolicy, load_model
 from lps_train import lpds, meanflow
-from lps_train import pick_place as pp
+from lps_train.checkpoints import load_decoder
 from lps_train.cli import _load_demos, main
-from lps_train.common import Normalization, NormalizedEnv, load_decoder
+from lps_train.envs import NormalizedEnv
+from lps_train.normalization import Normalization
+from lps_train.pick_place.dataset import load_dataset
+from lps_train.pick_place.demos import collect, run_demo_episode
+from lps_train.pick_place.env import ControllerEnv, ControllerEpisode, controller_config
+from lps_train.pick_place.layout import (
+    OBSERVATION_LAYOUT,
+    OBSERVATION_LAYOUTS,
+    make_pick_place,
+    observation_vector,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +43,20 @@ def pipeline(tmp_path_factory):
     assert main(["collect", "--task", "pick_place", "--episodes", "2", "--quality", "clean", "--seed", "3",
                  "--out", str(demos)]) == 0
     ckpt = root / "meanflow.pt"
-    assert main(["train-base", "--demos", str(demos), "--decoder", "meanflow", "--steps", "15", "--hidden", "32",
-                 "--layers", "2", "--out", str(ckpt)]) == 0
+    assert main(["train-base", "--demos", str(demos), "--decoder", "meanflow", "--meanflow.steps", "15",
+                 "--meanflow.hidden", "32", "--meanflow.layers", "2", "--out", str(ckpt)]) == 0
     onnx = root / "models" / "decoder.onnx"
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(onnx)]) == 0
     return {"root": root, "demos": demos, "ckpt": ckpt, "onnx": onnx}
 
 
 def test_dataset_rows_rebuild_the_commands_the_robot_was_sent(pipeline):
-    data = pp.load_dataset(pipeline["demos"])
+    data = load_dataset(pipeline["demos"])
     n = len(data["observations"])
     assert data["observations"].shape == (n, 17) and data["actions"].shape == (n, 8, 8)
     assert data["layout"]["quality"] == "clean" and data["layout"]["execute_steps"] == 4
     # Re-run episode 0 (seed 3): deltas + the row's arm joints give back the filtered commands.
-    demo = pp.run_demo_episode(pp.make_pick_place(), 3, "clean")
+    demo = run_demo_episode(make_pick_place(), 3, "clean")
     rows = data["episode_ids"] == 0
     assert rows.sum() == len(demo.observations)
     obs, acts = data["observations"][rows], data["actions"][rows]
@@ -60,7 +70,7 @@ def test_dataset_rows_rebuild_the_commands_the_robot_was_sent(pipeline):
     # stays above the runtime's workspace floor. Exactly the last env step (4 rows) carries reward
     # and done.
     assert demo.success and data["episode_success"][0] and demo.holds <= 2
-    assert obs[:, 10].min() > pp.controller_config("x.onnx").workspace_min[2]
+    assert obs[:, 10].min() > controller_config("x.onnx").workspace_min[2]
     assert data["rewards"][rows].sum() == 4 and data["rewards"][rows][-4:].sum() == 4
     assert np.array_equal(data["dones"][rows], data["rewards"][rows])
 
@@ -69,14 +79,14 @@ def test_lps_reads_the_demonstrators_next_action_at_the_rows_next_state(pipeline
     """Demonstration rows are one policy step apart and s' is `execute_steps` rows on: the next
     action of a SARSA target is that row's, and an LPS run with it goes through the CLI."""
     d, _, _ = _load_demos(str(pipeline["demos"]), next_actions=True)
-    data = pp.load_dataset(pipeline["demos"])
+    data = load_dataset(pipeline["demos"])
     rows = np.flatnonzero(data["episode_ids"] == 0)
     np.testing.assert_array_equal(d["next_actions"][rows[:-4]], data["actions"][rows[4:]])
     np.testing.assert_array_equal(d["next_actions"][rows[-4:]], data["actions"][rows[-4:]])  # s' ends the episode
     out = pipeline["root"] / "lps_data_target.pt"
     assert main(["train-head", "--algo", "lps", "--decoder", str(pipeline["ckpt"]), "--demos", str(pipeline["demos"]),
-                 "--steps", "3", "--set", "hidden=16", "--set", "critic_layers=1", "--set", "actor_layers=1",
-                 "--set", "batch_size=8", "--set", "critic_target=data", "--set", "reward_shift=-1",
+                 "--lps.steps", "3", "--lps.hidden", "16", "--lps.critic-layers", "1", "--lps.actor-layers", "1",
+                 "--lps.batch-size", "8", "--lps.critic-target", "data", "--lps.reward-shift", "-1",
                  "--out", str(out)]) == 0
     assert out.is_file()
 
@@ -88,7 +98,7 @@ def test_dataset_observation_equals_the_assembler_of_the_exported_manifest(pipel
     obs = task.reset(5, "nominal")
     for s in asm.required_sources:
         asm.update(s, obs[s], 0.0)
-    np.testing.assert_allclose(asm.assemble(0.0), pp.observation_vector(obs), atol=1e-12)
+    np.testing.assert_allclose(asm.assemble(0.0), observation_vector(obs), atol=1e-12)
 
 
 def test_load_dataset_names_a_missing_field(tmp_path, pipeline):
@@ -97,7 +107,7 @@ def test_load_dataset_names_a_missing_field(tmp_path, pipeline):
     bad = tmp_path / "bad.npz"
     np.savez(bad, **kept)
     with pytest.raises(ValueError, match="dones"):
-        pp.load_dataset(bad)
+        load_dataset(bad)
 
 
 def test_exported_decoder_manifest_is_valid_and_matches_torch(pipeline):
@@ -105,7 +115,7 @@ def test_exported_decoder_manifest_is_valid_and_matches_torch(pipeline):
     m = model.manifest
     assert m.decoder_type == "meanflow" and m.latent_geometry == "sphere"
     assert (m.chunk_length, m.action_dim, m.latent_dim, m.obs_dim) == (8, 8, 64, 17)
-    assert [e.source for e in m.observation.entries] == [s for _, s, _ in pp.OBSERVATION_LAYOUT]
+    assert [e.source for e in m.observation.entries] == [s for _, s, _ in OBSERVATION_LAYOUT]
     assert [e.mode for e in m.action.entries] == ["joint_position_delta", "gripper_width"]
     assert m.provenance.metrics["parity_max_abs_err"] <= 1e-4
     assert m.provenance.metrics["parity_inputs"] == 1000
@@ -114,7 +124,7 @@ def test_exported_decoder_manifest_is_valid_and_matches_torch(pipeline):
     dec = meanflow.build_from_checkpoint(torch.load(pipeline["ckpt"], weights_only=False))
     norm = Normalization.from_dict(torch.load(pipeline["ckpt"], weights_only=False)["normalization"])
     policy = SteeredPolicy(model, seed=4)
-    raw = pp.load_dataset(pipeline["demos"])["observations"][7].astype(np.float64)
+    raw = load_dataset(pipeline["demos"])["observations"][7].astype(np.float64)
     out = policy.infer(raw)
     with torch.no_grad():
         ref = dec(torch.from_numpy(norm.normalize_obs(raw))[None], torch.from_numpy(out.latent)[None])[0].numpy()
@@ -139,16 +149,16 @@ def test_controller_env_executes_chunks_exactly_like_the_steering_controller(pip
     # A: the runtime path: SteeringController with its own ONNX policy, stepping the task.
     task_a = make_task("pick_place")
     sent_a = _recording(task_a)
-    ctrl = SteeringController(pp.controller_config(pipeline["onnx"], seed=seed))
+    ctrl = SteeringController(controller_config(pipeline["onnx"], seed=seed))
     ctrl.configure()
-    ep = pp.ControllerEpisode(task_a, ctrl)
+    ep = ControllerEpisode(task_a, ctrl)
     ep.reset(seed)
     while ep.result.steps < periods and not ep.done:
         ep.period()
     # B: the training env, fed chunks by an identical policy (same decoder, same noise seed).
     task_b = make_task("pick_place")
     sent_b = _recording(task_b)
-    env = pp.ControllerEnv(pipeline["onnx"], task=task_b)
+    env = ControllerEnv(pipeline["onnx"], task=task_b)
     policy = SteeredPolicy(load_model(pipeline["onnx"], "decoder", warmup_runs=0), seed=seed)
     obs = env.reset(seed)
     while len(sent_b) < periods:
@@ -162,7 +172,7 @@ def test_controller_env_executes_chunks_exactly_like_the_steering_controller(pip
 
 
 def test_controller_env_refuses_a_misshapen_chunk_and_step_before_reset(pipeline):
-    env = pp.ControllerEnv(pipeline["onnx"])
+    env = ControllerEnv(pipeline["onnx"])
     with pytest.raises(RuntimeError, match="reset"):
         env.step(np.zeros((8, 8)))
     env.reset(1)
@@ -174,7 +184,7 @@ def test_lpds_runs_a_few_env_steps_on_pick_place_and_exports_a_matching_head(pip
     dec_ckpt = torch.load(pipeline["ckpt"], weights_only=False)
     dec = meanflow.build_from_checkpoint(dec_ckpt)
     norm = Normalization.from_dict(dec_ckpt["normalization"])
-    env = NormalizedEnv(pp.ControllerEnv(pipeline["onnx"]), norm)
+    env = NormalizedEnv(ControllerEnv(pipeline["onnx"]), norm)
     cfg = lpds.LPDSConfig(total_steps=24, learning_starts=8, batch_size=8, hidden=32, log_every=8)
     agent, log = lpds.train(cfg, env, dec, progress=False)
     # The residual moved off zero (it was trained) and the dual variable is tracked.
@@ -183,7 +193,7 @@ def test_lpds_runs_a_few_env_steps_on_pick_place_and_exports_a_matching_head(pip
     # Base noise on the sphere, like the runtime's: the latents fed to the decoder have norm ~ 8.
     assert abs(log.series("latent/norm")[1][0] - 8.0) < 1.0
     onnx = _export_head(pipeline, agent.actor, tmp_path, cfg.delta)
-    ctrl = SteeringController(pp.controller_config(pipeline["onnx"], onnx))
+    ctrl = SteeringController(controller_config(pipeline["onnx"], onnx))
     ctrl.configure()  # validates the head against the decoder's hash and layouts
     assert ctrl.head_type == "lpds" and ctrl.trust_region_delta == pytest.approx(0.35)
 
@@ -201,10 +211,10 @@ def _export_head(pipeline, actor, tmp_path, delta):
 def test_head_manifest_pairs_only_with_its_decoder(pipeline, tmp_path):
     onnx = _export_head(pipeline, lpds.ResidualActor(17, 64, 16, 1), tmp_path, 0.35)
     other = tmp_path / "decoder.onnx"
-    assert main(["train-base", "--demos", str(pipeline["demos"]), "--steps", "3", "--hidden", "32", "--layers", "2",
-                 "--seed", "9", "--out", str(tmp_path / "other.pt")]) == 0
+    assert main(["train-base", "--demos", str(pipeline["demos"]), "--meanflow.steps", "3", "--meanflow.hidden", "32",
+                 "--meanflow.layers", "2", "--meanflow.seed", "9", "--out", str(tmp_path / "other.pt")]) == 0
     assert main(["export", "--checkpoint", str(tmp_path / "other.pt"), "--out", str(other)]) == 0
-    ctrl = SteeringController(pp.controller_config(other, onnx))
+    ctrl = SteeringController(controller_config(other, onnx))
     with pytest.raises(ManifestError, match="decoder_sha256"):
         ctrl.configure()
 
@@ -222,13 +232,13 @@ def test_evaluate_records_wilson_interval_in_the_manifest(pipeline, capsys):
 
 def test_a_held_chunk_ends_the_env_step_and_with_terminate_on_hold_the_episode(pipeline):
     bad = np.full((8, 8), np.nan)  # the safety filter refuses non-finite commands: HOLD
-    env = pp.ControllerEnv(pipeline["onnx"])
+    env = ControllerEnv(pipeline["onnx"])
     env.reset(2)
     _, reward, done, info = env.step(bad)
     # A chunk starts at its start point (the measured arm), so the first period is fine; the
     # second is refused, and the controller replans right after a hold: a 2-period env step.
     assert info["held"] and not done and reward == 0.0 and env.episode.result.steps == 2
-    strict = pp.ControllerEnv(pipeline["onnx"], terminate_on_hold=True)
+    strict = ControllerEnv(pipeline["onnx"], terminate_on_hold=True)
     strict.reset(2)
     _, reward, done, info = strict.step(bad)
     assert done and info["terminated"] and not info["success"] and reward == 0.0
@@ -240,7 +250,7 @@ def test_policy_rollouts_form_a_dataset_of_the_chunks_the_policy_chose(pipeline,
     out = tmp_path / "rollouts.npz"
     assert main(["collect", "--task", "pick_place", "--policy", str(pipeline["onnx"]), "--episodes", "1",
                  "--seed", "4", "--out", str(out)]) == 0
-    data = pp.load_dataset(out)
+    data = load_dataset(out)
     n = len(data["observations"])
     assert n > 10 and data["layout"]["quality"] == "rollouts"
     # Rows chain: each row's next observation is the next row's observation.
@@ -270,7 +280,7 @@ def test_rollouts_with_terminate_on_hold_end_at_the_first_refused_chunk(pipeline
     out = tmp_path / "held.npz"
     assert main(["collect", "--task", "pick_place", "--policy", str(pipeline["onnx"]), "--episodes", "1",
                  "--seed", "4", "--terminate-on-hold", "--out", str(out)]) == 0
-    data = pp.load_dataset(out)
+    data = load_dataset(out)
     assert len(data["observations"]) == 3 and data["layout"]["terminate_on_hold"] is True
     assert data["dones"].tolist() == [0.0, 0.0, 1.0] and data["rewards"].sum() == 0.0
     assert not data["episode_success"][0]
@@ -281,7 +291,7 @@ def test_rollouts_with_terminate_on_hold_end_at_the_first_refused_chunk(pipeline
 def test_lift_bonus_is_paid_once_when_the_cube_first_clears_two_centimetres(pipeline):
     import mujoco
 
-    env = pp.ControllerEnv(pipeline["onnx"], lift_bonus=0.3)
+    env = ControllerEnv(pipeline["onnx"], lift_bonus=0.3)
     env.reset(5)
     assert not env.cube_lifted()
     hold = np.zeros((8, 8))
@@ -300,22 +310,23 @@ def test_lift_bonus_is_paid_once_when_the_cube_first_clears_two_centimetres(pipe
     _, reward, _, _ = env.step(hold)
     assert reward == 0.0  # once per episode
     with pytest.raises(ValueError, match="`lift_bonus` must be in"):
-        pp.ControllerEnv(pipeline["onnx"], lift_bonus=1.0)
+        ControllerEnv(pipeline["onnx"], lift_bonus=1.0)
 
 
 def test_collect_set_overrides_the_quality_settings_and_records_them(pipeline, tmp_path):
     out = tmp_path / "careless.npz"
     assert main(["collect", "--task", "pick_place", "--episodes", "1", "--quality", "clean", "--seed", "3",
-                 "--set", "early_close_prob=1", "--set", "early_close=0.03", "--out", str(out)]) == 0
-    data = pp.load_dataset(out)
+                 "--expert.early-close-prob", "1", "--expert.early-close", "0.03", "--out", str(out)]) == 0
+    data = load_dataset(out)
     expert = data["layout"]["expert"]
     assert data["layout"]["quality"] == "clean"
     assert (expert["early_close_prob"], expert["early_close"]) == (1.0, 0.03)
-    assert pp.load_dataset(pipeline["demos"])["episode_success"][0]  # seed 3, `clean` as it is
+    assert load_dataset(pipeline["demos"])["episode_success"][0]  # seed 3, `clean` as it is
     assert not data["episode_success"][0]  # the same seed with the careless close
-    with pytest.raises(SystemExit, match="expected name=value"):
-        main(["collect", "--task", "pick_place", "--episodes", "1", "--quality", "clean", "--set", "bogus=1",
+    with pytest.raises(SystemExit):  # an unknown setting is refused by the parser, nothing runs
+        main(["collect", "--task", "pick_place", "--episodes", "1", "--quality", "clean", "--expert.bogus", "1",
               "--out", str(tmp_path / "x.npz")])
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_a_velocity_layout_runs_from_demonstrations_to_the_runtime(pipeline, tmp_path):
@@ -325,37 +336,37 @@ def test_a_velocity_layout_runs_from_demonstrations_to_the_runtime(pipeline, tmp
     demos, ckpt, onnx = tmp_path / "vel.npz", tmp_path / "vel.pt", tmp_path / "vel.onnx"
     assert main(["collect", "--task", "pick_place", "--episodes", "1", "--quality", "clean", "--seed", "3",
                  "--observation", "state_velocity", "--out", str(demos)]) == 0
-    data = pp.load_dataset(demos)
-    base = pp.load_dataset(pipeline["demos"])
+    data = load_dataset(demos)
+    base = load_dataset(pipeline["demos"])
     rows = base["episode_ids"] == 0  # the same seed in the default layout
     assert data["observations"].shape == (rows.sum(), 24)
     np.testing.assert_array_equal(data["observations"][:, :17], base["observations"][rows])
     velocities = data["observations"][:, 17:]
     assert np.abs(velocities).max() > 0.05  # the arm moves: not a zero-filled column
     assert [e["source"] for e in data["layout"]["observation"]][-1] == "arm_joint_velocities"
-    assert main(["train-base", "--demos", str(demos), "--decoder", "meanflow", "--steps", "5", "--hidden", "32",
-                 "--layers", "2", "--out", str(ckpt)]) == 0
+    assert main(["train-base", "--demos", str(demos), "--decoder", "meanflow", "--meanflow.steps", "5",
+                 "--meanflow.hidden", "32", "--meanflow.layers", "2", "--out", str(ckpt)]) == 0
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(onnx)]) == 0
     m = load_manifest(onnx)
     assert [e.source for e in m.observation.entries][-1] == "arm_joint_velocities" and m.obs_dim == 24
-    env = pp.ControllerEnv(onnx)
+    env = ControllerEnv(onnx)
     assert env.obs_dim == 24
     task = make_task("pick_place")
     obs = task.reset(3, "nominal")
     first = env.reset(3)
-    np.testing.assert_allclose(first, pp.observation_vector(obs, pp.OBSERVATION_LAYOUTS["state_velocity"]),
+    np.testing.assert_allclose(first, observation_vector(obs, OBSERVATION_LAYOUTS["state_velocity"]),
                                atol=1e-12)
     np.testing.assert_allclose(first, data["observations"][0], atol=1e-5)
     # An offline head on demonstrations of the other layout is refused by name.
     with pytest.raises(SystemExit, match="observations have 17 values, the decoder takes 24"):
         main(["train-head", "--algo", "lps", "--decoder", str(ckpt), "--demos", str(pipeline["demos"]),
-              "--steps", "1", "--out", str(tmp_path / "lps.pt")])
+              "--lps.steps", "1", "--out", str(tmp_path / "lps.pt")])
     with pytest.raises(ValueError, match="observation layout must be one of"):
-        pp.collect(1, "clean", observation="images")
+        collect(1, "clean", observation="images")
     # A base decoder is fitted on one layout: two datasets that disagree are refused, not stacked.
     with pytest.raises(SystemExit, match="observation layout"):
-        main(["train-base", "--demos", str(pipeline["demos"]), str(demos), "--steps", "1", "--hidden", "32",
-              "--layers", "2", "--out", str(tmp_path / "mixed.pt")])
+        main(["train-base", "--demos", str(pipeline["demos"]), str(demos), "--meanflow.steps", "1",
+              "--meanflow.hidden", "32", "--meanflow.layers", "2", "--out", str(tmp_path / "mixed.pt")])
 
 
 def test_train_base_concatenates_datasets_of_one_layout(pipeline, tmp_path):
@@ -365,9 +376,9 @@ def test_train_base_concatenates_datasets_of_one_layout(pipeline, tmp_path):
     assert main(["collect", "--task", "pick_place", "--episodes", "1", "--quality", "clean", "--seed", "11",
                  "--out", str(more)]) == 0
     ckpt = tmp_path / "both.pt"
-    assert main(["train-base", "--demos", str(pipeline["demos"]), str(more), "--steps", "2", "--hidden", "32",
-                 "--layers", "2", "--out", str(ckpt)]) == 0
-    a, b = pp.load_dataset(pipeline["demos"]), pp.load_dataset(more)
+    assert main(["train-base", "--demos", str(pipeline["demos"]), str(more), "--meanflow.steps", "2",
+                 "--meanflow.hidden", "32", "--meanflow.layers", "2", "--out", str(ckpt)]) == 0
+    a, b = load_dataset(pipeline["demos"]), load_dataset(more)
     both = np.concatenate([a["observations"], b["observations"]])
     _, norm, made = load_decoder(ckpt)
     assert made["extra"]["rows"] == len(both)
@@ -381,8 +392,8 @@ def test_import_decoder_rebuilds_the_exported_weights_from_another_run(pipeline,
     weights and manifest normalisation, so torch reproduces ONNX Runtime. A head trained on it exports
     only against that .onnx; a template of another architecture is refused by name."""
     other = tmp_path / "other.pt"
-    assert main(["train-base", "--demos", str(pipeline["demos"]), "--steps", "3", "--hidden", "32", "--layers", "2",
-                 "--seed", "5", "--no-normalize", "--out", str(other)]) == 0
+    assert main(["train-base", "--demos", str(pipeline["demos"]), "--meanflow.steps", "3", "--meanflow.hidden", "32",
+                 "--meanflow.layers", "2", "--meanflow.seed", "5", "--no-normalize", "--out", str(other)]) == 0
     out = tmp_path / "imported.pt"
     assert main(["import-decoder", "--onnx", str(pipeline["onnx"]), "--like", str(other), "--out", str(out)]) == 0
     imported, norm, ckpt = load_decoder(out)
@@ -413,7 +424,33 @@ def test_import_decoder_rebuilds_the_exported_weights_from_another_run(pipeline,
                  "--out", str(tmp_path / "h.onnx")]) == 0
 
     wide = tmp_path / "wide.pt"
-    assert main(["train-base", "--demos", str(pipeline["demos"]), "--steps", "1", "--hidden", "48", "--layers", "2",
-                 "--out", str(wide)]) == 0
+    assert main(["train-base", "--demos", str(pipeline["demos"]), "--meanflow.steps", "1", "--meanflow.hidden", "48",
+                 "--meanflow.layers", "2", "--out", str(wide)]) == 0
     with pytest.raises(SystemExit, match="do not match the template"):
         main(["import-decoder", "--onnx", str(pipeline["onnx"]), "--like", str(wide), "--out", str(tmp_path / "x.pt")])
+
+
+@pytest.mark.slow
+def test_lps_rounds_train_on_their_own_rollouts_and_keep_the_best_round(pipeline, tmp_path):
+    """Two rounds with one rollout episode each: round 1 is kept unless round 2's rollouts succeed
+    more often, round 2 trains on round 1's rollouts, and the kept checkpoint is copied to --out."""
+    work, data, out = tmp_path / "runs", tmp_path / "data", tmp_path / "lps.pt"
+    assert main(["lps-rounds", "--head.decoder", str(pipeline["ckpt"]), "--head.demos", str(pipeline["demos"]),
+                 "--head.critic-features", "none", "--head.lps.steps", "2", "--head.lps.hidden", "16",
+                 "--head.lps.critic-layers", "1", "--head.lps.actor-layers", "1", "--head.lps.batch-size", "8",
+                 "--head.lps.critics", "2", "--head.lps.seed", "3", "--decoder-onnx", str(pipeline["onnx"]),
+                 "--max-rounds", "2", "--rollout-episodes", "1", "--work-dir", str(work), "--data-dir", str(data),
+                 "--out", str(out)]) == 0
+    rounds = json.loads(out.with_suffix(".rounds.json").read_text())
+    rates = [r["rollout_success"] for r in rounds["rounds"]]
+    assert len(rates) == 2 and rounds["kept_round"] == (2 if rates[1] > rates[0] else 1)
+    kept = work / f"lps_s3_round{rounds['kept_round']}.pt"
+    assert out.read_bytes() == kept.read_bytes()
+    first_rollouts = str(data / "rollouts_lps_s3_round1.npz")
+    assert rounds["rounds"][0]["data"] == [str(pipeline["demos"])]
+    assert rounds["rounds"][1]["data"] == [str(pipeline["demos"]), first_rollouts]
+    second = torch.load(work / "lps_s3_round2.pt", weights_only=False)
+    assert second["command"].startswith("lps-train train-head --preset shipped-lps")
+    assert first_rollouts in second["command"] and second["config"]["seed"] == 3
+    assert load_manifest(work / "lps_s3_round2.onnx").head_type == "lps"
+    assert json.loads(out.with_suffix(".config.json").read_text())["config"]["max_rounds"] == 2

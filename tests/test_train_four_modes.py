@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from lps_sim.four_modes import FourModes, FourModesConfig, collect_demos, goal_shares, make
-from lps_train.common import knn_entropy
+from lps_train.entropy import knn_entropy
 from lps_train.toy_setup import mode_metrics
 
 

@@ -7,14 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lps_train import dsrl, lpds, lps, meanflow
-from lps_train.common import (
-    ChunkCritic,
-    NStepWriter,
-    ReplayBuffer,
-    next_actions_within_episodes,
-    run_episodes,
-    soft_update,
-)
+from lps_train.envs import run_episodes
+from lps_train.nets import ChunkCritic, soft_update
+from lps_train.replay import NStepWriter, ReplayBuffer, next_actions_within_episodes
 from torch import nn
 
 

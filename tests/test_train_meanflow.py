@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 from lps_train import flow, meanflow
-from lps_train.common import Normalization, load_decoder
+from lps_train.checkpoints import load_decoder
+from lps_train.normalization import Normalization
 
 
 def bimodal(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from lps_steering.evaluation.stats import wilson_interval
 from tqdm import tqdm
 
 from lps_sim.experts import EXPERT_PRESETS, run_expert_episode
@@ -22,17 +23,6 @@ from lps_sim.randomization import available_profiles
 from lps_sim.tasks import TASKS, make_task
 
 DEFAULT_PNG = Path(__file__).resolve().parents[2] / "docs" / "img" / "expert_success.png"
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (sane at 0% and 100%, unlike the normal one)."""
-    if n <= 0:
-        raise ValueError(f"`n` must be > 0, got {n}")
-    p = successes / n
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def run(tasks: list[str], profiles: list[str], episodes: int, expert: str) -> list[dict]:

@@ -29,11 +29,10 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
+from lps_steering.core.robot import ROBOTS, arm_joint_names, finger_joint_names
 
 from lps_sim.assets import franka_model_dir
 
-ROBOTS = ("fr3", "panda")
-ARM_JOINTS = 7
 # Menagerie's "home" keyframe: elbow bent, hand pointing down over the table.
 HOME_QPOS = np.array([0.0, 0.0, 0.0, -1.57079, 0.0, 1.57079, -0.7853])
 # Position-servo gains per joint (Menagerie's), and franka's torque limits.
@@ -108,16 +107,16 @@ def build_scene_spec(robot: str = "fr3", wrist_camera: bool = False,
     for light in list(spec.lights):
         spec.delete(light)
 
-    for i in range(ARM_JOINTS):
-        joint = spec.joint(f"{robot}_joint{i + 1}")
-        act = spec.add_actuator(name=f"{robot}_joint{i + 1}_position", target=joint.name,
+    for i, name in enumerate(arm_joint_names(robot)):
+        joint = spec.joint(name)
+        act = spec.add_actuator(name=f"{name}_position", target=joint.name,
                                 trntype=mujoco.mjtTrn.mjTRN_JOINT)
         act.set_to_position(kp=ARM_KP[i], kv=ARM_KV[i])
         act.ctrlrange = joint.range
         act.forcerange = [-ARM_FORCE_LIMIT[i], ARM_FORCE_LIMIT[i]]
     split = spec.add_tendon(name=f"{robot}_finger_split")
-    split.wrap_joint(f"{robot}_finger_joint1", 0.5)
-    split.wrap_joint(f"{robot}_finger_joint2", 0.5)
+    for finger in finger_joint_names(robot):
+        split.wrap_joint(finger, 0.5)
     grip = spec.add_actuator(name=f"{robot}_gripper_width", target=split.name,
                              trntype=mujoco.mjtTrn.mjTRN_TENDON)
     # ctrl is the total width; the tendon is the mean finger opening (width / 2).
@@ -184,8 +183,8 @@ class SceneIds:
         def jid(name: str) -> int:
             return mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
 
-        arm_names = tuple(f"{robot}_joint{i + 1}" for i in range(ARM_JOINTS))
-        finger_names = (f"{robot}_finger_joint1", f"{robot}_finger_joint2")
+        arm_names = tuple(arm_joint_names(robot))
+        finger_names = tuple(finger_joint_names(robot))
         arm = [jid(n) for n in arm_names]
         fingers = [jid(n) for n in finger_names]
         finger_bodies = {mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) for n in ("left_finger", "right_finger")}

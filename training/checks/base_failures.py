@@ -39,8 +39,10 @@ import numpy as np
 from lps_steering.core.controller import SteeringController
 from lps_steering.core.kinematics import tcp_position
 from lps_steering.core.policy import SteeredPolicy, load_model
-from lps_train.common import save_json
-from lps_train.pick_place import ControllerEpisode, controller_episode, load_dataset
+from lps_train.pick_place.dataset import load_dataset
+from lps_train.pick_place.env import ControllerEpisode
+from lps_train.pick_place.evaluation import controller_episode
+from lps_train.runlog import save_json
 from tqdm import tqdm
 
 RESULTS = Path(__file__).resolve().parent / "results" / "base_failures"
@@ -59,7 +61,7 @@ def failure_anatomy(decoder: str, episodes: int, head: str = "") -> dict:
     task = ep.task
     rows = []
     for k in tqdm(range(episodes), desc="failure anatomy"):
-        controller.policy.reseed(SEED + k)
+        controller.reseed(SEED + k)
         ep.reset(SEED + k, "nominal")
         lift, close_offset = 0.0, None
         while not ep.done:
@@ -102,7 +104,7 @@ def scene_vs_noise(decoder: str, scenes: int, noises: int) -> dict:
     m = np.zeros((scenes, noises), dtype=int)
     for k in tqdm(range(scenes), desc="scene x noise"):
         for j in range(noises):
-            controller.policy.reseed(5000 + 17 * j + k)
+            controller.reseed(5000 + 17 * j + k)
             ep.reset(SEED + k, "nominal")
             while not ep.done:
                 ep.period()
@@ -123,11 +125,11 @@ def latent_refresh(decoder: str, episodes: int) -> dict:
     for mode in ("fresh", "fixed"):
         rows = result.setdefault(mode, {"success": [], "hold_periods": []})
         for k in tqdm(range(episodes), desc=f"latent {mode}"):
-            controller.policy.reseed(SEED + k)
+            controller.reseed(SEED + k)
             ep.reset(SEED + k, "nominal")
             while not ep.done:
                 if mode == "fixed" and ep.needs_chunk:
-                    controller.policy.reseed(SEED + k)  # the same draw again for this chunk
+                    controller.reseed(SEED + k)  # the same draw again for this chunk
                 ep.period()
             rows["success"].append(bool(ep.result.success))
             rows["hold_periods"].append(ep.result.holds)

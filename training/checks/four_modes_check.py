@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from lps_train import dsrl, lpds  # noqa: E402
-from lps_train.common import Logger, save_json  # noqa: E402
+from lps_train.runlog import Logger, save_json  # noqa: E402
 from lps_train.toy_setup import base_decoder, base_policy, mode_metrics, toy_env  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

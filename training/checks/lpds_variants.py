@@ -8,7 +8,7 @@ beside the base's (docs/img/lpds_variants.png):
     scripts/with-env python training/checks/lpds_variants.py \
         --set-base clean runs/pick_place/eval_nominal.json#none       # record a frozen base
     scripts/with-env python training/checks/lpds_variants.py \
-        --base clean --add "C (shipped)=runs/s2/eval_C.json"          # record a variant
+        --base clean --add "C=runs/pick_place/eval_C.json"          # record a variant
     scripts/with-env python training/checks/lpds_variants.py            # replot the recorded table
 
 Run folders are not committed, so the table is the record; `--add` appends a row, or replaces
@@ -25,8 +25,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from lps_sim.experts_report import wilson_interval  # noqa: E402
-from lps_train.common import save_json  # noqa: E402
+from lps_steering.evaluation.stats import wilson_interval  # noqa: E402
+from lps_train.runlog import save_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lpds_variants" / "results.json"
 PNG = Path(__file__).resolve().parents[2] / "docs" / "img" / "lpds_variants.png"

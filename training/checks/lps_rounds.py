@@ -1,15 +1,15 @@
 """LPS in rounds: each round's head on the evaluation seeds, and its own 200 training rollouts.
 
-The table and plot behind docs/training.md ("Eleventh session"). Each `--round` names one head:
+The table and plot behind docs/training.md ("LPS"). Each `--round` names one head:
 its training seed, its round, the `lps-train evaluate` JSON(s) that evaluated it (several are
 summed, e.g. seeds 100000-100039 and 100040-100199), and the `lps-train collect --head ...`
 rollouts made from it (training seeds 50000+; `-` if none were collected). The rollouts'
-success is what `scripts/make_models.sh` picks a round by, so the point of the plot is whether it
+success is what `lps-train lps-rounds` picks a round by, so the point of the plot is whether it
 ranks the heads as the evaluation does.
 
     scripts/with-env python training/checks/lps_rounds.py \\
         --round 1 2 eval_r2.json data/pick_place/rollouts_lps_round2_s1.npz ... \\
-        --out training/checks/results/eleventh_session/rounds      # + rounds.json, rounds.png
+        --out training/checks/results/lps_rounds/rounds      # + rounds.json, rounds.png
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from lps_sim.experts_report import wilson_interval  # noqa: E402
+from lps_steering.evaluation.stats import wilson_interval  # noqa: E402
 
 
 def evaluated(paths: list[str]) -> tuple[int, int]:

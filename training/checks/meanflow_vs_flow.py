@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from lps_train import flow, meanflow  # noqa: E402
-from lps_train.common import save_json  # noqa: E402
+from lps_train.runlog import save_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "meanflow_vs_flow"
 RAMP = np.linspace(0, 1, 4)[None, :, None]

@@ -1,5 +1,5 @@
 """Where in the task a policy's pick_place episodes end: the TCP, cube and place zone at every
-replan of seeded episodes through the runtime's controller, and the phase each episode ended in. The traces behind docs/training.md ("Ninth session"): a deterministic latent actor that
+replan of seeded episodes through the runtime's controller, and the phase each episode ended in. The traces behind docs/training.md ("LPS"): a deterministic latent actor that
 stops moving shows up as a flat line long before the time-out.
 
 Phases of an episode that did not succeed (checked in this order):
@@ -9,7 +9,7 @@ Phases of an episode that did not succeed (checked in this order):
                   would be a success)
     not_placed    it is still off the table at the end (held, or in the air)
 
-    scripts/with-env python training/checks/trace_episodes.py --head runs/s9/ens10_tcpt_hold.onnx \\
+    scripts/with-env python training/checks/trace_episodes.py --head runs/pick_place/lps_s1_round1.onnx \\
         --episodes 20 --out runs/checks/trace_lps.json        # + trace_lps.png
 """
 
@@ -21,7 +21,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from lps_train.pick_place import LIFT_HEIGHT, ControllerEpisode, controller_episode
+from lps_train.pick_place.env import LIFT_HEIGHT, ControllerEpisode
+from lps_train.pick_place.evaluation import controller_episode
 from tqdm import tqdm
 
 PHASES = ("success", "held", "never_lifted", "dropped", "not_placed")
@@ -32,7 +33,7 @@ def trace(decoder: str, head: str, episodes: int, seed: int) -> list[dict]:
     ep = controller_episode(decoder, head)
     out = []
     for k in tqdm(range(episodes), desc="trace"):
-        ep.controller.policy.reseed(seed + k)
+        ep.controller.reseed(seed + k)
         ep.reset(seed + k, "nominal")
         rows = []
         while not ep.done:

@@ -1,38 +1,46 @@
 """`lps-train`: collect demonstrations, fit a base decoder, train a steering head, export, evaluate.
 
-pick_place (the shipped models; `scripts/make_models.sh` runs the whole chain):
+    lps-train <command> --help       # every setting of the command, with its meaning
+    lps-train <command> --preset P   # the settings of a shipped run (lps_train.configs)
 
-    lps-train collect    --task pick_place --episodes 200 --quality noisy --seed 0 --out data/pick_place/demos.npz
-    lps-train train-base --demos data/pick_place/demos.npz --decoder meanflow --out runs/pick_place/meanflow.pt
-    lps-train export     --checkpoint runs/pick_place/meanflow.pt --out models/pick_place/decoder.onnx
-    lps-train train-head --algo lpds --decoder runs/pick_place/meanflow.pt \
-                         --decoder-onnx models/pick_place/decoder.onnx --task pick_place --out runs/pick_place/lpds.pt
-    lps-train train-head --algo lps  --decoder runs/pick_place/meanflow.pt --demos data/pick_place/demos.npz \
-                         --out runs/pick_place/lps.pt
+The shipped pick_place models, stage by stage (`scripts/make_models.sh` runs the chain):
+
+    lps-train collect    --preset shipped-demos
+    lps-train train-base --preset shipped-meanflow
+    lps-train export     --checkpoint runs/pick_place/mf_mixed15.pt --out models/pick_place/decoder.onnx
+    lps-train train-head --preset shipped-lpds
+    lps-train lps-rounds                          # LPS: rounds of training and sim rollouts
+    lps-train train-head --preset shipped-dsrl
     lps-train export     --checkpoint runs/pick_place/lpds.pt --decoder-onnx models/pick_place/decoder.onnx \
                          --out models/pick_place/heads/lpds.onnx
-    lps-train evaluate   --decoder models/pick_place/decoder.onnx --head none lpds lps dsrl --episodes 200 \
-                         --profile nominal --record
+    lps-train evaluate   --head none lpds lps dsrl --episodes 200 --record
 
 A new head for an already shipped decoder trains on that decoder's own weights (training runs are
 not bit-reproducible, and LPS differentiates through the decoder):
 
-    lps-train import-decoder --onnx models/pick_place/decoder.onnx --like runs/pick_place/meanflow.pt \
+    lps-train import-decoder --onnx models/pick_place/decoder.onnx --like runs/pick_place/mf_mixed15.pt \
                              --out runs/pick_place/decoder_shipped.pt
 
-The four-mode toy (`--env four_modes:<variant>`) goes through the same commands (no manifests:
-the toy has no robot layout). Hyperparameters not on the command line are set with
-`--set name=value` (any field of the algorithm's config dataclass).
+Offline data of any origin (docs/datasets.md): convert it once, then train decoder and LPS head from it
+alone, with the reference's settings by default:
 
-Dataset formats: pick_place, see `lps_train.pick_place`; toy: obs [N, 2], actions [N, T_a, 2],
-rewards, next_obs, dones, goals and `env`.
+    lps-train convert --source mcap|lerobot|ogbench --input ... --out data/my_dataset
+    lps-train train-offline --dataset data/my_dataset --out runs/my_dataset
+
+The four-mode toy (`--env four_modes:<variant>`) goes through the same commands (no manifests:
+the toy has no robot layout).
+
+Dataset formats: pick_place, see `lps_train.pick_place.dataset`; toy: obs [N, 2], actions
+[N, T_a, 2], rewards, next_obs, dones, goals and `env`.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -40,51 +48,72 @@ from typing import Any
 
 import numpy as np
 import torch
+import tyro
 
 from lps_train import dsrl, flow, lpds, lps, meanflow
-from lps_train.common import (
-    Logger,
-    Normalization,
-    NormalizedEnv,
-    ReplayBuffer,
-    load_decoder,
-    next_actions_within_episodes,
-    save_json,
+from lps_train.checkpoints import load_decoder
+from lps_train.configs import (
+    PRESETS,
+    Collect,
+    Convert,
+    Evaluate,
+    Export,
+    ImportDecoder,
+    LpsRounds,
+    TrainBase,
+    TrainHead,
+    TrainOffline,
 )
+from lps_train.envs import NormalizedEnv
+from lps_train.normalization import Normalization
+from lps_train.replay import ReplayBuffer, next_actions_within_episodes
+from lps_train.rounds import choose_round
+from lps_train.runlog import Logger, save_json
 
 # Observation std floor (raw units) for pick_place: a coordinate that never varies in the
 # demonstrations (the zone's height) must not turn tiny sensor noise into huge inputs.
 PICK_PLACE_MIN_STD = 1e-2
 
 
-_ARGV: list[str] = []
+def write_run_config(out: str | Path, cfg: Any, command: str) -> Path:
+    """`<out>.config.json` beside a run's output: the command and every setting it ran with."""
+    path = Path(out).with_suffix(".config.json")
+    save_json(path, {"command": command, "config": dataclasses.asdict(cfg)})
+    return path
 
 
-def command_line() -> str:
-    """The command as typed (recorded in checkpoints and manifests)."""
-    return "lps-train " + " ".join(shlex.quote(a) for a in _ARGV)
+def as_command(name: str, cfg: Any) -> str:
+    """The `lps-train` command line that parses back into `cfg` (its preset plus what differs)."""
+    presets = PRESETS.get(name, {})
+    preset = getattr(cfg, "preset", None)
+    base = presets[preset] if preset else _default(type(cfg))
+    args = (["--preset", preset] if preset else []) + _flags(cfg, base, "")
+    return f"lps-train {name} " + shlex.join(args) if args else f"lps-train {name}"
 
 
-def apply_sets(cfg: Any, sets: list[str] | None) -> Any:
-    """`name=value` strings -> dataclasses.replace(cfg, ...), converting to the field's type."""
-    if not sets:
-        return cfg
-    fields = {f.name: f for f in dataclasses.fields(cfg)}
-    changes: dict[str, Any] = {}
-    for item in sets:
-        name, sep, value = item.partition("=")
-        if not sep or name not in fields:
-            raise SystemExit(f"--set {item!r}: expected name=value with name one of {sorted(fields)}")
-        current = getattr(cfg, name)
-        if isinstance(current, bool):
-            changes[name] = value.lower() in ("1", "true", "yes")
-        elif isinstance(current, int):
-            changes[name] = int(value)
-        elif isinstance(current, float):
-            changes[name] = float(value)
+def _default(cls: type) -> Any:
+    try:
+        return cls()
+    except TypeError:  # required fields: every given one differs
+        return None
+
+
+def _flags(cfg: Any, base: Any, prefix: str) -> list[str]:
+    out: list[str] = []
+    for f in dataclasses.fields(cfg):
+        value, ref = getattr(cfg, f.name), (getattr(base, f.name) if base is not None else dataclasses.MISSING)
+        name = f.name.replace("_", "-")
+        if f.name == "preset" or value == ref:
+            continue
+        if dataclasses.is_dataclass(value):
+            out += _flags(value, ref, f"{prefix}{name}.")
+        elif isinstance(value, bool):
+            out.append(f"--{prefix}{name}" if value else f"--{prefix}no-{name}")
+        elif isinstance(value, tuple):
+            out += [f"--{prefix}{name}", *map(str, value)]
         else:
-            changes[name] = value
-    return dataclasses.replace(cfg, **changes)
+            out += [f"--{prefix}{name}", str(value)]
+    return out
 
 
 def make_env(spec: str):
@@ -105,7 +134,7 @@ def _load_demos(path: str, successful_only: bool = False,
     with np.load(path) as z:
         is_task = "layout" in z.files
     if is_task:
-        from lps_train.pick_place import load_dataset
+        from lps_train.pick_place.dataset import load_dataset
 
         d = load_dataset(path)
         keep = d["episode_success"][d["episode_ids"]] if successful_only else np.ones(len(d["rewards"]), bool)
@@ -138,29 +167,35 @@ def _load_demo_sets(paths: list[str], successful_only: bool = False,
     return {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}, source, observation
 
 
+
 # ---------------------------------------------------------------------------------------------
-def cmd_collect(a: argparse.Namespace) -> None:
+def cmd_collect(a: Collect, command: str) -> None:
     if a.terminate_on_hold and not (a.task and a.policy):
         raise SystemExit("--terminate-on-hold is for --task pick_place --policy rollouts (the expert's episodes are "
                          "not cut, and a --env has no safety filter)")
     if a.task:
-        from lps_train import pick_place
+        from lps_train.pick_place import demos, rollouts
+        from lps_train.pick_place.dataset import save_dataset
+        from lps_train.pick_place.layout import TASK
 
-        if a.task != pick_place.TASK:
-            raise SystemExit(f"--task must be {pick_place.TASK!r}, got {a.task!r}")
+        if a.task != TASK:
+            raise SystemExit(f"--task must be {TASK!r}, got {a.task!r}")
         t0 = time.perf_counter()
         if a.policy:
             out = a.out or f"data/{a.task}/rollouts.npz"
-            data = pick_place.collect_rollouts(a.policy, a.head or "", a.episodes, a.seed, a.profile,
-                                               terminate_on_hold=a.terminate_on_hold)
+            data = rollouts.collect_rollouts(a.policy, a.head, a.episodes, a.seed, a.profile,
+                                             terminate_on_hold=a.terminate_on_hold)
             who = "policy"
         else:
             out = a.out or f"data/{a.task}/demos_{a.quality}.npz"
-            expert = apply_sets(pick_place.expert_config(a.quality), a.set)
-            data = pick_place.collect(a.episodes, a.quality, a.seed, a.profile, expert=expert,
-                                      observation=a.observation)
+            try:
+                data = demos.collect(a.episodes, a.quality, a.seed, a.profile, expert=a.expert,
+                                     observation=a.observation)
+            except ValueError as e:
+                raise SystemExit(str(e)) from None
             who = "expert"
-        pick_place.save_dataset(out, data)
+        save_dataset(out, data)
+        write_run_config(out, dataclasses.replace(a, out=out), command)
         succ = data["episode_success"]
         print(f"{out}: {len(data['observations'])} rows from {a.episodes} episodes, {who} success "
               f"{succ.mean():.2f}, {time.perf_counter() - t0:.0f} s")
@@ -173,11 +208,14 @@ def cmd_collect(a: argparse.Namespace) -> None:
     data = collect_demos(env, a.episodes, a.seed)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(a.out, env=a.env, **data)
+    write_run_config(a.out, a, command)
     print(f"{a.out}: {len(data['obs'])} transitions from {a.episodes} episodes")
 
 
-def cmd_train_base(a: argparse.Namespace) -> None:
-    d, source, observation = _load_demo_sets(a.demos, a.successful_only)
+def cmd_train_base(a: TrainBase, command: str) -> None:
+    if not a.demos or not a.out:
+        raise SystemExit("train-base needs --demos and --out (or a --preset)")
+    d, source, observation = _load_demo_sets(list(a.demos), a.successful_only)
     if a.no_normalize:
         norm = Normalization.identity(d["obs"].shape[1], d["actions"].shape[2])
     else:
@@ -185,33 +223,30 @@ def cmd_train_base(a: argparse.Namespace) -> None:
         norm = Normalization.fit(d["obs"], d["actions"], min_std=min_std)
     obs, acts = norm.normalize_obs(d["obs"]), norm.normalize_actions(d["actions"])
     log = Logger()
-    kind = a.decoder
+    module = meanflow if a.decoder == "meanflow" else flow
+    cfg = a.algo_config()
     t0 = time.perf_counter()
-    if kind == "meanflow":
-        cfg = meanflow.MeanFlowConfig(seed=a.seed, steps=a.steps, hidden=a.hidden, layers=a.layers, lr=a.lr)
-        cfg = apply_sets(cfg, a.set)
-        dec = meanflow.train(cfg, obs, acts, logger=log)
-    else:
-        cfg = flow.FlowConfig(seed=a.seed, steps=a.steps, hidden=a.hidden, layers=a.layers, lr=a.lr)
-        cfg = apply_sets(cfg, a.set)
-        dec = flow.train(cfg, obs, acts, logger=log)
+    dec = module.train(cfg, obs, acts, logger=log)
     wall = time.perf_counter() - t0
     extra = {"env": source, "demos": " ".join(a.demos), "rows": int(len(obs)), "successful_only": a.successful_only,
-             "observation": observation, "command": command_line(),
-             "train_wall_s": round(wall, 1)}
+             "observation": observation, "command": command, "train_wall_s": round(wall, 1)}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    (meanflow if kind == "meanflow" else flow).save_decoder(a.out, dec, norm, cfg, extra=extra)
+    module.save_decoder(a.out, dec, norm, cfg, extra=extra)
+    write_run_config(a.out, a, command)
     log.save_csv(Path(a.out).with_suffix(".csv"))
-    log.plot(Path(a.out).with_suffix(".png"), title=f"{kind} base policy ({source})")
-    print(f"{a.out} (+ .csv, .png learning curves), {wall:.0f} s")
+    log.plot(Path(a.out).with_suffix(".png"), title=f"{a.decoder} base policy ({source})")
+    print(f"{a.out} (+ .csv, .png learning curves, .config.json), {wall:.0f} s")
 
 
-def cmd_train_head(a: argparse.Namespace) -> None:
+def cmd_train_head(a: TrainHead, command: str) -> None:
+    if not a.decoder or not a.out:
+        raise SystemExit("train-head needs --decoder and --out (or a --preset)")
     if a.critic_features != "none" and a.algo == "dsrl":
         raise SystemExit("--critic-features is an option of the action critics of lpds and lps, got --algo dsrl")
     dec, norm, dec_ckpt = load_decoder(a.decoder)
     log = Logger()
     task = dec_ckpt.get("extra", {}).get("env", "")
+    cfg = a.algo_config()
 
     def critic_features(steps: int) -> torch.nn.Module | None:
         if a.critic_features == "none":
@@ -224,12 +259,10 @@ def cmd_train_head(a: argparse.Namespace) -> None:
         return ChunkTcpFeatures(norm, steps, ("object", "target") if a.critic_features == "tcp-target" else ("object",))
 
     t0 = time.perf_counter()
-    extra: dict[str, Any] = {}
     if a.algo == "lps":
         if not a.demos:
             raise SystemExit("train-head --algo lps needs --demos (LPS is offline)")
-        cfg = apply_sets(lps.LPSConfig(seed=a.seed, steps=a.steps), a.set)
-        d, _, _ = _load_demo_sets(a.demos, next_actions=cfg.critic_target == "data")
+        d, _, _ = _load_demo_sets(list(a.demos), next_actions=cfg.critic_target == "data")
         if d["obs"].shape[1] != dec.obs_dim:
             raise SystemExit(f"--demos {' '.join(a.demos)}: observations have {d['obs'].shape[1]} values, the "
                              f"decoder takes {dec.obs_dim} (collect them with the decoder's --observation layout)")
@@ -239,11 +272,9 @@ def cmd_train_head(a: argparse.Namespace) -> None:
                                         next_actions=next_actions)
         agent, log = lps.train(cfg, data, dec, logger=log,
                                action_features=critic_features(cfg.critic_steps or dec.chunk_length))
-        head = agent.actor
-        extra = {"critic_features": a.critic_features}
     else:
         if a.task:
-            from lps_train.pick_place import ControllerEnv
+            from lps_train.pick_place.env import ControllerEnv
 
             if not a.decoder_onnx:
                 raise SystemExit(f"train-head --algo {a.algo} --task {a.task} needs --decoder-onnx (the exported "
@@ -256,28 +287,61 @@ def cmd_train_head(a: argparse.Namespace) -> None:
             raise SystemExit(f"train-head --algo {a.algo} needs --task or --env (it trains online)")
         env = NormalizedEnv(raw_env, norm)
         if a.algo == "lpds":
-            cfg = apply_sets(lpds.LPDSConfig(seed=a.seed, total_steps=a.steps, delta=a.delta), a.set)
             agent, log = lpds.train(cfg, env, dec, logger=log,
                                     action_features=critic_features(cfg.critic_steps or dec.chunk_length))
-            extra = {"trust_region_delta": cfg.delta, "critic_features": a.critic_features}
         else:
-            cfg = apply_sets(dsrl.DSRLConfig(seed=a.seed, total_steps=a.steps), a.set)
             agent, log = dsrl.train(cfg, env, dec, logger=log)
-        head = agent.actor
     wall = time.perf_counter() - t0
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"head_type": a.algo, "head": head, "decoder": str(a.decoder), "task": task,
-                "decoder_onnx": a.decoder_onnx or "", "config": dataclasses.asdict(cfg) | extra,
-                "command": command_line(), "train_wall_s": round(wall, 1), "seed": a.seed}, a.out)
+    torch.save({"head_type": a.algo, "head": agent.actor, "decoder": str(a.decoder), "task": task,
+                "decoder_onnx": a.decoder_onnx, "config": a.recorded_config(), "run": dataclasses.asdict(a),
+                "command": command, "train_wall_s": round(wall, 1), "seed": cfg.seed}, a.out)
+    write_run_config(a.out, a, command)
     log.save_csv(Path(a.out).with_suffix(".csv"))
     keys = [k for k in log.history if k.split("/")[0] in ("charts", "lagrange", "constraint", "values", "losses",
                                                           "latent", "entropy")]
     log.plot(Path(a.out).with_suffix(".png"), keys=sorted(keys), title=f"{a.algo} head ({task or a.env})")
-    print(f"{a.out} (+ .csv, .png learning curves), {wall:.0f} s")
+    print(f"{a.out} (+ .csv, .png learning curves, .config.json), {wall:.0f} s")
 
 
-def cmd_export(a: argparse.Namespace) -> None:
-    from lps_train.export import export_onnx, parity_check, write_manifest
+def cmd_lps_rounds(a: LpsRounds, command: str) -> None:
+    if a.head.algo != "lps":
+        raise SystemExit(f"lps-rounds trains LPS heads, got --head.algo {a.head.algo}")
+    if a.max_rounds < 1:
+        raise SystemExit(f"--max-rounds must be >= 1, got {a.max_rounds}")
+    seed = a.head.lps.seed
+    work, data_dir = Path(a.work_dir), Path(a.data_dir)
+
+    def train_round(index: int, data: tuple[str, ...]) -> str:
+        run = dataclasses.replace(a.head, demos=data, out=str(work / f"lps_s{seed}_round{index}.pt"))
+        cmd_train_head(run, as_command("train-head", run))
+        export = Export(checkpoint=run.out, out=str(Path(run.out).with_suffix(".onnx")), decoder_onnx=a.decoder_onnx)
+        cmd_export(export, as_command("export", export))
+        return run.out
+
+    def roll_out(index: int, checkpoint: str) -> tuple[str, float]:
+        col = Collect(task="pick_place", policy=a.decoder_onnx, head=str(Path(checkpoint).with_suffix(".onnx")),
+                      episodes=a.rollout_episodes, seed=a.rollout_seed, terminate_on_hold=True,
+                      out=str(data_dir / f"rollouts_lps_s{seed}_round{index}.npz"))
+        cmd_collect(col, as_command("collect", col))
+        success = np.load(col.out)["episode_success"]
+        if len(success) == 0:
+            raise SystemExit(f"{col.out} holds no episodes")
+        return col.out, float(success.mean())
+
+    rounds, best = choose_round(a.head.demos, a.max_rounds, train_round, roll_out,
+                                report=lambda line: print(line, flush=True))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(rounds[best - 1].checkpoint, a.out)
+    save_json(Path(a.out).with_suffix(".rounds.json"),
+              {"kept_round": best, "rounds": [dataclasses.asdict(r) for r in rounds]})
+    write_run_config(a.out, a, command)
+    print(f"{a.out}: round {best} of {len(rounds)} (+ .rounds.json, .config.json)")
+
+
+def cmd_export(a: Export, command: str) -> None:
+    from lps_train.export import export_onnx, parity_check
+    from lps_train.manifests import write_manifest
 
     ckpt = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
     is_decoder = "decoder_type" in ckpt
@@ -287,6 +351,7 @@ def cmd_export(a: argparse.Namespace) -> None:
         path = export_onnx(module, ex, ["observation", "latent"], ["actions"], a.out)
         task = ckpt.get("extra", {}).get("env", "")
         made = ckpt.get("extra", {})
+        config = ckpt.get("config", {})
     else:
         module = ckpt["head"].eval()
         _, norm, dec_ckpt = load_decoder(ckpt["decoder"])
@@ -295,6 +360,7 @@ def cmd_export(a: argparse.Namespace) -> None:
         path = export_onnx(module, (torch.zeros(1, obs_dim),), ["observation"], [out_name], a.out)
         task = ckpt.get("task", "")
         made = ckpt
+        config = ckpt.get("config", {})
     err = parity_check(module, path, n=1000)
     if err > 1e-4:
         raise SystemExit(f"{path}: ONNX Runtime differs from torch by {err:.2e} > 1e-4 on 1000 random inputs")
@@ -302,14 +368,20 @@ def cmd_export(a: argparse.Namespace) -> None:
         save_json(Path(a.out).with_suffix(".parity.json"), {"max_abs_err": err})
         print(f"{path}: max |torch - onnxruntime| = {err:.2e} (toy: no manifest, it has no robot layout)")
         return
-    from lps_train import pick_place as pp
+    from lps_train.pick_place.layout import (
+        CHUNK_LENGTH,
+        POLICY_RATE_HZ,
+        action_layout,
+        layout_of,
+        observation_layout,
+    )
 
     metrics = {"parity_max_abs_err": err, "parity_inputs": 1000, "train_command": made.get("command", ""),
-               "train_wall_s": made.get("train_wall_s"), "config": made.get("config", {})}
+               "train_wall_s": made.get("train_wall_s"), "config": config}
     recorded = (made if is_decoder else dec_ckpt.get("extra", {})).get("observation")
-    common = dict(observation=pp.observation_layout(norm.obs_mean, norm.obs_std, pp.layout_of(recorded)),
-                  action=pp.action_layout(norm.act_mean, norm.act_std), robot="fr3",
-                  chunk_length=pp.CHUNK_LENGTH, policy_rate_hz=pp.POLICY_RATE_HZ, command=command_line(),
+    common = dict(observation=observation_layout(norm.obs_mean, norm.obs_std, layout_of(recorded)),
+                  action=action_layout(norm.act_mean, norm.act_std), robot="fr3",
+                  chunk_length=CHUNK_LENGTH, policy_rate_hz=POLICY_RATE_HZ, command=command,
                   metrics=metrics)
     if is_decoder:
         metrics |= {"demos": made.get("demos", ""), "demo_rows": made.get("rows")}
@@ -341,16 +413,18 @@ def cmd_export(a: argparse.Namespace) -> None:
     print(f"{path} (+ {Path(path).with_suffix('.json').name}): parity {err:.2e}, sha256 {m.onnx_sha256[:12]}")
 
 
-def cmd_evaluate(a: argparse.Namespace) -> None:
+def cmd_evaluate(a: Evaluate, command: str) -> None:
     from lps_steering.core.manifest import load_manifest, manifest_path_for
 
-    from lps_train.pick_place import evaluate
+    from lps_train.pick_place.evaluation import evaluate
 
     heads_dir = Path(a.decoder).parent / "heads"
-    results = []
-    for h in a.head:
-        path = "" if h == "none" else (h if h.endswith(".onnx") else str(heads_dir / f"{h}.onnx"))
-        results.append(evaluate(a.decoder, path, a.episodes, a.profile, a.seed, label=h))
+
+    def onnx_of(h: str) -> str:
+        return h if h.endswith(".onnx") else str(heads_dir / f"{h}.onnx")
+
+    results = [evaluate(a.decoder, "" if h == "none" else onnx_of(h), a.episodes, a.profile, a.seed, label=h)
+               for h in a.head]
     base = next((r for r in results if r.head == "none"), None)
     print(f"\npick_place, profile {a.profile}, {a.episodes} episodes (seeds {a.seed}..{a.seed + a.episodes - 1}),"
           " SteeringController + ONNX Runtime")
@@ -362,14 +436,15 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     if a.png:
         _plot_eval(Path(a.png), results, a.profile)
     if a.out:
-        save_json(a.out, {"profile": a.profile, "episodes": a.episodes, "seed": a.seed, "command": command_line(),
+        save_json(a.out, {"profile": a.profile, "episodes": a.episodes, "seed": a.seed, "command": command,
                           "results": [r.to_dict() for r in results]})
+        write_run_config(a.out, a, command)
     if a.record:
         for h, r in zip(a.head, results, strict=True):
-            onnx = a.decoder if h == "none" else (h if h.endswith(".onnx") else str(heads_dir / f"{h}.onnx"))
+            onnx = a.decoder if h == "none" else onnx_of(h)
             m = load_manifest(onnx)
             m.provenance.metrics[f"eval_{a.profile}"] = r.to_dict() | {
-                "seed": a.seed, "command": command_line(),
+                "seed": a.seed, "command": command,
                 "base_success_rate": base.success_rate if base is not None else None}
             m.save(manifest_path_for(onnx))
         print("recorded in the manifests' provenance.metrics")
@@ -399,99 +474,161 @@ def _plot_eval(path: Path, results: list, profile: str) -> None:
     plt.close(fig)
 
 
-def cmd_import_decoder(a: argparse.Namespace) -> None:
+
+
+def cmd_import_decoder(a: ImportDecoder, command: str) -> None:
     from lps_train.export import import_decoder
 
     try:
         ckpt = import_decoder(a.onnx, torch.load(a.like, map_location="cpu", weights_only=False))
     except (ValueError, OSError) as e:
         raise SystemExit(str(e)) from None
-    ckpt["extra"]["command"] = command_line()
+    ckpt["extra"]["command"] = command
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, a.out)
     print(f"{a.out}: the weights of {a.onnx} (sha256 {ckpt['extra']['onnx_sha256'][:12]}) in {a.like}'s architecture")
 
 
+def cmd_convert(a: Convert, command: str) -> None:
+    from lps_train.offline import format as fmt
+
+    t0 = time.perf_counter()
+    try:
+        if a.source == "lerobot":
+            from lps_train.offline.lerobot import convert
+
+            if len(a.input) != 1:
+                raise SystemExit(f"--input: one LeRobot folder, got {len(a.input)} paths")
+            data = convert(a.input[0], a.observation_keys, a.action_key)
+        elif a.source == "ogbench":
+            from lps_train.offline.ogbench import convert_npz
+
+            if len(a.input) != 1:
+                raise SystemExit(f"--input: one OGBench .npz, got {len(a.input)} paths")
+            data = convert_npz(a.input[0], a.task)
+        else:
+            from lps_train.offline.mcap import convert_recordings
+
+            data = convert_recordings(list(a.input), decoder_onnx=a.decoder_onnx or None, namespace=a.namespace)
+    except fmt.DatasetError as e:
+        raise SystemExit(str(e)) from None
+    data.source["command"] = command
+    fmt.save(data, a.out)
+    print(f"{a.out}: {data.num_steps} steps in {data.num_episodes} episodes, success {data.success.mean():.2f}, "
+          f"{time.perf_counter() - t0:.1f} s")
+
+
+def train_offline(a: TrainOffline, command: str, eval_fn: Any = None, progress: bool = True) -> dict[str, Any]:
+    """`lps-train train-offline`, callable with an evaluation hook (training/checks): returns the export
+    report plus wall time and steps/s."""
+    from lps_train.offline import format as fmt
+    from lps_train.offline.chunks import ChunkDataset
+    from lps_train.offline.export import export_models
+
+    if not a.dataset or not a.out:
+        raise SystemExit("train-offline needs --dataset and --out")
+    try:
+        data = fmt.load(a.dataset)
+    except fmt.DatasetError as e:
+        raise SystemExit(str(e)) from None
+    if a.normalize:
+        norm = Normalization.fit(data.observations, data.actions)
+    else:
+        norm = Normalization.identity(data.observations.shape[1], data.actions.shape[1])
+    chunks = ChunkDataset(data, a.chunk_length, a.lps.gamma, norm)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = Logger()
+    t0 = time.perf_counter()
+    given = None
+    if a.decoder_checkpoint:
+        if a.decoder_training != "frozen":
+            raise SystemExit("--decoder-checkpoint is a frozen decoder: add --decoder-training frozen")
+        given, dec_norm, _ = load_decoder(a.decoder_checkpoint)
+        if dec_norm.to_dict() != norm.to_dict():
+            raise SystemExit(f"--decoder-checkpoint {a.decoder_checkpoint}: its normalisation is not this dataset's "
+                             "(it was fitted on other observations or actions)")
+    if a.action_bound < 0:
+        raise SystemExit(f"--action-bound must be >= 0 (0: unbounded), got {a.action_bound}")
+    bounds = None if a.action_bound == 0 else (norm.normalize_actions(np.full(data.actions.shape[1], -a.action_bound)),
+                                               norm.normalize_actions(np.full(data.actions.shape[1], a.action_bound)))
+    agent, log = lps.train_from_chunks(a.lps, a.meanflow, chunks, a.decoder_training, a.decoder_steps,
+                                       progress=progress, logger=log, decoder=given, action_bounds=bounds,
+                                       device=a.device,
+                                       eval_fn=(lambda step, ag: eval_fn(step, ag, norm, data)) if eval_fn else None)
+    wall = time.perf_counter() - t0 - agent.eval_wall_s
+    steps = a.lps.steps + (a.decoder_steps if a.decoder_training == "frozen" and given is None else 0)
+    extra = {"env": data.source.get("converter", ""), "dataset": a.dataset, "rows": len(chunks), "command": command,
+             "train_wall_s": round(wall, 1)}
+    meanflow.save_decoder(out / "decoder.pt", agent.decoder, norm, a.meanflow, extra=extra)
+    torch.save({"head_type": "lps", "head": agent.actor, "decoder": str(out / "decoder.pt"), "config": a.lps.__dict__,
+                "run": dataclasses.asdict(a), "command": command, "train_wall_s": round(wall, 1),
+                "seed": a.lps.seed}, out / "lps.pt")
+    metrics = {"train_wall_s": round(wall, 1), "gradient_steps": steps, "steps_per_s": round(steps / wall, 2),
+               "config": dataclasses.asdict(a)}
+    report = export_models(out, agent.decoder, agent.actor, norm, data, a.name or Path(a.dataset).name, command,
+                           a.lps.seed, metrics)
+    write_run_config(out / "train_offline", a, command)
+    log.save_csv(out / "train.csv")
+    keys = [k for k in log.history if k.split("/")[0] in ("values", "losses", "latent", "eval")]
+    log.plot(out / "train.png", keys=sorted(keys), title=f"offline LPS ({Path(a.dataset).name})")
+    return report | {"train_wall_s": wall, "steps_per_s": steps / wall, "logger": log, "agent": agent, "norm": norm}
+
+
+def cmd_train_offline(a: TrainOffline, command: str) -> None:
+    r = train_offline(a, command)
+    layout = "runtime layout" if r["decoder"]["runtime_layout"] else "benchmark layout (not the robot's sources)"
+    print(f"{a.out}: decoder.onnx + heads/lps.onnx ({layout}), {r['train_wall_s']:.0f} s, "
+          f"{r['steps_per_s']:.1f} steps/s")
+
+
+COMMANDS: dict[str, tuple[type, Any]] = {
+    "collect": (Collect, cmd_collect), "train-base": (TrainBase, cmd_train_base),
+    "train-head": (TrainHead, cmd_train_head), "lps-rounds": (LpsRounds, cmd_lps_rounds),
+    "export": (Export, cmd_export), "import-decoder": (ImportDecoder, cmd_import_decoder),
+    "evaluate": (Evaluate, cmd_evaluate), "convert": (Convert, cmd_convert),
+    "train-offline": (TrainOffline, cmd_train_offline),
+}
+
+
+def parse(name: str, argv: list[str]) -> Any:
+    """The command's settings from `argv`: a `--preset` (and for collect a `--quality`) sets the
+    defaults, the other options override single fields."""
+    cls, _ = COMMANDS[name]
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset")
+    pre.add_argument("--quality")
+    known, _ = pre.parse_known_args(argv)
+    default = None
+    presets = PRESETS.get(name, {})
+    if known.preset is not None:
+        if known.preset not in presets:
+            raise SystemExit(f"--preset must be one of {sorted(presets)} for {name}, got {known.preset!r}")
+        default = copy.deepcopy(presets[known.preset])
+    if name == "collect" and known.quality is not None:
+        from lps_train.pick_place.demos import expert_config
+
+        try:
+            expert = expert_config(known.quality)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        default = dataclasses.replace(default or Collect(), quality=known.quality, expert=expert)
+    return tyro.cli(cls, args=argv, default=default, prog=f"lps-train {name}", description=cls.__doc__)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lps-train", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("collect", help="scripted demonstrations (or --policy rollouts) -> .npz")
-    c.add_argument("--task", help="MuJoCo task (pick_place); else --env")
-    c.add_argument("--policy", help="pick_place: roll out this exported decoder (.onnx) instead of the expert")
-    c.add_argument("--head", help="with --policy: steering head .onnx (default: the frozen base policy)")
-    c.add_argument("--terminate-on-hold", action="store_true",
-                   help="with --policy: a chunk the SafetyFilter refuses ends the episode as a failure (terminal)")
-    c.add_argument("--env", default="four_modes:symmetric")
-    c.add_argument("--quality", default="noisy",
-                   help="demonstration quality: a key of lps_train.pick_place.QUALITIES (the shipped base: "
-                        "clean); an unknown one is refused with the list")
-    c.add_argument("--set", action="append",
-                   help="pick_place: expert setting override name=value on the quality's ExpertConfig "
-                        "(repeatable), e.g. early_close_prob=0.3")
-    c.add_argument("--observation", default="state",
-                   help="pick_place expert demonstrations: observation layout, a key of "
-                        "lps_train.pick_place.OBSERVATION_LAYOUTS (state; state_velocity adds the joint velocities)")
-    c.add_argument("--profile", default="nominal")
-    c.add_argument("--episodes", type=int, default=400)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--out")
-    b = sub.add_parser("train-base", help="fit a MeanFlow or flow decoder")
-    b.add_argument("--demos", nargs="+", required=True, help="dataset(s) of one task and layout, concatenated")
-    b.add_argument("--decoder", "--kind", dest="decoder", choices=["meanflow", "flow"], default="meanflow")
-    b.add_argument("--steps", type=int, default=20_000)
-    b.add_argument("--hidden", type=int, default=512)
-    b.add_argument("--layers", type=int, default=4)
-    b.add_argument("--lr", type=float, default=3e-4)
-    b.add_argument("--no-normalize", action="store_true", help="identity normalisation (units already ~[-1, 1])")
-    b.add_argument("--successful-only", action="store_true", help="fit only the episodes that succeeded")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--set", action="append", help="config field override name=value (repeatable)")
-    b.add_argument("--out", required=True)
-    h = sub.add_parser("train-head", help="train a steering head against a frozen decoder")
-    h.add_argument("--algo", choices=["lps", "lpds", "dsrl"], required=True)
-    h.add_argument("--decoder", required=True, help="decoder checkpoint (.pt) from train-base")
-    h.add_argument("--decoder-onnx", help="online pick_place: the exported decoder (.onnx + manifest)")
-    h.add_argument("--task", help="online algorithms: MuJoCo task (pick_place)")
-    h.add_argument("--profile", default="nominal", help="randomisation profile of the training task")
-    h.add_argument("--env", help="online algorithms: toy env spec")
-    h.add_argument("--terminate-on-hold", action="store_true",
-                   help="online pick_place: end a training episode (reward 0) when the safety filter holds")
-    h.add_argument("--lift-bonus", type=float, default=0.0,
-                   help="online pick_place: one-time reward when the cube first clears 2 cm (success pays 1)")
-    h.add_argument("--demos", nargs="+", help="lps: the offline dataset(s), concatenated")
-    h.add_argument("--steps", type=int, default=20_000)
-    h.add_argument("--delta", type=float, default=0.35, help="lpds trust-region radius")
-    h.add_argument("--critic-features", choices=["none", "tcp", "tcp-target"], default="none",
-                   help="lpds and lps on pick_place: also give the action critic the TCP position of each "
-                        "executed joint target relative to the cube (tcp) or to the cube and the place zone "
-                        "(tcp-target) (lps_train.features); the exported head is unchanged")
-    h.add_argument("--seed", type=int, default=0)
-    h.add_argument("--set", action="append", help="config field override name=value (repeatable)")
-    h.add_argument("--out", required=True)
-    e = sub.add_parser("export", help="checkpoint -> .onnx (+ parity check, + manifest for pick_place)")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--decoder-onnx", help="heads: the exported decoder they steer (default: from training)")
-    e.add_argument("--out", required=True)
-    i = sub.add_parser("import-decoder", help="exported decoder (.onnx + manifest) -> torch checkpoint, for "
-                       "training heads against a shipped decoder")
-    i.add_argument("--onnx", required=True, help="the exported decoder, e.g. models/pick_place/decoder.onnx")
-    i.add_argument("--like", required=True, help="a decoder checkpoint of the same architecture (train-base), "
-                   "e.g. one retrained with the shipped command; only its structure is used")
-    i.add_argument("--out", required=True)
-    v = sub.add_parser("evaluate", help="success of exported models through SteeringController (no ROS)")
-    v.add_argument("--decoder", default="models/pick_place/decoder.onnx")
-    v.add_argument("--head", nargs="+", default=["none", "lpds", "lps", "dsrl"],
-                   help="'none' (frozen base), a head name under <decoder dir>/heads/, or an .onnx path")
-    v.add_argument("--episodes", type=int, default=100)
-    v.add_argument("--profile", default="nominal")
-    v.add_argument("--seed", type=int, default=100_000, help="first episode seed (episode k: seed + k)")
-    v.add_argument("--record", action="store_true", help="write the results into the manifests' metrics")
-    v.add_argument("--out", help="JSON file for the results")
-    v.add_argument("--png", help="bar chart of the success rates with their Wilson intervals")
-    a = p.parse_args(argv)
-    _ARGV[:] = list(argv) if argv is not None else sys.argv[1:]
-    {"collect": cmd_collect, "train-base": cmd_train_base, "train-head": cmd_train_head, "export": cmd_export,
-     "import-decoder": cmd_import_decoder, "evaluate": cmd_evaluate}[a.cmd](a)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f"  {n:<{width}}  {cls.__doc__.splitlines()[0]}" for n, (cls, _) in COMMANDS.items()]
+        print(__doc__.split("\n\n")[0] + "\n\nusage: lps-train <command> [--help | --preset NAME | options]\n\n"
+              + "\n".join(lines))
+        if argv and argv[0] not in ("-h", "--help"):
+            raise SystemExit(f"unknown command {argv[0]!r}")
+        return 0 if argv else 2
+    name = argv[0]
+    cfg = parse(name, argv[1:])
+    COMMANDS[name][1](cfg, "lps-train " + shlex.join(argv))
     return 0
 
 

@@ -28,19 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import trange
 
-from lps_train.common import (
-    ChunkCritic,
-    ChunkEnv,
-    Logger,
-    ReplayBuffer,
-    check_decoder_matches_env,
-    check_torch_threads,
-    freeze,
-    mlp,
-    seed_everything,
-    soft_update,
-)
+from lps_train.envs import ChunkEnv, check_decoder_matches_env
 from lps_train.lpds import LatentCritic
+from lps_train.nets import ChunkCritic, check_torch_threads, freeze, mlp, seed_everything, soft_update
+from lps_train.replay import ReplayBuffer
+from lps_train.runlog import Logger
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 

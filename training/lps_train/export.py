@@ -2,15 +2,13 @@
 
 `export_onnx` writes one self-contained .onnx file (no external-data side file, so the manifest's
 SHA-256 covers the whole network); `write_manifest` fills shapes from the layout, the file's
-hash, the decoder's hash for heads and the provenance; `parity_check` compares ONNX Runtime with
+hash, the decoder's hash for heads and the provenance (`lps_train.manifests`, importable without
+torch); `parity_check` compares ONNX Runtime with
 torch on random inputs.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import subprocess
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,15 +18,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from lps_steering.core.manifest import (
-    FORMAT_VERSION,
-    ActionLayout,
-    Manifest,
-    ObservationLayout,
-    Provenance,
-    expected_io,
     load_manifest,
-    manifest_path_for,
-    sha256_file,
 )
 
 DEFAULT_OPSET = 17
@@ -55,46 +45,6 @@ def export_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor],
                           output_names=list(output_names), opset_version=opset,
                           dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
     return path
-
-
-def git_commit() -> str:
-    """Commit of the repository this file lives in ("" outside a checkout)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def write_manifest(onnx_path: str | Path, *, kind: str, name: str, observation: ObservationLayout,
-                   action: ActionLayout, robot: str, chunk_length: int, policy_rate_hz: float,
-                   latent_geometry: str, decoder_type: str | None = None, head_type: str | None = None,
-                   trust_region_delta: float | None = None, decoder_onnx: str | Path | None = None,
-                   seed: int | None = None, metrics: dict[str, Any] | None = None,
-                   command: str | None = None) -> Manifest:
-    """Write `<stem>.json` beside `onnx_path`, validated exactly as the runtime will load it.
-
-    Heads pass `decoder_onnx`: the path of the decoder they were trained against (hashed here).
-    """
-    onnx_path = Path(onnx_path)
-    action_dim = sum(e.size for e in action.entries)
-    m = Manifest(
-        format_version=FORMAT_VERSION, kind=kind, name=name, onnx_sha256=sha256_file(onnx_path),
-        inputs=[], outputs=[], observation=observation, action=action, robot=robot,
-        chunk_length=chunk_length, action_dim=action_dim, policy_rate_hz=float(policy_rate_hz),
-        latent_dim=chunk_length * action_dim, latent_geometry=latent_geometry,
-        decoder_type=decoder_type, head_type=head_type,
-        trust_region_delta=None if trust_region_delta is None else float(trust_region_delta),
-        decoder_sha256=sha256_file(decoder_onnx) if decoder_onnx is not None else None,
-        provenance=Provenance(
-            command=command if command is not None else " ".join(sys.argv), seed=seed,
-            commit=git_commit(), created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            metrics=dict(metrics or {})),
-    )
-    m.inputs, m.outputs = expected_io(m)
-    m.save(manifest_path_for(onnx_path))
-    return m
 
 
 def parity_check(module: torch.nn.Module, onnx_path: str | Path, n: int = 1000, seed: int = 0,
@@ -131,7 +81,7 @@ def import_decoder(onnx_path: str | Path, like: dict[str, Any], max_err: float =
     import onnx
     from onnx import numpy_helper
 
-    from lps_train.common import load_decoder_checkpoint
+    from lps_train.checkpoints import load_decoder_checkpoint
 
     m = load_manifest(onnx_path)
     if m.kind != "decoder":

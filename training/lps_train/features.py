@@ -20,8 +20,8 @@ import torch
 from lps_steering.core.kinematics import DH_MODIFIED, FLANGE_D, HAND_TCP_D, HAND_TCP_YAW
 from torch import nn
 
-from lps_train.common import Normalization
-from lps_train.pick_place import ACTION_DIM, OBSERVATION_LAYOUT
+from lps_train.normalization import Normalization
+from lps_train.pick_place.layout import ACTION_DIM, OBSERVATION_LAYOUT
 
 # Offsets in units of 5 cm: order one near the grasp, where the critic must resolve millimetres; the
 # place zone's offsets reach 6-8 units across the table, which layer norm takes in its stride.

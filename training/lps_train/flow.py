@@ -17,8 +17,10 @@ import torch
 from torch import nn
 from tqdm import trange
 
-from lps_train.common import Logger, Normalization, config_dict, seed_everything
 from lps_train.meanflow import time_embedding
+from lps_train.nets import seed_everything
+from lps_train.normalization import Normalization
+from lps_train.runlog import Logger, config_dict
 
 
 @dataclass

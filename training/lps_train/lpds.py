@@ -37,19 +37,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import trange
 
-from lps_train.common import (
-    ChunkCritic,
-    ChunkEnv,
-    Logger,
-    NStepWriter,
-    ReplayBuffer,
-    check_decoder_matches_env,
-    check_torch_threads,
-    freeze,
-    mlp,
-    seed_everything,
-    soft_update,
-)
+from lps_train.envs import ChunkEnv, check_decoder_matches_env
+from lps_train.nets import ChunkCritic, check_torch_threads, freeze, mlp, seed_everything, soft_update
+from lps_train.replay import NStepWriter, ReplayBuffer
+from lps_train.runlog import Logger
 
 
 @dataclass

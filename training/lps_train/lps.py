@@ -16,23 +16,28 @@ From an offline dataset of chunk-level transitions:
 
 There is no behaviour-cloning weight and no latent critic Q(s, w): staying on the sphere keeps
 w inside the decoder's support, and the decoder keeps the actions inside the data's support.
+
+`train` takes a decoder fitted beforehand (train-base); `train_from_chunks` learns from a trajectory
+dataset alone (lps_train.offline), the decoder trained in the same update as critics and actor as
+the authors do, or fitted first and frozen.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import trange
 
-from lps_train.common import (
+from lps_train.nets import (
     ChunkCritic,
-    Logger,
-    ReplayBuffer,
     check_torch_threads,
     freeze,
     mlp,
@@ -40,6 +45,8 @@ from lps_train.common import (
     seed_everything,
     soft_update,
 )
+from lps_train.replay import ReplayBuffer
+from lps_train.runlog import Logger
 
 
 @dataclass
@@ -118,8 +125,13 @@ class LatentActor(nn.Module):
 
 
 class LPSAgent:
-    def __init__(self, cfg: LPSConfig, decoder: nn.Module, action_features: nn.Module | None = None) -> None:
+    def __init__(self, cfg: LPSConfig, decoder: nn.Module, action_features: nn.Module | None = None,
+                 action_bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.cfg = cfg
+        # Bounds of the decoded actions (normalised units) where the critics and the actor read them:
+        # the reference clips OGBench's decoder outputs to the action space.
+        self.action_bounds = None if action_bounds is None else tuple(
+            torch.as_tensor(np.asarray(b, np.float32)) for b in action_bounds)
         # Frozen, but gradients flow through it to the latent: the whole point of LPS.
         self.decoder = freeze(decoder)
         o, d = decoder.obs_dim, decoder.latent_dim
@@ -136,18 +148,26 @@ class LPSAgent:
         self.q_opt = torch.optim.Adam(self.q.parameters(), lr=cfg.critic_lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
 
+    def decode(self, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        a = self.decoder(s, w)
+        return a if self.action_bounds is None else torch.clamp(a, *self.action_bounds)
+
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = torch.as_tensor(obs, dtype=torch.float32)[None]
         w = self.actor(s)
-        return self.decoder(s, w)[0].numpy(), w[0].numpy()
+        return self.decode(s, w)[0].numpy(), w[0].numpy()
 
     def update_critic(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         with torch.no_grad():
             s2 = b["next_obs"]
-            a2 = b["next_actions"] if self.cfg.critic_target == "data" else self.decoder(s2, self.actor(s2))
+            a2 = b["next_actions"] if self.cfg.critic_target == "data" else self.decode(s2, self.actor(s2))
             q_next = self.q_target(s2, a2).min(0).values
-            y = b["rewards"] + self.cfg.reward_shift + self.cfg.gamma * (1.0 - b["dones"]) * q_next
+            # Chunk batches cut from step-level data carry their own gamma^H; one-step replay marks
+            # its discounts NaN and takes the config's gamma per chunk.
+            disc = b.get("discounts")
+            gamma = disc if disc is not None and not torch.isnan(disc).any() else self.cfg.gamma
+            y = b["rewards"] + self.cfg.reward_shift + gamma * (1.0 - b["dones"]) * q_next
         qs = self.q(b["obs"], b["actions"])
         loss = ((qs - y) ** 2).mean(1).sum()  # each member's own regression; logged as their sum
         self.q_opt.zero_grad(set_to_none=True)
@@ -158,7 +178,7 @@ class LPSAgent:
     def update_actor(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         s = b["obs"]
         w = self.actor(s)
-        qs = self.q(s, self.decoder(s, w))
+        qs = self.q(s, self.decode(s, w))
         q = qs.min(0).values if self.cfg.actor_q == "min" else qs.mean(0)
         loss = -q.mean()
         if self.cfg.normalize_q_loss:
@@ -205,3 +225,104 @@ def train(cfg: LPSConfig, dataset: ReplayBuffer, decoder: nn.Module, progress: b
         if eval_fn is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
             logger.log(step + 1, **eval_fn(step + 1, agent))
     return agent, logger
+
+
+# ---------------------------------------------------------------------------------------------
+# From a step-level dataset: the reference's joint update, or a decoder fitted first and frozen
+# ---------------------------------------------------------------------------------------------
+class JointLPSAgent(LPSAgent):
+    """LPS as its authors train it: each step updates the critics (TD), the MeanFlow decoder (its BC
+    loss on the batch's chunks) and the latent actor, on one batch. The actor's loss reaches only the
+    actor: the gradients its pass leaves on the decoder and the critics are discarded."""
+
+    def __init__(self, cfg: LPSConfig, decoder: nn.Module, decoder_cfg: Any,
+                 action_bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        super().__init__(cfg, decoder, action_bounds=action_bounds)
+        self.decoder_cfg = decoder_cfg
+        decoder.requires_grad_(True)
+        self.decoder_opt = torch.optim.AdamW(decoder.parameters(), lr=decoder_cfg.lr,
+                                             weight_decay=decoder_cfg.weight_decay)
+
+    def update_decoder(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        from lps_train.meanflow import meanflow_loss
+
+        loss, info = meanflow_loss(self.decoder.net, b["obs"], b["actions"].flatten(1), self.decoder_cfg)
+        self.decoder_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.decoder.parameters(), self.decoder_cfg.grad_clip)
+        self.decoder_opt.step()
+        return info
+
+    def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        info = self.update_critic(b)
+        info |= self.update_decoder(b)
+        info |= self.update_actor(b)
+        self.decoder_opt.zero_grad(set_to_none=True)
+        soft_update(self.q_target, self.q, self.cfg.tau)
+        return info
+
+
+def train_from_chunks(cfg: LPSConfig, decoder_cfg: Any, data: Any, decoder_training: str = "joint",
+                      decoder_steps: int = 0, progress: bool = True, logger: Logger | None = None,
+                      eval_fn: Callable[[int, LPSAgent], dict[str, float]] | None = None,
+                      decoder: nn.Module | None = None,
+                      action_bounds: tuple[np.ndarray, np.ndarray] | None = None,
+                      device: str = "cpu") -> tuple[LPSAgent, Logger]:
+    """LPS on chunk batches (`lps_train.offline.chunks.ChunkDataset`, normalised units): decoder and
+    head from the data alone. `decoder_training` "joint" is the reference (decoder, critics and actor
+    updated together for `cfg.steps`); "frozen" fits the decoder first for `decoder_steps` and trains
+    critics and actor through it, frozen (one decoder for several heads or seeds: cheaper on CPUs);
+    a frozen `decoder` given here is used as it is. `action_bounds` (low, high in normalised units)
+    clamp the decoded actions the critics and the actor see. The networks train on `device` (a torch
+    device name) and come back on the CPU."""
+    if decoder_training not in ("joint", "frozen"):
+        raise ValueError(f"`decoder_training` must be 'joint' or 'frozen', got {decoder_training!r}")
+    logger = logger if logger is not None else Logger()
+    dev = torch.device(device)
+    with dev:  # every network and every tensor made inside lives on `dev`
+        agent = _build_and_train(cfg, decoder_cfg, data, decoder_training, decoder_steps, progress, logger, eval_fn,
+                                 decoder, action_bounds, dev)
+    for module in (agent.decoder, agent.actor, agent.q, agent.q_target):
+        module.cpu()
+    return agent, logger
+
+
+def _build_and_train(cfg, decoder_cfg, data, decoder_training, decoder_steps, progress, logger, eval_fn, decoder,
+                     action_bounds, dev) -> LPSAgent:
+    from lps_train.meanflow import MeanFlowDecoder
+    from lps_train.meanflow import train as train_meanflow
+
+    if decoder is not None:
+        decoder.to(dev)
+        if decoder_training != "frozen":
+            raise ValueError("a given decoder is used frozen: `decoder_training` must be 'frozen'")
+        dims = (decoder.obs_dim, decoder.action_dim, decoder.chunk_length)
+        if dims != (data.obs_dim, data.action_dim, data.horizon):
+            raise ValueError(f"the decoder's (obs, action, chunk) dims {dims} differ from the data's "
+                             f"{(data.obs_dim, data.action_dim, data.horizon)}")
+    elif decoder_training == "frozen":
+        if decoder_steps < 1:
+            raise ValueError(f"a frozen decoder needs `decoder_steps` >= 1, got {decoder_steps}")
+        obs, chunks = data.observations_and_chunks()
+        decoder = train_meanflow(dataclasses.replace(decoder_cfg, steps=decoder_steps), obs, chunks,
+                                 progress=progress, logger=logger)
+    else:
+        seed_everything(decoder_cfg.seed)
+        decoder = MeanFlowDecoder(data.obs_dim, data.action_dim, data.horizon, decoder_cfg)
+    rng = seed_everything(cfg.seed, cfg.torch_threads)
+    agent = (JointLPSAgent(cfg, decoder, decoder_cfg, action_bounds) if decoder_training == "joint"
+             else LPSAgent(cfg, decoder, action_bounds=action_bounds))
+    eval_s = 0.0
+    bar = trange(cfg.steps, desc=f"lps ({decoder_training} decoder)", disable=not progress, mininterval=1.0)
+    for step in bar:
+        info = agent.update({k: v.to(dev) for k, v in data.sample(cfg.batch_size, rng).items()})
+        if (step + 1) % cfg.log_every == 0:
+            logger.log(step + 1, **info)
+            bar.set_postfix(q=f"{info['values/q_actor']:.3f}")
+        if eval_fn is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            t_eval = time.perf_counter()
+            logger.log(step + 1, **eval_fn(step + 1, agent))
+            eval_s += time.perf_counter() - t_eval
+    freeze(agent.decoder)
+    agent.eval_wall_s = eval_s  # the caller's training time excludes its evaluations
+    return agent

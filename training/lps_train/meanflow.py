@@ -27,7 +27,9 @@ import torch
 from torch import nn
 from tqdm import trange
 
-from lps_train.common import Logger, Normalization, config_dict, project_to_sphere, seed_everything
+from lps_train.nets import project_to_sphere, seed_everything
+from lps_train.normalization import Normalization
+from lps_train.runlog import Logger, config_dict
 
 
 @dataclass

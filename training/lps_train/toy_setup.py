@@ -14,7 +14,8 @@ import torch
 from lps_sim.four_modes import FourModes, collect_demos, goal_shares, make
 
 from lps_train import flow, meanflow
-from lps_train.common import knn_entropy, run_episodes
+from lps_train.entropy import knn_entropy
+from lps_train.envs import run_episodes
 
 
 def base_decoder(env: FourModes, kind: str = "meanflow", demo_episodes: int = 400, steps: int = 3000,

@@ -17,13 +17,14 @@ setup(
     zip_safe=True,
     maintainer='lps-franka maintainers',
     maintainer_email='maintainers@lps-franka.invalid',
-    description='Real-Franka deployment pieces: gripper bridge, camera, perception, hardware safety.',
+    description='Real-Franka deployment pieces: gripper bridge, camera, perception, robot readiness and error recovery.',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
             'gripper_bridge = lps_franka_hw.gripper_bridge:main',
             'realsense_node = lps_franka_hw.realsense_node:main',
             'object_perception = lps_franka_hw.perception_node:main',
+            'franka_supervisor = lps_franka_hw.supervisor_node:main',
         ],
     },
 )

@@ -3,6 +3,10 @@ from glob import glob
 from setuptools import find_packages, setup
 
 package_name = 'lps_steering'
+# The stack descriptions and their runners live at the repository root (launch/, scripts/) and are
+# installed here, so installed code (the evaluator) and `ros2 launch lps_steering <stack>.launch.py`
+# find them through the package share, whatever the working directory.
+repository = '../../..'
 
 setup(
     name=package_name,
@@ -12,6 +16,9 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/config', glob('config/*.yaml')),
+        ('share/' + package_name + '/launch',
+         sorted(glob(repository + '/launch/*.py') + glob(repository + '/launch/*.yaml'))
+         + [repository + '/scripts/launch_stack.py']),
     ],
     install_requires=['setuptools'],
     zip_safe=True,

@@ -22,9 +22,9 @@ non-finite) raise ``ValueError`` naming the field; targets outside the joint lim
 the servos' control ranges, as the real controller would refuse them (the runtime's safety filter
 keeps them inside long before that).
 
-Observations (``OBSERVATION_SOURCES``): ``arm_joint_positions`` [7] rad, ``arm_joint_velocities``
-[7] rad/s, ``gripper_width`` [1] m, ``tcp_position`` [3] m (world frame = robot base frame),
-``object_position`` [3] m, ``target_position`` [3] m. Observation noise of the active profile is
+Observations (``OBSERVATION_SOURCES``): the runtime's vocabulary, with the sizes and units of
+``lps_steering.core.manifest.OBSERVATION_SOURCES`` / ``OBSERVATION_UNITS``; positions in the world
+frame = robot base frame. Observation noise of the active profile is
 drawn once per step from the episode's seed, so the same seed gives the same observations.
 
 Rewards: each task returns *unweighted* terms; ``step`` scales them with ``config.reward_scales``
@@ -41,14 +41,17 @@ from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
+from lps_steering.core.manifest import OBSERVATION_SOURCES as _SOURCE_SIZES
+from lps_steering.core.manifest import OBSERVATION_UNITS
+from lps_steering.core.robot import ARM_DOF
 
 from lps_sim import scene as sc
 from lps_sim.randomization import Profile, RandomizationTargets, SampledParams, load_profile
 
 _BAD_STATE_WARNINGS = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL,
                        mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADCTRL)
-OBSERVATION_SOURCES = ("arm_joint_positions", "arm_joint_velocities", "gripper_width",
-                       "tcp_position", "object_position", "target_position")
+# The runtime's observation vocabulary (sources, sizes, units), in its order.
+OBSERVATION_SOURCES = tuple(_SOURCE_SIZES)
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ class FrankaTask:
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         self.sampled = self.profile.apply(m, d, rng, self._rand_targets)
-        q0 = sc.HOME_QPOS + rng.normal(0.0, self.config.init_joint_noise, sc.ARM_JOINTS)
+        q0 = sc.HOME_QPOS + rng.normal(0.0, self.config.init_joint_noise, ARM_DOF)
         q0 = np.clip(q0, m.jnt_range[self._arm_joint_ids(), 0], m.jnt_range[self._arm_joint_ids(), 1])
         d.qpos[self.ids.arm_qpos] = q0
         d.qpos[self.ids.finger_qpos] = sc.GRIPPER_MAX_WIDTH / 2
@@ -192,7 +195,7 @@ class FrankaTask:
         if self.sampled is None:
             raise RuntimeError("call reset(seed) before step()")
         q = np.asarray(q_target, dtype=float)
-        if q.shape != (sc.ARM_JOINTS,):
+        if q.shape != (ARM_DOF,):
             raise ValueError(f"`q_target` must have shape (7,), got {q.shape}")
         if not np.all(np.isfinite(q)):
             raise ValueError(f"`q_target` must be finite, got {q}")
@@ -243,14 +246,7 @@ class FrankaTask:
         return self._steps
 
     def observation_spec(self) -> dict[str, ObservationSpec]:
-        return {
-            "arm_joint_positions": ObservationSpec((7,), "float64", "rad"),
-            "arm_joint_velocities": ObservationSpec((7,), "float64", "rad/s"),
-            "gripper_width": ObservationSpec((1,), "float64", "m"),
-            "tcp_position": ObservationSpec((3,), "float64", "m"),
-            "object_position": ObservationSpec((3,), "float64", "m"),
-            "target_position": ObservationSpec((3,), "float64", "m"),
-        }
+        return {s: ObservationSpec((n,), "float64", OBSERVATION_UNITS[s]) for s, n in _SOURCE_SIZES.items()}
 
     def observation(self) -> dict[str, np.ndarray]:
         """The observation of the last reset/step (copies; noise already drawn)."""

@@ -70,7 +70,8 @@ class GripperBridge(Node):
         self._grasp_type, self._move_type = grasp_type, move_type
         ns = p["gripper_namespace"].rstrip("/")
         self._action_names = {"grasp": f"{ns}/grasp", "move": f"{ns}/move"}
-        self._clients = {"grasp": ActionClient(self, grasp_type, self._action_names["grasp"]),
+        # Not `_clients`: rclpy.Node keeps its service clients under that name.
+        self._action_clients = {"grasp": ActionClient(self, grasp_type, self._action_names["grasp"]),
                          "move": ActionClient(self, move_type, self._action_names["move"])}
         self._running_handle = None
         self._goal_seq = 0
@@ -90,7 +91,7 @@ class GripperBridge(Node):
     def _send(self, goal: GripperGoal | None) -> None:
         if goal is None:
             return
-        client = self._clients[goal.action]
+        client = self._action_clients[goal.action]
         if not client.server_is_ready():
             self.get_logger().error(f"franka_gripper action `{self._action_names[goal.action]}` is not available: "
                                     f"{goal.action} not sent")

@@ -1,24 +1,45 @@
-"""The whole steering cycle without ROS: observation -> policy -> chunk execution -> safety filter.
+"""The whole steering cycle without ROS: measurement check -> observation -> policy -> chunk
+execution -> safety filter.
 
 The policy node is a thin shell around `SteeringController`: it feeds observations in with
 `observe`, calls `step` once per command period and publishes what `CycleResult` says. Anything
 that goes wrong inside a cycle turns into a HOLD with a reason; `step` never raises.
+
+Holds come in two kinds. A *fault* (an implausible or malformed measurement, a non-finite
+observation or command, an error inside the cycle, an observation gone stale unless
+`resume_after_stale`, or an explicit `hold`) is latched: the arm brakes to rest and stays there
+until `resume()` (or `reset()` on activation), because nothing that happened during the fault
+says the arm may move again. A *wait* (an observation not received yet) releases by itself. After
+every hold of either kind the next command starts from the measured joints, not from the
+command history the arm may no longer stand at.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .chunking import ChunkExecutor
 from .manifest import ACTION_MODES, ManifestError
-from .observation import ObservationAssembler, ObservationError
-from .policy import LoadedModel, SteeredPolicy, check_head_matches, load_model
-from .safety import SAFETY_HOLD, RobotLimits, SafetyFilter, SafetyResult
+from .measurement import MeasurementConfig, MeasurementMonitor, PlausibilityFault
+from .observation import MissingObservation, ObservationAssembler, ObservationError, StaleObservation
+from .policy import (
+    DEFAULT_GUARD,
+    NO_HEAD,
+    LoadedModel,
+    PolicyOutput,
+    SteeredPolicy,
+    check_head_matches,
+    check_head_outputs,
+    load_model,
+)
+from .robot import ARM_DOF, RobotLimits
+from .safety import SAFETY_HOLD, SAFETY_LIMITED, SafetyFilter, SafetyResult
 
-ARM_DOF = 7
+__all__ = ["ARM_DOF", "NO_HEAD", "ControllerConfig", "CycleResult", "SteeringController"]
 
 
 @dataclass
@@ -38,8 +59,16 @@ class ControllerConfig:
         temporal_ensembling: blend overlapping chunks with exponential weights (ACT).
         ensemble_decay: weight decay m of temporal ensembling, w_i = exp(-m * i), i = 0 oldest.
         max_observation_age_s: an observation older than this makes the cycle hold.
+        resume_after_stale: a hold caused by an observation going stale releases by itself once
+            observations are fresh again. Off by default: a sensor or link that dropped out may
+            come back wrong, so a person decides (resume()).
         guard: run-time trust-region guard for lpds heads: if guard > 0 and ||Delta||^2 exceeds
-            guard * trust_region_delta, Delta is scaled back onto that bound. 0 disables it.
+            guard * trust_region_delta, Delta is scaled back onto that bound (reported as
+            CycleResult.guard_scale < 1). 0 disables it. Default DEFAULT_GUARD (6): see
+            `policy.DEFAULT_GUARD` for why it leaves the shipped head untouched.
+        measurement_limit_tolerance_rad, measurement_speed_factor, tracking_bound_rad: bounds of
+            the run-time plausibility checks of the measured joints (`measurement.MeasurementConfig`;
+            tracking_bound_rad <= 0 disables the tracking check).
         seed: seed of the base noise generator (reproducible eps draws).
         joint_margin_rad: distance kept from the joint position limits.
         max_step_rad: largest change of any joint command between two command periods.
@@ -65,7 +94,8 @@ class ControllerConfig:
     temporal_ensembling: bool = False
     ensemble_decay: float = 0.01
     max_observation_age_s: float = 0.2
-    guard: float = 0.0
+    resume_after_stale: bool = False
+    guard: float = DEFAULT_GUARD
     seed: int = 0
     joint_margin_rad: float = 0.05
     max_step_rad: float = 0.02
@@ -75,6 +105,9 @@ class ControllerConfig:
     workspace_min: tuple[float, float, float] = (0.2, -0.6, 0.02)
     workspace_max: tuple[float, float, float] = (0.85, 0.6, 0.9)
     warmup_runs: int = 10
+    measurement_limit_tolerance_rad: float = 0.01
+    measurement_speed_factor: float = 1.5
+    tracking_bound_rad: float = 0.25
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str, got: object) -> ValueError:
@@ -101,6 +134,8 @@ class ControllerConfig:
             raise bad("ensemble_decay", ">= 0", self.ensemble_decay)
         if not _finite(self.max_observation_age_s) or self.max_observation_age_s <= 0.0:
             raise bad("max_observation_age_s", "> 0 s", self.max_observation_age_s)
+        if not isinstance(self.resume_after_stale, bool):
+            raise bad("resume_after_stale", "a bool", self.resume_after_stale)
         if not _finite(self.guard) or self.guard < 0.0:
             raise bad("guard", ">= 0 (0 disables the run-time trust-region guard)", self.guard)
         if not isinstance(self.seed, int) or self.seed < 0:
@@ -127,6 +162,13 @@ class ControllerConfig:
                       self.workspace_min)
         if not isinstance(self.warmup_runs, int) or self.warmup_runs < 0:
             raise bad("warmup_runs", "an integer >= 0", self.warmup_runs)
+        if not _finite(self.measurement_limit_tolerance_rad) or not 0.0 <= self.measurement_limit_tolerance_rad <= 0.1:
+            raise bad("measurement_limit_tolerance_rad", "in [0, 0.1] rad", self.measurement_limit_tolerance_rad)
+        if not _finite(self.measurement_speed_factor) or not 1.0 <= self.measurement_speed_factor <= 10.0:
+            raise bad("measurement_speed_factor", "in [1, 10]", self.measurement_speed_factor)
+        if not _finite(self.tracking_bound_rad) or self.tracking_bound_rad > 1.0:
+            raise bad("tracking_bound_rad", "<= 1 rad (<= 0 disables the tracking check)",
+                      self.tracking_bound_rad)
 
     def safety_filter(self) -> SafetyFilter:
         """A fresh safety filter with this configuration's robot limits, rate and margins."""
@@ -136,13 +178,25 @@ class ControllerConfig:
                             jerk_scale=self.jerk_scale, workspace_min=self.workspace_min,
                             workspace_max=self.workspace_max)
 
+    def measurement_monitor(self) -> MeasurementMonitor:
+        """A fresh plausibility monitor for this configuration's robot and bounds."""
+        return MeasurementMonitor(RobotLimits.for_robot(self.robot), MeasurementConfig(
+            limit_tolerance_rad=self.measurement_limit_tolerance_rad,
+            speed_factor=self.measurement_speed_factor, tracking_bound_rad=self.tracking_bound_rad))
+
 
 @dataclass
 class CycleResult:
     """What one control cycle did: everything the node publishes as telemetry and command.
 
-    `command` and `gripper` are always safe to send: on HOLD they are the last safe command (or
-    the measured position when there was none).
+    `command` and `gripper` are safe to send whenever they are finite: on HOLD they are the next
+    point of the brake from the last command (or the measured position when no command was sent
+    yet). `command` is NaN only when no finite reference exists at all (no command was ever sent
+    and no plausible measurement ever arrived): then nothing must be sent. `latched` says the hold
+    stays until resume(); `fault` is the fault found in *this* cycle ("" when the cycle only kept
+    an earlier latched hold), so a caller can refuse a resume while the cause persists.
+    `velocity` is the command's velocity under the filter (rad/s), for the trajectory point sent
+    with it.
     """
 
     command: np.ndarray
@@ -158,10 +212,24 @@ class CycleResult:
     delta_sq_norm: float = math.nan
     guard_scale: float = math.nan
     latent_norm: float = math.nan
+    latched: bool = False
+    velocity: np.ndarray | None = None
+    fault: str = ""
 
     @property
     def held(self) -> bool:
+        """The cycle refused to steer (SAFETY_HOLD): the command brakes or stands still."""
         return self.safety_state == SAFETY_HOLD
+
+    @property
+    def limited(self) -> bool:
+        """The command was changed to respect a limit (SAFETY_LIMITED)."""
+        return self.safety_state == SAFETY_LIMITED
+
+    @property
+    def sendable(self) -> bool:
+        """The command holds finite joint positions (else nothing is to be sent this cycle)."""
+        return bool(np.all(np.isfinite(self.command)))
 
 
 @dataclass
@@ -178,10 +246,10 @@ class _Layout:
 class SteeringController:
     """Runs the steering cycle for one decoder and an optional (hot-swappable) head.
 
-    Lifecycle: `configure()` -> repeated `observe()` / `step()` -> `cleanup()`. `hold(reason)`
-    latches a hold until `resume()`; observation faults hold only for the cycles they last.
-    Head swapping: `load_head(path)` validates off the control loop (raises with a reason);
-    `install_head(model)` swaps it in between two cycles.
+    Lifecycle: `configure()` -> repeated `observe()` / `step()` -> `cleanup()`. Faults and
+    `hold(reason)` latch a hold until `resume()`; `reset()` starts afresh (activation, a new
+    episode). Head swapping: `load_head(path)` validates off the control loop (raises with a
+    reason); `install_head(model)` swaps it in between two cycles.
     """
 
     def __init__(self, config: ControllerConfig) -> None:
@@ -192,11 +260,15 @@ class SteeringController:
         self.assembler: ObservationAssembler | None = None
         self.executor: ChunkExecutor | None = None
         self.safety: SafetyFilter | None = None
+        self.measurement: MeasurementMonitor | None = None
         self.chunk_count = 0
         self.head_swaps = 0
+        self.guard_scaled_chunks = 0
         self._latched_hold: str = ""
         self._layout: _Layout | None = None
-        self._last_output = None
+        self._last_output: PolicyOutput | None = None
+        self._last_sent: np.ndarray | None = None
+        self._restart_from_measured = False
 
     # ------------------------------------------------------------------ set-up and tear-down
     def configure(self) -> None:
@@ -204,6 +276,7 @@ class SteeringController:
 
         Raises:
             ManifestError: a manifest is invalid or the head does not belong to the decoder.
+            HeadRefused: the head's outputs at load time are not finite or far off its trust region.
             ProviderError: the requested execution providers are not what the session runs on.
             ValueError: the models do not fit this controller (robot, action layout, chunk).
         """
@@ -228,14 +301,18 @@ class SteeringController:
                                       ensemble_decay=cfg.ensemble_decay if cfg.temporal_ensembling
                                       else None)
         self.safety = cfg.safety_filter()
+        self.measurement = cfg.measurement_monitor()
         # Warm the whole policy path (normalisation, head, decoder) on a plausible observation.
         probe = np.asarray(self.assembler.mean_raw_observation(), dtype=np.float64)
         for _ in range(cfg.warmup_runs):
             self.policy.infer(probe, self._zero_images())
         self.policy.reseed(cfg.seed)
         self.chunk_count = 0
+        self.guard_scaled_chunks = 0
         self._latched_hold = ""
         self._last_output = None
+        self._last_sent = None
+        self._restart_from_measured = False
 
     def _zero_images(self) -> dict[str, np.ndarray]:
         return {im.name: np.zeros((im.channels, *im.output_hw), dtype=np.float32)
@@ -244,9 +321,10 @@ class SteeringController:
     def cleanup(self) -> None:
         """Release sessions and state; configure() may be called again afterwards."""
         self.policy = self.decoder = self.head = None
-        self.assembler = self.executor = self.safety = None
+        self.assembler = self.executor = self.safety = self.measurement = None
         self._layout = None
         self._last_output = None
+        self._last_sent = None
 
     @property
     def configured(self) -> bool:
@@ -272,43 +350,79 @@ class SteeringController:
             raise RuntimeError("SteeringController is not configured: call configure() first")
         return self.assembler.required_sources
 
+    def observation(self, now_s: float) -> np.ndarray:
+        """The raw observation (manifest order) a replan at `now_s` would infer from (a copy).
+
+        Raises:
+            ObservationError: a source is missing, stale or not finite (naming it).
+        """
+        if self.assembler is None:
+            raise RuntimeError("SteeringController is not configured: call configure() first")
+        return np.array(self.assembler.assemble(now_s))
+
+    def needs_replan(self, now_s: float) -> bool:
+        """True when the cycle at `now_s` will infer a new chunk (none running, or it is due)."""
+        if self.executor is None:
+            raise RuntimeError("SteeringController is not configured: call configure() first")
+        return self.executor.needs_replan(now_s)
+
     # ------------------------------------------------------------------ the cycle
-    def step(self, now_s: float, measured_q: np.ndarray) -> CycleResult:
+    def step(self, now_s: float, measured_q: np.ndarray, measured_stamp_s: float | None = None) -> CycleResult:
         """Run one control cycle at time `now_s` with the arm's measured joint positions.
 
-        Never raises: stale, missing or non-finite observations, inference errors and safety
-        violations all come back as a HOLD result carrying the reason.
+        `measured_stamp_s` is the reading's own stamp (the JointState header, same clock as
+        `now_s`); the speed check judges motion between readings by it. None: `now_s` (callers
+        that step once per fresh reading, like the sim loops). Pass the same stamp again when no
+        new reading came: a repeated reading is recognised as such. A stamp more than
+        `MeasurementConfig.future_tolerance_s` ahead of `now_s` holds without latching.
+
+        Never raises: stale, missing or non-finite observations, implausible measurements,
+        inference errors and safety violations all come back as a HOLD result carrying the
+        reason; an unconfigured controller answers a HOLD with a NaN command.
         """
-        if self.safety is None:
-            raise RuntimeError("SteeringController is not configured: call configure() first")
+        if self.safety is None or self.measurement is None:
+            return CycleResult(command=np.full(ARM_DOF, math.nan), gripper=math.nan,
+                               safety_state=SAFETY_HOLD, latched=True,
+                               safety_reason="controller not configured: call configure() first")
         try:
-            measured = np.asarray(measured_q, dtype=np.float64).reshape(-1)
-            if measured.shape[0] != ARM_DOF:
-                return self._hold_result(f"measured_q must have {ARM_DOF} joints, got "
-                                         f"{measured.shape[0]}", measured[:ARM_DOF] if
-                                         measured.shape[0] >= ARM_DOF else None)
-            if not np.all(np.isfinite(measured)):
-                return self._hold_result("measured_q is not finite", None)
+            if not (isinstance(now_s, numbers.Real) and math.isfinite(now_s)):
+                return self._fault(f"clock: cycle time must be a finite number of seconds, got {now_s!r}")
+            stamp = now_s if measured_stamp_s is None else measured_stamp_s
+            try:
+                measured = self.measurement.check(measured_q, stamp, self._last_sent, now_s)
+            except PlausibilityFault as fault:
+                if not fault.latching:
+                    return self._hold_result(fault.reason, None)
+                return self._fault(fault.reason)
             if self._latched_hold:
                 return self._hold_result(self._latched_hold, measured)
             return self._cycle(now_s, measured)
         except Exception as exc:  # noqa: BLE001 - any fault in a cycle must end in a hold
-            self.executor.reset()
-            return self._hold_result(f"cycle error: {type(exc).__name__}: {exc}", None)
+            return self._fault(f"cycle error: {type(exc).__name__}: {exc}")
 
     def _cycle(self, now_s: float, measured: np.ndarray) -> CycleResult:
         try:
             raw = self.assembler.assemble(now_s)
+        except MissingObservation as exc:
+            return self._hold_result(str(exc), measured)  # waiting, not a fault
+        except StaleObservation as exc:
+            if self.config.resume_after_stale:
+                return self._hold_result(str(exc), measured)
+            return self._fault(str(exc), measured)
         except ObservationError as exc:
-            # Restart chunk execution from the measured position once observations return.
+            return self._fault(str(exc), measured)
+        if self._restart_from_measured:
+            self.safety.restart_from(measured)
             self.executor.reset()
-            return self._hold_result(str(exc), measured)
+            self._restart_from_measured = False
         lay = self._layout
         replanned = False
         out = self._last_output
         if self.executor.needs_replan(now_s):
             out = self.policy.infer(raw, self.assembler.images)
             self._last_output = out
+            if out.guard_scale < 1.0:
+                self.guard_scaled_chunks += 1
             anchor = raw[lay.arm_observation] if lay.arm_observation is not None else measured
             targets = self._absolute_targets(out.actions, anchor, measured)
             self.executor.add_chunk(targets, now_s, start=self._start_vector(measured))
@@ -319,6 +433,10 @@ class SteeringController:
         res: SafetyResult = self.safety.filter(cmd[lay.arm_action], gripper, measured)
         if res.state == SAFETY_HOLD:
             self.executor.reset()
+            self._restart_from_measured = True
+            if res.fault:
+                self._latch(res.reason)
+        self._note_sent(res.q)
         age = now_s - self.assembler.newest_stamp
         return CycleResult(
             command=res.q, gripper=res.gripper, safety_state=res.state, safety_reason=res.reason,
@@ -328,6 +446,8 @@ class SteeringController:
             delta_sq_norm=out.delta_sq_norm if out is not None else math.nan,
             guard_scale=out.guard_scale if out is not None else math.nan,
             latent_norm=out.latent_norm if out is not None else math.nan,
+            latched=bool(self._latched_hold), velocity=self.safety.velocity,
+            fault=res.reason if res.fault else "",
         )
 
     def _absolute_targets(self, actions: np.ndarray, anchor: np.ndarray,
@@ -347,23 +467,58 @@ class SteeringController:
             start[lay.gripper_action] = float(width[0]) if width is not None else 0.0
         return start
 
-    def _hold_result(self, reason: str, measured: np.ndarray | None) -> CycleResult:
+    def _note_sent(self, q: np.ndarray) -> None:
+        """Remember the command the node is about to send: the tracking check compares with it."""
+        if np.all(np.isfinite(q)):
+            self._last_sent = np.array(q, dtype=np.float64)
+
+    def _latch(self, reason: str) -> None:
+        if not self._latched_hold:
+            self._latched_hold = reason or "fault"
+
+    def _fault(self, reason: str, measured: np.ndarray | None = None) -> CycleResult:
+        """Latch a fault and brake (never raises; falls back to the last plausible reading)."""
+        self._latch(reason)
+        try:
+            if self.executor is not None:
+                self.executor.reset()
+        except Exception:  # noqa: BLE001, S110 - braking matters more than the chunk state
+            pass
+        return self._hold_result(reason, measured, fault=reason)
+
+    def _hold_result(self, reason: str, measured: np.ndarray | None, fault: str = "") -> CycleResult:
+        """Brake this cycle. Without a command history the arm stays at the measurement (the
+        current one if plausible, else the last plausible one); NaN only if neither exists."""
+        if measured is None and self.measurement is not None:
+            measured = self.measurement.last_reading
         res = self.safety.hold(reason, measured)
+        self._restart_from_measured = True
+        if self.executor is not None:
+            self.executor.reset()
+        self._note_sent(res.q)
         return CycleResult(command=res.q, gripper=res.gripper, safety_state=res.state,
-                           safety_reason=res.reason, chunk_count=self.chunk_count)
+                           safety_reason=res.reason, chunk_count=self.chunk_count,
+                           latched=bool(self._latched_hold), velocity=self.safety.velocity, fault=fault)
 
     # ------------------------------------------------------------------ holding
     def hold(self, reason: str) -> None:
-        """Latch a hold: every step() returns the last safe command until resume()."""
-        self._latched_hold = reason or "hold requested"
+        """Latch a hold: every step() brakes to rest and stays there until resume()."""
+        self._latch(reason or "hold requested")
         if self.executor is not None:
             self.executor.reset()
 
     def resume(self) -> None:
-        """Release a latched hold; the next chunk starts from the measured position."""
+        """Release a latched hold. The next command starts from the measured joints (within one
+        period's allowed step of them), and the measurement history starts afresh, so a
+        simulator restarted during the hold, or an arm moved by hand, is not judged against
+        readings from before. A fault that is still there latches again on the next cycle."""
         self._latched_hold = ""
+        self._restart_from_measured = True
+        self._last_sent = None
         if self.executor is not None:
             self.executor.reset()
+        if self.measurement is not None:
+            self.measurement.forget()
 
     def reset(self) -> None:
         """Start afresh from the measured position: no latched hold, no chunk, no command history.
@@ -373,10 +528,20 @@ class SteeringController:
         arm no longer stands at.
         """
         self._latched_hold = ""
+        self._restart_from_measured = False
+        self._last_sent = None
         if self.executor is not None:
             self.executor.reset()
         if self.safety is not None:
             self.safety.reset()
+        if self.measurement is not None:
+            self.measurement.forget()
+
+    def restart(self, seed: int | None = None) -> None:
+        """reset(), then (if given) restart the base noise at `seed`: one call per new episode."""
+        self.reset()
+        if seed is not None:
+            self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
         """Restart the base noise generator at `seed`; the next chunk draws its noise from it."""
@@ -391,12 +556,41 @@ class SteeringController:
         """Reason of the latched hold, empty when not holding."""
         return self._latched_hold
 
+    @property
+    def at_rest(self) -> bool:
+        """The last command stands still (a brake has finished); True before any command."""
+        return self.safety is None or self.safety.at_rest
+
+    @property
+    def latched(self) -> bool:
+        """A hold is latched: steering resumes only after resume() or reset()."""
+        return bool(self._latched_hold)
+
+    # ------------------------------------------------------------------ chunk sources
+    def use_policy(self, policy: object) -> object:
+        """Let `policy` choose the chunks instead of the ONNX `SteeredPolicy`; returns the previous one.
+
+        `policy` needs `infer(observation, images) -> PolicyOutput`, `reseed(seed)` and a
+        `head_type` string. Training uses this to drive the runtime's chunk execution and safety
+        filter with chunks an agent chose; everything after the chunk stays the controller's code.
+        """
+        if self.policy is None:
+            raise RuntimeError("SteeringController is not configured: call configure() first")
+        for name in ("infer", "reseed", "head_type"):
+            if not hasattr(policy, name):
+                raise TypeError(f"`policy` must have `{name}` (like SteeredPolicy), got {type(policy).__name__}")
+        previous, self.policy = self.policy, policy
+        self._last_output = None
+        if self.executor is not None:
+            self.executor.reset()
+        return previous
+
     # ------------------------------------------------------------------ heads
     def load_head(self, path: str, decoder: LoadedModel | None = None) -> LoadedModel:
         """Load and fully validate a head against the decoder; call off the control loop.
 
         Raises:
-            ManifestError / ProviderError / OSError with the reason the head is refused.
+            ManifestError / HeadRefused / ProviderError / OSError with the reason the head is refused.
         """
         decoder = decoder or self.decoder
         if decoder is None:
@@ -405,6 +599,7 @@ class SteeringController:
         head = load_model(path, "head", cfg.providers, cfg.allow_provider_fallback,
                           cfg.intra_op_threads, cfg.warmup_runs)
         check_head_matches(decoder, head)
+        check_head_outputs(head)
         return head
 
     def install_head(self, head: LoadedModel | None) -> None:
@@ -416,8 +611,8 @@ class SteeringController:
         self.head_swaps += 1
 
     def swap_head(self, path: str) -> LoadedModel | None:
-        """load_head + install_head in one call; an empty path removes the head."""
-        head = self.load_head(path) if path else None
+        """load_head + install_head in one call; an empty path (or NO_HEAD) removes the head."""
+        head = self.load_head(path) if path and path != NO_HEAD else None
         self.install_head(head)
         return head
 
@@ -428,11 +623,11 @@ class SteeringController:
 
     @property
     def head_id(self) -> str:
-        return self.head.model_id if self.head is not None else "none"
+        return self.head.model_id if self.head is not None else NO_HEAD
 
     @property
     def head_type(self) -> str:
-        return self.policy.head_type if self.policy is not None else "none"
+        return self.policy.head_type if self.policy is not None else NO_HEAD
 
     @property
     def trust_region_delta(self) -> float:

@@ -15,13 +15,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .robot import ROBOTS
+
 FORMAT_VERSION = 1
 KINDS = ("decoder", "head")
 DECODER_TYPES = ("meanflow", "flow", "ddim")
 HEAD_TYPES = ("lps", "lpds", "dsrl")
-ROBOTS = ("fr3", "panda")
 LATENT_GEOMETRIES = ("sphere", "gaussian")
-# Observation sources and their sizes; tcp_position is forward kinematics of the arm joints.
+# The observation vocabulary shared by the runtime, the sim and training: sources, their sizes and
+# units. tcp_position is forward kinematics of the arm joints.
 OBSERVATION_SOURCES: dict[str, int] = {
     "arm_joint_positions": 7,
     "arm_joint_velocities": 7,
@@ -29,6 +31,14 @@ OBSERVATION_SOURCES: dict[str, int] = {
     "tcp_position": 3,
     "object_position": 3,
     "target_position": 3,
+}
+OBSERVATION_UNITS: dict[str, str] = {
+    "arm_joint_positions": "rad",
+    "arm_joint_velocities": "rad/s",
+    "gripper_width": "m",
+    "tcp_position": "m",
+    "object_position": "m",
+    "target_position": "m",
 }
 ACTION_MODES: dict[str, int] = {"joint_position_delta": 7, "gripper_width": 1}
 DTYPES = ("float32",)
@@ -393,117 +403,139 @@ def _stats_ok(values: list[float], positive: bool) -> bool:
 
 
 def _validate(m: Manifest, where: str) -> None:
-    def fail(name: str, expected: str, got: Any) -> ManifestError:
-        return _fail(name, expected, got, where)
+    """Every check in order; the first that fails raises a ManifestError naming its field."""
+    for check in (_check_identity, _check_kind_fields, _check_timing_and_latent, _check_observation,
+                  _check_images, _check_action, _check_io):
+        check(m, where)
 
+
+def _check_identity(m: Manifest, where: str) -> None:
     if m.format_version != FORMAT_VERSION:
-        raise fail("format_version", str(FORMAT_VERSION), m.format_version)
+        raise _fail("format_version", str(FORMAT_VERSION), m.format_version, where)
     if m.kind not in KINDS:
-        raise fail("kind", f"one of {list(KINDS)}", m.kind)
+        raise _fail("kind", f"one of {list(KINDS)}", m.kind, where)
     if not m.name:
-        raise fail("name", "a non-empty string", m.name)
+        raise _fail("name", "a non-empty string", m.name, where)
     if not _SHA256.match(m.onnx_sha256 or ""):
-        raise fail("onnx_sha256", "64 lowercase hex digits", m.onnx_sha256)
+        raise _fail("onnx_sha256", "64 lowercase hex digits", m.onnx_sha256, where)
+
+
+def _check_kind_fields(m: Manifest, where: str) -> None:
+    """A decoder names its type; a head its type and the decoder it was trained against."""
     if m.kind == "decoder":
         if m.decoder_type not in DECODER_TYPES:
-            raise fail("decoder_type", f"one of {list(DECODER_TYPES)} for a decoder", m.decoder_type)
+            raise _fail("decoder_type", f"one of {list(DECODER_TYPES)} for a decoder", m.decoder_type, where)
         if m.head_type is not None:
-            raise fail("head_type", "absent for a decoder", m.head_type)
-    else:
-        if m.head_type not in HEAD_TYPES:
-            raise fail("head_type", f"one of {list(HEAD_TYPES)} for a head", m.head_type)
-        if m.decoder_type is not None:
-            raise fail("decoder_type", "absent for a head", m.decoder_type)
-        if not _SHA256.match(m.decoder_sha256 or ""):
-            raise fail("decoder_sha256", "the 64-hex SHA-256 of the decoder the head was trained "
-                       "against", m.decoder_sha256)
+            raise _fail("head_type", "absent for a decoder", m.head_type, where)
+        return
+    if m.head_type not in HEAD_TYPES:
+        raise _fail("head_type", f"one of {list(HEAD_TYPES)} for a head", m.head_type, where)
+    if m.decoder_type is not None:
+        raise _fail("decoder_type", "absent for a head", m.decoder_type, where)
+    if not _SHA256.match(m.decoder_sha256 or ""):
+        raise _fail("decoder_sha256", "the 64-hex SHA-256 of the decoder the head was trained against",
+                    m.decoder_sha256, where)
     if m.head_type == "lpds":
-        if m.trust_region_delta is None or not math.isfinite(m.trust_region_delta) \
-                or m.trust_region_delta <= 0:
-            raise fail("trust_region_delta", "a positive number for an lpds head", m.trust_region_delta)
+        delta = m.trust_region_delta
+        if delta is None or not math.isfinite(delta) or delta <= 0:
+            raise _fail("trust_region_delta", "a positive number for an lpds head", delta, where)
+
+
+def _check_timing_and_latent(m: Manifest, where: str) -> None:
     if m.robot not in ROBOTS:
-        raise fail("robot", f"one of {list(ROBOTS)}", m.robot)
+        raise _fail("robot", f"one of {list(ROBOTS)}", m.robot, where)
     if m.chunk_length < 1:
-        raise fail("chunk_length", ">= 1", m.chunk_length)
+        raise _fail("chunk_length", ">= 1", m.chunk_length, where)
     lo, hi = POLICY_RATE_RANGE_HZ
     if not math.isfinite(m.policy_rate_hz) or not lo <= m.policy_rate_hz <= hi:
-        raise fail("policy_rate_hz", f"in [{lo:g}, {hi:g}] Hz", m.policy_rate_hz)
+        raise _fail("policy_rate_hz", f"in [{lo:g}, {hi:g}] Hz", m.policy_rate_hz, where)
     if m.latent_geometry not in LATENT_GEOMETRIES:
-        raise fail("latent_geometry", f"one of {list(LATENT_GEOMETRIES)}", m.latent_geometry)
+        raise _fail("latent_geometry", f"one of {list(LATENT_GEOMETRIES)}", m.latent_geometry, where)
 
+
+def _check_observation(m: Manifest, where: str) -> None:
+    """Known, unique sources of their fixed sizes, each with finite statistics (std > 0)."""
     if not m.observation.entries:
-        raise fail("observation.entries", "a non-empty list", m.observation.entries)
+        raise _fail("observation.entries", "a non-empty list", m.observation.entries, where)
     seen: set[str] = set()
     for i, e in enumerate(m.observation.entries):
         ctx = f"observation.entries[{i}]"
         if e.source not in OBSERVATION_SOURCES:
-            raise fail(f"{ctx}.source", f"one of {list(OBSERVATION_SOURCES)}", e.source)
+            raise _fail(f"{ctx}.source", f"one of {list(OBSERVATION_SOURCES)}", e.source, where)
         if e.source in seen:
-            raise fail(f"{ctx}.source", "unique within the observation layout", e.source)
+            raise _fail(f"{ctx}.source", "unique within the observation layout", e.source, where)
         seen.add(e.source)
         if e.size != OBSERVATION_SOURCES[e.source]:
-            raise fail(f"{ctx}.size", f"{OBSERVATION_SOURCES[e.source]} for source {e.source}", e.size)
-        if len(e.mean) != e.size:
-            raise fail(f"{ctx}.mean", f"{e.size} values", len(e.mean))
-        if len(e.std) != e.size:
-            raise fail(f"{ctx}.std", f"{e.size} values", len(e.std))
-        if not _stats_ok(e.mean, False):
-            raise fail(f"{ctx}.mean", "finite values", e.mean)
-        if not _stats_ok(e.std, True):
-            raise fail(f"{ctx}.std", "finite values > 0", e.std)
+            raise _fail(f"{ctx}.size", f"{OBSERVATION_SOURCES[e.source]} for source {e.source}", e.size, where)
+        _check_stats(e.mean, e.std, e.size, ctx, "", where)
+
+
+def _check_stats(mean: list[float], std: list[float], size: int, ctx: str, count: str, where: str) -> None:
+    """`size` finite means and `size` finite stds > 0 (`count` adds why that many)."""
+    prefix = f"{ctx}." if ctx else ""
+    if len(mean) != size:
+        raise _fail(f"{prefix}mean", f"{size} values{count}", len(mean), where)
+    if len(std) != size:
+        raise _fail(f"{prefix}std", f"{size} values{count}", len(std), where)
+    if not _stats_ok(mean, False):
+        raise _fail(f"{prefix}mean", "finite values", mean, where)
+    if not _stats_ok(std, True):
+        raise _fail(f"{prefix}std", "finite values > 0", std, where)
+
+
+def _check_images(m: Manifest, where: str) -> None:
     for i, im in enumerate(m.observation.images):
         ctx = f"observation.images[{i}]"
         if im.height < 1 or im.width < 1 or im.channels not in (1, 3):
-            raise fail(ctx, "height, width >= 1 and channels 1 or 3",
-                       (im.height, im.width, im.channels))
-        p = im.preprocessing
-        if p.crop is not None:
-            if len(p.crop) != 4 or any(not isinstance(v, int) for v in p.crop):
-                raise fail(f"{ctx}.preprocessing.crop", "[x, y, width, height] ints", p.crop)
-            x, y, w, h = p.crop
-            if x < 0 or y < 0 or w < 1 or h < 1 or x + w > im.width or y + h > im.height:
-                raise fail(f"{ctx}.preprocessing.crop", f"inside the {im.width}x{im.height} frame",
-                           p.crop)
-        if p.resize is not None and (len(p.resize) != 2 or
-                                     any(not isinstance(v, int) or v < 1 for v in p.resize)):
-            raise fail(f"{ctx}.preprocessing.resize", "[height, width] positive ints", p.resize)
-        if not math.isfinite(p.scale) or p.scale <= 0:
-            raise fail(f"{ctx}.preprocessing.scale", "a positive number", p.scale)
-        if len(p.mean) != im.channels or not _stats_ok(p.mean, False):
-            raise fail(f"{ctx}.preprocessing.mean", f"{im.channels} finite values", p.mean)
-        if len(p.std) != im.channels or not _stats_ok(p.std, True):
-            raise fail(f"{ctx}.preprocessing.std", f"{im.channels} finite values > 0", p.std)
+            raise _fail(ctx, "height, width >= 1 and channels 1 or 3", (im.height, im.width, im.channels), where)
+        _check_preprocessing(im, f"{ctx}.preprocessing", where)
 
+
+def _check_preprocessing(im: ImageEntry, ctx: str, where: str) -> None:
+    p = im.preprocessing
+    if p.crop is not None:
+        if len(p.crop) != 4 or any(not isinstance(v, int) for v in p.crop):
+            raise _fail(f"{ctx}.crop", "[x, y, width, height] ints", p.crop, where)
+        x, y, w, h = p.crop
+        if x < 0 or y < 0 or w < 1 or h < 1 or x + w > im.width or y + h > im.height:
+            raise _fail(f"{ctx}.crop", f"inside the {im.width}x{im.height} frame", p.crop, where)
+    if p.resize is not None and (len(p.resize) != 2 or any(not isinstance(v, int) or v < 1 for v in p.resize)):
+        raise _fail(f"{ctx}.resize", "[height, width] positive ints", p.resize, where)
+    if not math.isfinite(p.scale) or p.scale <= 0:
+        raise _fail(f"{ctx}.scale", "a positive number", p.scale, where)
+    if len(p.mean) != im.channels or not _stats_ok(p.mean, False):
+        raise _fail(f"{ctx}.mean", f"{im.channels} finite values", p.mean, where)
+    if len(p.std) != im.channels or not _stats_ok(p.std, True):
+        raise _fail(f"{ctx}.std", f"{im.channels} finite values > 0", p.std, where)
+
+
+def _check_action(m: Manifest, where: str) -> None:
+    """Known modes of their fixed sizes adding up to action_dim, statistics, latent = chunk x action."""
     if not m.action.entries:
-        raise fail("action.entries", "a non-empty list", m.action.entries)
+        raise _fail("action.entries", "a non-empty list", m.action.entries, where)
     for i, e in enumerate(m.action.entries):
         ctx = f"action.entries[{i}]"
         if e.mode not in ACTION_MODES:
-            raise fail(f"{ctx}.mode", f"one of {list(ACTION_MODES)}", e.mode)
+            raise _fail(f"{ctx}.mode", f"one of {list(ACTION_MODES)}", e.mode, where)
         if e.size != ACTION_MODES[e.mode]:
-            raise fail(f"{ctx}.size", f"{ACTION_MODES[e.mode]} for mode {e.mode}", e.size)
+            raise _fail(f"{ctx}.size", f"{ACTION_MODES[e.mode]} for mode {e.mode}", e.size, where)
     total = sum(e.size for e in m.action.entries)
     if m.action_dim != total:
-        raise fail("action_dim", f"the sum of action entry sizes ({total})", m.action_dim)
-    if len(m.action.mean) != m.action_dim:
-        raise fail("action.mean", f"{m.action_dim} values (action_dim)", len(m.action.mean))
-    if len(m.action.std) != m.action_dim:
-        raise fail("action.std", f"{m.action_dim} values (action_dim)", len(m.action.std))
-    if not _stats_ok(m.action.mean, False):
-        raise fail("action.mean", "finite values", m.action.mean)
-    if not _stats_ok(m.action.std, True):
-        raise fail("action.std", "finite values > 0", m.action.std)
+        raise _fail("action_dim", f"the sum of action entry sizes ({total})", m.action_dim, where)
+    _check_stats(m.action.mean, m.action.std, m.action_dim, "action", " (action_dim)", where)
     if m.latent_dim != m.chunk_length * m.action_dim:
-        raise fail("latent_dim", f"chunk_length * action_dim ({m.chunk_length * m.action_dim})",
-                   m.latent_dim)
+        raise _fail("latent_dim", f"chunk_length * action_dim ({m.chunk_length * m.action_dim})", m.latent_dim, where)
 
+
+def _check_io(m: Manifest, where: str) -> None:
+    """The declared inputs and outputs are the ones this kind and layout imply (`expected_io`)."""
     exp_in, exp_out = expected_io(m)
     for label, declared, expected in (("inputs", m.inputs, exp_in), ("outputs", m.outputs, exp_out)):
         if [t.name for t in declared] != [t.name for t in expected]:
-            raise fail(f"{label}", f"names {[t.name for t in expected]} for a {m.kind}"
-                       f"{' (' + m.head_type + ')' if m.head_type else ''}", [t.name for t in declared])
+            raise _fail(f"{label}", f"names {[t.name for t in expected]} for a {m.kind}"
+                        f"{' (' + m.head_type + ')' if m.head_type else ''}", [t.name for t in declared], where)
         for i, (d, e) in enumerate(zip(declared, expected, strict=True)):
             if d.shape != e.shape:
-                raise fail(f"{label}[{i}].shape", f"{e.shape} (from the layout)", d.shape)
+                raise _fail(f"{label}[{i}].shape", f"{e.shape} (from the layout)", d.shape, where)
             if d.dtype not in DTYPES:
-                raise fail(f"{label}[{i}].dtype", f"one of {list(DTYPES)}", d.dtype)
+                raise _fail(f"{label}[{i}].dtype", f"one of {list(DTYPES)}", d.dtype, where)

@@ -8,6 +8,10 @@ Head types:
     dsrl  w = head(s)                 latent policy replacing the base noise (DSRL)
 eps is drawn from a seeded numpy Generator: Gaussian, or on the sphere of radius sqrt(d) when the
 decoder's latent_geometry is "sphere".
+
+A head that passes every manifest check can still be wrong (NaN weights, a residual trained
+without its trust region): `check_head_outputs` runs it on probe observations at load time and
+refuses it before it is installed.
 """
 
 from __future__ import annotations
@@ -25,6 +29,30 @@ from .manifest import Manifest, ManifestError, load_manifest
 from .sessions import create_session, warm_up
 
 _ORT_DTYPES = {"float32": "tensor(float)"}
+
+# The head type, and the value of the node's `steering_head` parameter, meaning "no head: the
+# frozen base policy, w = eps".
+NO_HEAD = "none"
+
+# Default run-time guard of LP-DS heads, as a multiple of the head's trust region delta. The
+# trust region bounds the *mean* ||Delta||^2; single states exceed it. Over the 1245 chunks of 40
+# nominal sim episodes through this controller (seeds 100000-100039) the shipped head (delta = 4)
+# gave ||Delta||^2 at p50 0.30 delta, p99 3.6 delta, p99.9 4.8 delta, max 5.2 delta. A guard of 6
+# delta scales none of them, so the head's success is unchanged, while a head whose residual
+# runs away off its training distribution is held to ||Delta|| <= sqrt(6 delta) (4.9 for the
+# shipped head, against the latent sphere's radius 8).
+DEFAULT_GUARD = 6.0
+
+# A head whose warm-up residuals average more than this many times its declared trust region is
+# refused at load. The probes are the mean observation and standard-normal (normalised)
+# observations, wider than real states: the shipped head averages 0.9 delta on them (single
+# probes up to 11 delta), a head scaled by 10 (100 x ||Delta||^2) averages ~90 delta.
+WARMUP_TRUST_FACTOR = 10.0
+WARMUP_PROBES = 16
+
+
+class HeadRefused(ValueError):
+    """A head's outputs at load time show it must not steer (non-finite, or far off its trust region)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +118,46 @@ def load_model(onnx_path: str | Path, expected_kind: str,
     if warmup_runs > 0:
         warm_up(session, warmup_runs)
     return LoadedModel(manifest=manifest, session=session, sha256=manifest.onnx_sha256, path=path)
+
+
+def check_head_outputs(head: LoadedModel, probes: int = WARMUP_PROBES, seed: int = 0) -> None:
+    """Run the head on probe observations; refuse it if its outputs cannot be trusted.
+
+    Probes: the layout's mean observation (zero after normalisation) and `probes` seeded
+    standard-normal normalised observations; images, if any, are zeros. Every output must be
+    finite; an lpds head's mean ||Delta||^2 over the probes must stay within
+    WARMUP_TRUST_FACTOR x its declared trust_region_delta.
+
+    Raises:
+        HeadRefused: naming the head, the check and the values.
+    """
+    m = head.manifest
+    session = head.session
+    rng = np.random.default_rng(seed)
+    observations = np.concatenate([np.zeros((1, m.obs_dim)), rng.standard_normal((probes, m.obs_dim))])
+    images = {im.name: np.zeros((1, im.channels, *im.output_hw), dtype=np.float32)
+              for im in m.observation.images}
+    out_name = session.get_outputs()[0].name
+    sq = []
+    for k, obs in enumerate(observations.astype(np.float32)):
+        try:
+            out = session.run([out_name], {"observation": obs[None, :], **images})[0]
+        except Exception as exc:  # onnxruntime raises several private exception types
+            raise HeadRefused(f"{head.path}: the head fails on a probe observation: "
+                              f"{type(exc).__name__}: {exc}") from None
+        value = float(np.sum(np.square(out, dtype=np.float64)))
+        if not math.isfinite(value):
+            raise HeadRefused(f"{head.path}: the head's output is not finite on probe {k} "
+                              f"({'the mean observation' if k == 0 else 'a normalised N(0, 1) observation'}): "
+                              "its weights or graph are broken")
+        sq.append(value)
+    if m.head_type == "lpds" and m.trust_region_delta is not None:
+        delta = float(m.trust_region_delta)
+        mean = float(np.mean(sq))
+        if mean > WARMUP_TRUST_FACTOR * delta:
+            raise HeadRefused(f"{head.path}: mean ||Delta||^2 over {len(sq)} probe observations is "
+                              f"{mean:.3g}, more than {WARMUP_TRUST_FACTOR:g} x its trust_region_delta "
+                              f"({delta:g}): the residual is far outside the region it declares")
 
 
 def check_head_matches(decoder: LoadedModel, head: LoadedModel) -> None:
@@ -188,7 +256,7 @@ class SteeredPolicy:
         self._head_feeds = {"observation": self._obs, **self._images}
         self._actions = np.zeros((1, m.chunk_length, m.action_dim), dtype=np.float32)
         self._decoder_binding = bind_buffers(decoder.session, self._decoder_feeds, "actions", self._actions)
-        self._slot = _HeadSlot(None, "none", math.nan)
+        self._slot = _HeadSlot(None, NO_HEAD, math.nan)
         self.swap_head(head)
 
     @property
@@ -206,7 +274,7 @@ class SteeredPolicy:
         head can never be installed.
         """
         if head is None:
-            self._slot = _HeadSlot(None, "none", math.nan)
+            self._slot = _HeadSlot(None, NO_HEAD, math.nan)
             return
         check_head_matches(self.decoder, head)
         hm = head.manifest
@@ -255,7 +323,7 @@ class SteeredPolicy:
         w = self._w
         delta_sq = math.nan
         guard_scale = math.nan
-        if slot.head_type == "none":
+        if slot.head_type == NO_HEAD:
             w[...] = self.sample_noise()
         elif slot.head_type == "lpds":
             slot.model.session.run_with_iobinding(slot.binding)

@@ -1,8 +1,9 @@
 """Start-up checks and the joint-state watchdog (runtime core: plain Python, no ROS, no torch).
 
-The policy node runs `run_startup_checks` before it activates (every check must pass, or the
-node refuses to activate and reports each failure), and feeds a `StateWatchdog` from its
-joint-state callback and asks it every control cycle (a non-empty answer means: hold).
+The policy node runs `run_startup_checks` (plus `check_readiness` where a readiness topic is
+configured) before it activates (every check must pass, or the node refuses to activate and
+reports each failure), and feeds a `StateWatchdog` with every joint state it takes and asks it
+every control cycle (a non-empty answer means: hold).
 
 Robot modes are franka_msgs/msg/FrankaRobotState's ROBOT_MODE_* numbers, kept here so the
 checks work where franka_msgs is not installed (sim, tests).
@@ -98,7 +99,7 @@ def check_robot_mode(mode: int | None, required: bool) -> CheckResult:
     label = ROBOT_MODES.get(int(mode), f"unknown ({mode})")
     if int(mode) in READY_MODES:
         return CheckResult(name, True, label)
-    hint = {4: "call error recovery (~/error_recovery) after checking the cause",
+    hint = {4: "call error recovery (the robot supervisor's ~/recover) after checking the cause",
             5: "release the external enabling device / user stop",
             3: "release the guiding button"}.get(int(mode), "wait until the robot reports IDLE or MOVE")
     return CheckResult(name, False, f"robot is in {label}: {hint}")
@@ -126,6 +127,24 @@ def check_models(decoder_id: str, head_id: str, head_requested: bool) -> CheckRe
     return CheckResult(name, True, f"decoder {decoder_id}, head {head_id or 'none'}")
 
 
+def check_readiness(topic: str, ready: bool | None, reason: str, age_s: float | None,
+                    timeout_s: float) -> CheckResult:
+    """A hardware supervisor said the robot may move (`ready`), recently enough.
+
+    `ready` None: no readiness message received yet; `age_s`: time since the newest one.
+    """
+    name = "robot readiness"
+    if ready is None or age_s is None:
+        return CheckResult(name, False, f"no lps_msgs/RobotReadiness received on {topic} (is the "
+                                        "robot supervisor running?)")
+    if not math.isfinite(age_s) or age_s > timeout_s:
+        return CheckResult(name, False, f"newest readiness on {topic} is {age_s:.3f} s old, "
+                                        f"expected <= {timeout_s} s")
+    if not ready:
+        return CheckResult(name, False, f"{topic} says not ready: {reason or 'no reason given'}")
+    return CheckResult(name, True, f"ready ({topic})")
+
+
 def run_startup_checks(*, now_s: float, joint_state_stamp_s: float | None,
                        joint_positions: Sequence[float] | None, q_min: np.ndarray, q_max: np.ndarray,
                        robot_mode: int | None, robot_mode_required: bool,
@@ -148,30 +167,63 @@ class StateWatchdog:
 
     Two ways a state goes stale: no message for `timeout_s` (driver or network down), or messages
     that still arrive but with a stamp that stopped moving (a frozen publisher replaying its last
-    state). `feed` takes the receipt time (node clock) and the message's header stamp.
+    state). `feed` takes the receipt time (node clock) and the message's header stamp, and
+    says whether the message may be used as a measurement:
+
+    - a stamp more than `future_tolerance_s` ahead of its receipt time is refused (clocks differ,
+      or a publisher stamps nonsense); it is no sign of life, so it never latches the stamp
+      history ahead of the real one;
+    - a stamp older than the newest accepted one (out of order) is refused as a measurement: the
+      arm was already seen later. When the accepted ones have gone stale (a publisher restarted
+      with its clock from zero, a sim restarted), the next message starts the history afresh;
+    - a stamp equal to the newest is accepted but does not count as the stamp advancing.
     """
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, future_tolerance_s: float | None = None) -> None:
         if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
             raise ValueError(f"`timeout_s` must be > 0, got {timeout_s!r}")
+        if future_tolerance_s is not None and not (math.isfinite(future_tolerance_s) and future_tolerance_s >= 0):
+            raise ValueError(f"`future_tolerance_s` must be >= 0 or None, got {future_tolerance_s!r}")
         self.timeout_s = float(timeout_s)
+        self.future_tolerance_s = future_tolerance_s
         self.reset()
 
     def reset(self) -> None:
         self._received_s: float | None = None
         self._stamp_s: float | None = None
         self._stamp_advanced_s: float | None = None
+        self._future = ""
 
-    def feed(self, received_s: float, stamp_s: float) -> None:
+    def feed(self, received_s: float, stamp_s: float) -> str:
+        """Empty when the message may be used; else why not (it is then not a measurement)."""
         if not (math.isfinite(received_s) and math.isfinite(stamp_s)):
-            return  # a broken message does not count as a sign of life
+            return "joint_states `header.stamp` is not finite"  # no sign of life either
+        tol = self.future_tolerance_s
+        if tol is not None and stamp_s - received_s > tol:
+            self._future = (f"joint_states `header.stamp` is {stamp_s - received_s:.3f} s in the future "
+                            f"(tolerance {tol} s): clocks differ or the publisher stamps wrongly")
+            return self._future
+        self._future = ""
+        if self._stamp_s is not None and stamp_s < self._stamp_s:
+            if self._stale_at(received_s):
+                self.reset()
+            else:
+                return (f"joint_states `header.stamp` went back {self._stamp_s - stamp_s:.3f} s "
+                        "(out of order): message ignored")
         if self._stamp_s is None or stamp_s > self._stamp_s:
             self._stamp_s = stamp_s
             self._stamp_advanced_s = received_s
         self._received_s = received_s
+        return ""
+
+    def _stale_at(self, now_s: float) -> bool:
+        return (self._received_s is None or now_s - self._received_s > self.timeout_s
+                or now_s - self._stamp_advanced_s > self.timeout_s)
 
     def check(self, now_s: float) -> str:
         """Empty when fresh; else the reason to hold."""
+        if self._future:
+            return f"watchdog: {self._future}"
         if self._received_s is None:
             return "watchdog: no joint_states received"
         silent = now_s - self._received_s

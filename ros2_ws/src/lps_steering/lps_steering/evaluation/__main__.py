@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+from typing import Any
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # before rclpy is imported
 
@@ -66,10 +68,61 @@ def config_from_args(argv: list[str] | None = None) -> EvalConfig:
                        decoder=opts.decoder, workers=opts.workers)
 
 
+def _progress(console: Any) -> Any:
+    """Episode progress: a live bar on a terminal, one line per episode in logs and pipes (where a
+    live display shows nothing until the end)."""
+    if console.is_terminal:
+        return _BarProgress(console)
+    return _LineProgress(console)
+
+
+class _BarProgress:
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.fields[last]}"), console=console)
+
+    def __enter__(self) -> _BarProgress:
+        self.bar.__enter__()
+        self.task = self.bar.add_task("starting", total=None, last="")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def start(self, total: int) -> None:
+        self.bar.update(self.task, total=total, description="episodes")
+
+    def episode(self, e: Any, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done, last=f"{e.head}/{e.profile} seed {e.seed}: {e.termination} "
+                                                        f"({e.steps} steps)")
+
+
+class _LineProgress:
+    def __init__(self, console: Any) -> None:
+        self.console = console
+
+    def __enter__(self) -> _LineProgress:
+        self.t0 = time.monotonic()
+        self.console.print("starting the evaluation stacks")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def start(self, total: int) -> None:
+        self.console.print(f"{total} episodes")
+
+    def episode(self, e: Any, done: int, total: int) -> None:
+        elapsed = time.monotonic() - self.t0
+        self.console.print(f"[{done}/{total}] {elapsed:5.0f} s  {e.head}/{e.profile} seed {e.seed}: {e.termination} "
+                           f"({e.steps} steps)")
+
+
 def main(argv: list[str] | None = None) -> int:
     import yaml
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .report import comparison_table, rich_table
     from .ros_client import EvaluationError
@@ -84,20 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]evaluation config: {exc}")
         return 2
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[last]}"))
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("starting", total=None, last="")
-
-        def on_start(total: int) -> None:
-            bar.update(task, total=total, description="episodes")
-
-        def on_episode(e, done: int, total: int) -> None:
-            bar.update(task, completed=done, last=f"{e.head}/{e.profile} seed {e.seed}: {e.termination} "
-                                                  f"({e.steps} steps)")
-
+    with _progress(console) as progress:
         try:
-            result = run_evaluation(config, on_episode, on_start)
+            result = run_evaluation(config, progress.episode, progress.start)
         except (EvaluationError, FileNotFoundError) as exc:
             console.print(f"[red]evaluation failed: {exc}")
             return 1

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-NO_HEAD = "none"
+from ..core.policy import NO_HEAD
+
 MAX_WORKERS = 8
 
 

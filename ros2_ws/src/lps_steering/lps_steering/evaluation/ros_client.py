@@ -37,6 +37,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory
 
 from .config import EvalConfig
@@ -47,8 +48,10 @@ SAFETY_HOLD = 2
 BEST_EFFORT = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 SERVICE_TIMEOUT_S = 30.0
 # Topics written to MCAP when recording: what a reviewer needs to replay an episode.
+# Everything `lps-train convert --source mcap` needs to rebuild observations, actions and outcomes.
 RECORDED = (("task_status", TaskStatus), ("joint_states", JointState),
-            ("fr3_arm_controller/joint_trajectory", JointTrajectory))
+            ("fr3_arm_controller/joint_trajectory", JointTrajectory), ("object_pose", PoseStamped),
+            ("target_pose", PoseStamped), ("gripper_command", Float64))
 
 
 class EvaluationError(RuntimeError):

@@ -23,15 +23,24 @@ MAX_DOMAIN_ID = 232  # the largest ROS domain id Fast DDS and Cyclone map to val
 
 
 def find_launch_runner() -> Path:
-    """scripts/launch_stack.py of the checkout: $LPS_ROOT, else the working directory or a parent."""
-    starts = [Path(os.environ["LPS_ROOT"])] if os.environ.get("LPS_ROOT") else []
-    starts += [Path.cwd(), *Path.cwd().parents]
-    for root in starts:
-        candidate = root / "scripts" / "launch_stack.py"
+    """launch_stack.py: from $LPS_ROOT/scripts when set (a checkout), else the one installed in
+    lps_steering's share with the stack descriptions (independent of the working directory)."""
+    if os.environ.get("LPS_ROOT"):
+        candidate = Path(os.environ["LPS_ROOT"]) / "scripts" / "launch_stack.py"
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError("scripts/launch_stack.py not found (set LPS_ROOT to the lps-franka checkout, or "
-                            "start the eval stack yourself and leave `launch` off)")
+        raise FileNotFoundError(f"{candidate} not found: LPS_ROOT must be the lps-franka checkout")
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        candidate = Path(get_package_share_directory("lps_steering")) / "launch" / "launch_stack.py"
+    except PackageNotFoundError:
+        candidate = None
+    if candidate is None or not candidate.is_file():
+        raise FileNotFoundError("launch_stack.py is not installed in lps_steering's share (rebuild the "
+                                "workspace, or set LPS_ROOT to the lps-franka checkout, or start the "
+                                "eval stack yourself and leave `launch` off)")
+    return candidate
 
 
 @contextmanager

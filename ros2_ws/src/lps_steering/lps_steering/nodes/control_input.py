@@ -9,6 +9,9 @@ the thread that runs the cycle, leaves DDS delivery plus the cycle itself. The p
 complete the observation come the same way, so a cycle sees the poses published before its joint
 state (a lock-step sim publishes them first) without racing the executor.
 
+Inputs that only inform a cycle (a copy of /clock under sim time, readiness) are subscribed with
+`wakes=False`: taken on the owner's turns, they never end its wait.
+
 The executor must never take these messages, so the subscriptions sit in a callback group that
 refuses execution; rclpy's executors skip entities whose group refuses (`Executor.can_execute`).
 The wait set is rclpy's own (`rclpy.wait_for_message` uses the same calls).
@@ -79,23 +82,29 @@ class ControlThreadInputs:
         self._node = node
         self._group = _ControlThreadOnly()
         self._inputs: list[ControlThreadInput] = []
+        self._waking: list[ControlThreadInput] = []
         # Not node.create_guard_condition: that registers it with the node, where executors would
         # see it (and the EventsExecutor refuses guard conditions altogether).
         self._wake = GuardCondition(None, None, context=node.context)
         self._wait_set: Any = None
 
-    def subscribe(self, msg_type: Any, topic: str, qos: Any) -> ControlThreadInput:
+    def subscribe(self, msg_type: Any, topic: str, qos: Any, wakes: bool = True) -> ControlThreadInput:
+        """`wakes` False: taken by the owner on its own turns, never a reason to end a `wait`
+        (a /clock at the sim's rate must not double the control thread's wake-ups)."""
         sub = self._node.create_subscription(msg_type, topic, _ignore, qos, callback_group=self._group)
-        self._inputs.append(ControlThreadInput(sub))
-        self._wait_set = _rclpy.WaitSet(len(self._inputs), 1, 0, 0, 0, 0, self._node.context.handle)
-        return self._inputs[-1]
+        item = ControlThreadInput(sub)
+        self._inputs.append(item)
+        if wakes:
+            self._waking.append(item)
+        self._wait_set = _rclpy.WaitSet(len(self._waking), 1, 0, 0, 0, 0, self._node.context.handle)
+        return item
 
     def wait(self, timeout_s: float) -> bool:
         """Block until a message may be taken (True), or a wake-up / the timeout (False)."""
         ws = self._wait_set
         ws.clear_entities()
         with ExitStack() as stack:
-            for item in self._inputs:
+            for item in self._waking:
                 stack.enter_context(item.sub.handle)
                 ws.add_subscription(item.sub.handle)
             stack.enter_context(self._wake.handle)
@@ -111,4 +120,5 @@ class ControlThreadInputs:
         for item in self._inputs:
             self._node.destroy_subscription(item.sub)
         self._inputs = []
+        self._waking = []
         self._wake.destroy()

@@ -1,42 +1,62 @@
 """Lifecycle policy node: the thin ROS shell around `lps_steering.core.SteeringController`.
 
+Where each job lives (package `lps_steering.nodes.policy`):
+  parameters  declarations, value checks, what they become at configure
+  decoding    JointState / PoseStamped -> arrays; every malformation -> a reason (topic, field)
+  inputs      the control thread takes joint states, poses and /clock itself; watchdog feed
+  faults      the node's own faults, latched until ~/resume
+  loops       when a cycle runs (timer on steady or ROS time, or one per observation)
+  timing      message-time conversions; a ROS-clock wait that ends on stop and reports stalls
+  readiness   the generic "may the robot move" input from a hardware supervisor
+  wire        other publishers on the joint-state input or the command topic
+  outputs     commands, telemetry, status
+This module: lifecycle transitions, one control cycle, the resume service and `main`.
+
 configure  read parameters, build the controller (load + validate models, warm up), create
            publishers and subscriptions. Any error -> FAILURE, reason logged, node unconfigured.
 activate   run the start-up checks (`lps_steering.core.startup`: a joint state received within
-           `startup_max_joint_state_age_ms`, waited for up to 2 s; joints inside the limits with
-           the filter's margin; robot mode IDLE or MOVE where a FrankaRobotState monitor exists
-           and use_sim_time is off; models validated; providers as requested). Any failure ->
-           FAILURE, the reasons logged and in `~/status` (safety_reason). Then the controller
-           starts afresh from the measured pose and the control loop runs.
+           `startup_max_joint_state_age_ms`, waited for up to 3 s; joints inside the limits with
+           the filter's margin; models validated; providers as requested; with a
+           `readiness_topic`, a fresh `ready: true`; no other publisher on the joint-state input
+           or the command topic). Any failure -> FAILURE, the reasons logged and in `~/status`
+           (safety_reason). Then the controller starts afresh from the measured pose, the
+           watchdog is re-armed and the control loop runs. The first command is the measured
+           pose moved by at most one allowed step.
 deactivate stop the loop; the arm holds: with `jerk_scale` > 0 hold commands decelerate the last
            command to rest (at most 2 s), then nothing more is sent; without, one hold at the
            measured position.
 cleanup    release the ONNX sessions.
+error      a control thread that cannot go on (an exception even in its brake path, three
+           cycles in a row) brakes and takes the node through ErrorProcessing to unconfigured,
+           the reason logged and in `~/status`.
 
-Watchdog: joint states that stop arriving or whose header stamp stops advancing for
-`watchdog_timeout_ms` latch a hold with the reason; it is released when fresh states return, and
-chunks restart from the measured pose. The same holds while the robot reports a mode other than
-IDLE / MOVE (real robot only).
+Faults. Any error in decoding an input or in a cycle holds with the jerk-limited brake, a brake
+command every period, and a reason naming the message and field (telemetry and ~/status). The
+node's own faults (malformed input, joint states silent / frozen / stamped in the future, a
+stalled sim clock, readiness false or silent, a second publisher) are latched: the node holds
+until `~/resume` (std_srvs/Trigger) is called and accepted, which it is only once the cause is
+gone (else it answers why not), or until deactivate/activate. `auto_resume_after_stale` lets
+pure staleness release itself. After any hold the first command starts from the measured pose.
 
-`~/recover` (std_srvs/Trigger) sends franka_hardware's error recovery goal, only when called and
-only while the node is not active. The robot-mode monitor and the recovery client come from
-`lps_franka_hw.recovery` and need franka_msgs; both are optional imports (the package does not
-exec_depend on them: lps_franka_hw depends on this package, and franka_msgs is not on PyPI). Without
-them the robot-mode check is skipped and `~/recover` answers that franka_msgs is not installed.
+Time. `use_sim_time` is refused while configured. Under sim time the control loop waits on
+/clock with a steady-time bound: stopping never waits for a clock, and a /clock that stops
+advancing holds with "sim clock stalled". A /clock that goes back (a restarted simulation)
+forgets every input from before it and holds, latched, until ~/resume; the next command then
+starts from the measured pose of the restarted simulation. Activation runs in the executor, which
+therefore delivers no /clock meanwhile: its checks wait for a /clock taken by the inputs
+themselves and judge freshness against it. ~/status is published on steady time (about 1 Hz and
+on every change), so it keeps coming while sim time stands still.
 
 Threads. Control cycles run in a dedicated control thread, never in the executor: the executor
-(SingleThreadedExecutor by default) serves lifecycle and parameter services, `/clock` and the
-status timer. So a slow service call, above all a head swap (ONNX session creation and warm-up
-inside the parameter callback), can never delay a cycle; the loaded head is handed to the control
-thread and installed between two cycles. Joint states and poses bypass the executor: the control
-thread waits on their subscriptions itself and takes them (`control_input`), so a joint state
-reaches the cycle without an executor pass or a thread handover. The controller is only ever
-touched from one thread.
+(SingleThreadedExecutor by default) serves lifecycle, parameter and resume services, `/clock`
+(the node's clock), the publisher check and the status timer. So a slow service call, above all a head
+swap (ONNX session creation and warm-up inside the parameter callback), can never delay a
+cycle; the loaded head is handed to the control thread and installed between two cycles. Joint
+states, poses, readiness and a copy of /clock bypass the executor: the control thread waits on
+their subscriptions itself and takes them (`control_input`). The controller is only ever touched from one thread.
 
-trigger=timer: the control thread waits for joint states until absolute deadlines (steady clock,
-or the ROS clock when use_sim_time is set). trigger=observation: one cycle per received joint
-state, run as soon as it is taken.
-A missed cycle is one that starts more than one command period after its deadline.
+`--autostart` configures, then retries activation until `startup_timeout_s` while it logs what
+is missing (joint states on which topic, readiness on which topic); see `autostart`.
 """
 
 from __future__ import annotations
@@ -51,110 +71,55 @@ from typing import Any
 
 import numpy as np
 import rclpy
-import rclpy.task
-from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import PoseStamped
-from lps_msgs.msg import SteeringStatus, SteeringTelemetry
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
-from rclpy.time import Time as RosTime
-from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from lps_steering.core import SAFETY_HOLD, ControllerConfig, CycleResult, RobotLimits, SteeringController
-from lps_steering.core.startup import (
-    READY_MODES,
-    ROBOT_MODES,
-    StartupReport,
-    StateWatchdog,
-    run_startup_checks,
+from lps_steering.core import (
+    ARM_DOF,
+    NO_HEAD,
+    SAFETY_HOLD,
+    CycleResult,
+    RobotLimits,
+    SteeringController,
+    arm_joint_names,
 )
-from lps_steering.nodes.control_input import ControlThreadInput, ControlThreadInputs
+from lps_steering.core.startup import CheckResult, StartupReport, StateWatchdog, run_startup_checks
+from lps_steering.nodes.policy.autostart import autostart
+from lps_steering.nodes.policy.faults import FaultBoard
+from lps_steering.nodes.policy.inputs import POSE_SOURCES, ObservationInputs
+from lps_steering.nodes.policy.loops import ControlLoops
+from lps_steering.nodes.policy.outputs import CommandOutput, StatusOutput, TelemetryOutput
+from lps_steering.nodes.policy.parameters import (
+    PARAMETERS,
+    NodeSettings,
+    check_value,
+    controller_config,
+)
+from lps_steering.nodes.policy.readiness import ReadinessInput
+from lps_steering.nodes.policy.wire import OtherPublishers
 
-ARM_DOF = 7
-SPIN_BEFORE_DEADLINE_S = 0.0003  # timer trigger: busy-wait this much before each deadline
-NO_HEAD = 'none'
-# An activation right after configure must not race the first joint state: wait this long for one.
-STARTUP_WAIT_S = 2.0
+# A lifecycle activate request (a service call, served by the executor) waits this long for a
+# first joint state; the long wait for a robot that is still coming up is `--autostart`'s. Longer
+# than a lock-step sim's default wait for a command (2 s), after which it publishes again: a
+# state lost to discovery right after a reset is then replaced within the wait.
+ACTIVATE_WAIT_S = 3.0
+# Under sim time the activation wait also looks for a first /clock, which does not end a wait on
+# the inputs: it looks again this often.
+CLOCK_POLL_S = 0.02
 # Deactivation decelerates to rest; a stop that takes longer than this is reported and abandoned
 # (the joint trajectory controller then holds the last point it got).
 BRAKE_TIMEOUT_S = 2.0
-RECOVERY_TIMEOUT_S = 30.0
-
-# Parameters read at configure; changing them needs cleanup + configure, so they are refused
-# while the node is configured (the descriptor says so too).
-_CONFIG_TIME = 'read at configure: change it while unconfigured (cleanup, set, configure)'
-
-
-def _float(text: str, lo: float, hi: float, *, live: bool = False) -> ParameterDescriptor:
-    return ParameterDescriptor(
-        description=text if live else f'{text}; {_CONFIG_TIME}',
-        floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi, step=0.0)])
-
-
-def _int(text: str, lo: int, hi: int, *, live: bool = False) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text if live else f'{text}; {_CONFIG_TIME}',
-                               integer_range=[IntegerRange(from_value=lo, to_value=hi, step=1)])
-
-
-def _text(text: str, *, live: bool = False) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text if live else f'{text}; {_CONFIG_TIME}')
-
-
-# name -> (default, descriptor). Order is the order of `ros2 param list`.
-PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
-    'decoder': ('', _text('path of the decoder .onnx (its manifest .json lies beside it)')),
-    'steering_head': (NO_HEAD, _text(
-        "path of the steering head .onnx, or 'none' for the frozen base policy. Settable while "
-        'configured: the head is loaded and validated in the parameter call and installed '
-        'between two control cycles; a refused head leaves the running one in place', live=True)),
-    'policy_rate_hz': (0.0, _float(
-        "rate of the actions inside a chunk (Hz); 0 = the decoder manifest's, otherwise it must "
-        'equal it', 0.0, 1000.0)),
-    'command_rate_hz': (100.0, _float('rate of control cycles and commands (Hz)', 1.0, 1000.0)),
-    'execute_steps': (4, _int('actions of a chunk executed before the next inference', 1, 256)),
-    'temporal_ensemble_decay': (0.0, _float(
-        'temporal ensembling of overlapping chunks, weights exp(-m*i); 0 disables ensembling',
-        0.0, 10.0)),
-    'trigger': ('timer', _text(
-        "'timer': fixed-rate loop on the node clock; 'observation': one cycle per joint state")),
-    'robot_type': ('fr3', _text("'fr3' or 'panda': joint name prefix and limit table")),
-    'joint_states_topic': ('joint_states', _text('sensor_msgs/JointState input')),
-    'object_pose_topic': ('object_pose', _text('geometry_msgs/PoseStamped, if the model uses it')),
-    'target_pose_topic': ('target_pose', _text('geometry_msgs/PoseStamped, if the model uses it')),
-    'command_topic': ('fr3_arm_controller/joint_trajectory', _text(
-        'trajectory_msgs/JointTrajectory output (one point per command)')),
-    'gripper_command_topic': ('gripper_command', _text('std_msgs/Float64 gripper width output (m)')),
-    'guard': (0.0, _float('run-time trust-region guard for lpds heads (x trust_region_delta); 0 = off',
-                          0.0, 100.0)),
-    'noise_seed': (0, _int(
-        'seed of the base noise generator. Settable while configured: the generator restarts from '
-        'it at the next replan (the evaluator sets it to the episode seed before every episode)',
-        0, 2**31 - 1, live=True)),
-    'providers': (['CPUExecutionProvider'], _text('ONNX Runtime execution providers, in priority order')),
-    'allow_provider_fallback': (False, _text('accept a session that runs on other providers than asked')),
-    'intra_op_threads': (1, _int('ONNX Runtime intra-op threads per session', 1, 64)),
-    'max_observation_age_ms': (200.0, _float('older observations make the cycle hold (ms)', 1.0, 10000.0)),
-    'workspace_min': ([0.2, -0.6, 0.02], _text('lower corner (x, y, z) of the TCP box, base frame (m)')),
-    'workspace_max': ([0.85, 0.6, 0.9], _text('upper corner (x, y, z) of the TCP box, base frame (m)')),
-    'max_joint_step': (0.02, _float('largest change of a joint command per command period (rad)',
-                                    1e-4, 0.2)),
-    'jerk_scale': (0.5, _float(
-        'fraction of the joint jerk limits the safety filter allows; commands then carry '
-        'velocities and holds decelerate to rest. 0 = no jerk limit (holds stop dead)', 0.0, 1.0)),
-    'watchdog_timeout_ms': (200.0, _float(
-        'joint states that stop arriving, or whose header stamp stops advancing, for this long '
-        'make the arm hold until fresh ones return (ms)', 1.0, 10000.0)),
-    'startup_max_joint_state_age_ms': (500.0, _float(
-        'activation is refused unless a joint state arrived within this time (ms); a missing or '
-        'older one is waited for up to 2 s first', 1.0, 10000.0)),
-}
-_LIVE = frozenset({'steering_head', 'noise_seed'})
+# Cycles in a row whose brake itself failed before the node gives up (error state).
+FATAL_AFTER = 3
+# ~/resume answers once the next cycle ran, or after this long.
+RESUME_WAIT_S = 1.0
+# Failed decodes are logged at most this often (a malformed stream arrives at 100-1000 Hz).
+LOG_EVERY_S = 2.0
 
 
 class PolicyNode(LifecycleNode):
@@ -166,85 +131,65 @@ class PolicyNode(LifecycleNode):
             self.declare_parameter(name, default, descriptor)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self._state = 'unconfigured'
-        self._controller: SteeringController | None = None
-        self._cmd_pub = self._grip_pub = self._telemetry_pub = self._status_pub = None
-        self._status_timer = None
+        self.state = 'unconfigured'
+        self.controller: SteeringController | None = None
+        self.settings: NodeSettings | None = None
+        self.inputs: ObservationInputs | None = None
+        self.stop = threading.Event()
+        self.faults = FaultBoard()
+        self.missed = 0
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._inputs: ControlThreadInputs | None = None
-        self._joint_input: ControlThreadInput | None = None
-        self._sim_time = False
-        self._pose_inputs: dict[str, ControlThreadInput] = {}
+        self._loops: ControlLoops | None = None
+        self._commands: CommandOutput | None = None
+        self._telemetry: TelemetryOutput | None = None
+        self._readiness: ReadinessInput | None = None
+        self._wire: OtherPublishers | None = None
+        self._wire_timer = None
         self._pending_lock = threading.Lock()
         self._pending_head: tuple[Any, str] | None = None
         self._pending_seed: int | None = None
-        self._watchdog: StateWatchdog | None = None
-        self._mode_monitor: Any = None
-        self._external_hold = ''
+        self._pending_resume = False
+        self._resume_waiters: list[tuple[list[str], threading.Event]] = []
+        self._resume_cycle = False
+        self._node_hold = ''
         self._head_path = NO_HEAD
         self._last_swap_error = ''
+        self._error_reason = ''
         self._reset_counters()
-        # Newest messages, written by subscription callbacks, read by the control thread.
-        self._joint_msg: tuple[JointState, float, int] | None = None
-        self._cmd_stamp = None  # when the last command was published (builtin_interfaces/Time)
-        self._pose_msgs: dict[str, tuple[PoseStamped, float] | None] = {}
-        # Error recovery is served in every state: a robot in reflex must be recoverable before
-        # the policy is configured.
-        self._recovery: Any = None
-        self._recovery_missing = ''
-        try:
-            from lps_franka_hw.recovery import ErrorRecoveryClient
-        except ImportError as exc:
-            self._recovery_missing = f'lps_franka_hw is not installed ({exc})'
-        else:
-            self._recovery = ErrorRecoveryClient(self)
-        self._recover_srv = self.create_service(Trigger, '~/recover', self._on_recover)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        # Status on steady time: it must keep coming when a sim clock stands still.
+        self._status = StatusOutput(self)
+        self._status_timer = self.create_timer(1.0, self.publish_status, clock=steady)
+        self._steady = steady
+        self._resume_srv = self.create_service(Trigger, '~/resume', self._on_resume)
+        # The control thread asks for the error transition through this (the executor runs it).
+        self._fatal_gc = self.create_guard_condition(self._enter_error_state)
 
     # ================================================================ parameters
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         for p in params:
-            if p.name not in PARAMETERS:
-                continue
-            reason = self._check_value(p)
+            reason = check_value(p.name, p.value, self.state)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-            if p.name not in _LIVE and self._state != 'unconfigured':
-                return SetParametersResult(successful=False, reason=(
-                    f'`{p.name}` is read at configure and the node is {self._state}: cleanup first'))
         for p in params:
-            if p.name == 'steering_head' and self._controller is not None:
+            if p.name == 'steering_head' and self.controller is not None:
                 reason = self._load_head(p.value)
                 if reason:
                     return SetParametersResult(successful=False, reason=reason)
-            if p.name == 'noise_seed' and self._controller is not None:
+            if p.name == 'noise_seed' and self.controller is not None:
                 self._queue_reseed(p.value)
         return SetParametersResult(successful=True)
 
+    def _loop_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def _queue_reseed(self, seed: int) -> None:
         """Reseed now when no loop runs, else hand it to the control thread (applied before a cycle)."""
-        if self._thread is not None and self._thread.is_alive():
+        if self._loop_running():
             with self._pending_lock:
                 self._pending_seed = seed
         else:
-            self._controller.reseed(seed)
-
-    @staticmethod
-    def _check_value(p: Parameter) -> str:
-        """What the descriptors cannot say (choices, vector sizes); empty string when valid."""
-        v = p.value
-        if p.name == 'trigger' and v not in ('timer', 'observation'):
-            return f"`trigger` must be 'timer' or 'observation', got {v!r}"
-        if p.name == 'robot_type' and v not in ('fr3', 'panda'):
-            return f"`robot_type` must be 'fr3' or 'panda', got {v!r}"
-        if p.name in ('workspace_min', 'workspace_max') and (
-                len(v) != 3 or not all(math.isfinite(x) for x in v)):
-            return f'`{p.name}` must be 3 finite numbers (x, y, z) in metres, got {list(v)}'
-        if p.name == 'providers' and (len(v) == 0 or not all(v)):
-            return f'`providers` must be a non-empty list of provider names, got {list(v)}'
-        if p.name == 'steering_head' and not v:
-            return "`steering_head` must be a path to a head .onnx or 'none', got ''"
-        return ''
+            self.controller.reseed(seed)
 
     def _load_head(self, path: str) -> str:
         """Load + validate a head (slow: session creation, warm-up) and queue it; '' if accepted."""
@@ -253,16 +198,16 @@ class PolicyNode(LifecycleNode):
         else:
             started = time.monotonic()
             try:
-                head = self._controller.load_head(path)
+                head = self.controller.load_head(path)
             except Exception as exc:  # noqa: BLE001 - every refusal reason goes back to the caller
                 self._last_swap_error = f'{type(exc).__name__}: {exc}'
                 self.get_logger().error(f'steering head {path} refused: {self._last_swap_error}')
-                self._publish_status()
+                self.publish_status()
                 return f'steering head refused: {self._last_swap_error}'
             self.get_logger().info(
                 f'steering head {head.model_id} loaded in {1e3 * (time.monotonic() - started):.1f} ms')
         self._last_swap_error = ''
-        if self._thread is not None and self._thread.is_alive():
+        if self._loop_running():
             with self._pending_lock:
                 self._pending_head = (head, path)
         else:
@@ -270,165 +215,165 @@ class PolicyNode(LifecycleNode):
         return ''
 
     def _install(self, head: Any, path: str) -> None:
-        self._controller.install_head(head)
+        self.controller.install_head(head)
         self._head_path = path
         self._status_dirty = True
 
-    def _config(self) -> ControllerConfig:
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        head = p['steering_head']
-        return ControllerConfig(
-            decoder_path=p['decoder'],
-            head_path='' if head == NO_HEAD else head,
-            robot=p['robot_type'],
-            providers=tuple(p['providers']),
-            allow_provider_fallback=p['allow_provider_fallback'],
-            intra_op_threads=p['intra_op_threads'],
-            command_rate_hz=p['command_rate_hz'],
-            execute_steps=p['execute_steps'],
-            temporal_ensembling=p['temporal_ensemble_decay'] > 0.0,
-            ensemble_decay=p['temporal_ensemble_decay'],
-            max_observation_age_s=p['max_observation_age_ms'] / 1e3,
-            guard=p['guard'],
-            seed=p['noise_seed'],
-            max_step_rad=p['max_joint_step'],
-            jerk_scale=p['jerk_scale'],  # 0 = off: ControllerConfig reads it as None
-            workspace_min=tuple(p['workspace_min']),
-            workspace_max=tuple(p['workspace_max']),
-        )
+    def _parameter_values(self) -> dict[str, Any]:
+        names = [*PARAMETERS, 'use_sim_time']
+        return {name: self.get_parameter(name).value for name in names}
 
     # ================================================================ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            config = self._config()
+            p = self._parameter_values()
+            config = controller_config(p)
+            settings = NodeSettings.from_parameters(p)
             controller = SteeringController(config)
             controller.configure()
-            wanted_rate = self.get_parameter('policy_rate_hz').value
+            wanted_rate = p['policy_rate_hz']
             if wanted_rate > 0.0 and not math.isclose(wanted_rate, controller.policy_rate_hz):
                 raise ValueError(f'`policy_rate_hz` must equal the decoder manifest\'s '
                                  f'({controller.policy_rate_hz}) or be 0, got {wanted_rate}')
         except Exception as exc:  # noqa: BLE001 - any reason is logged and reported as FAILURE
             self.get_logger().error(f'configure failed: {type(exc).__name__}: {exc}')
             return TransitionCallbackReturn.FAILURE
-        self._controller = controller
-        self._head_path = self.get_parameter('steering_head').value
-        self._period = 1.0 / config.command_rate_hz
-        self._trigger = self.get_parameter('trigger').value
-        self._sim_time = bool(self.get_parameter('use_sim_time').value)
-        self._max_age = config.max_observation_age_s
+        self.controller, self.settings = controller, settings
+        self._head_path = p['steering_head']
+        self._error_reason = ''
         # The time the last cycle ran at, and the node's clock then (sim time gates idle cycles).
         self._last_cycle_now = self._last_clock_s = -math.inf
-        self._startup_age = self.get_parameter('startup_max_joint_state_age_ms').value / 1e3
-        self._watchdog = StateWatchdog(self.get_parameter('watchdog_timeout_ms').value / 1e3)
-        self._mode_monitor = self._make_mode_monitor()
-        self._build_io(config)
-        self._state = 'inactive'
+        self._build_io(config.robot, p)
+        self.state = 'inactive'
         self.get_logger().info(
             f'configured: decoder {controller.decoder_id}, head {controller.head_id}, '
-            f'providers {controller.providers}, {config.command_rate_hz:g} Hz, trigger {self._trigger}')
-        self._publish_status()
+            f'providers {controller.providers}, {config.command_rate_hz:g} Hz, trigger {settings.trigger}')
+        self.publish_status()
         return TransitionCallbackReturn.SUCCESS
 
-    def _build_io(self, config: ControllerConfig) -> None:
-        robot = config.robot
-        self._arm_names = [f'{robot}_joint{i}' for i in range(1, ARM_DOF + 1)]
-        self._finger_names = [f'{robot}_finger_joint1', f'{robot}_finger_joint2']
-        self._name_cache: tuple[list[str], list[int], list[int]] | None = None
-        g = self.get_parameter
-        self._cmd_pub = self.create_publisher(JointTrajectory, g('command_topic').value, 10)
-        self._grip_pub = self.create_publisher(Float64, g('gripper_command_topic').value, 10)
-        self._telemetry_pub = self.create_publisher(SteeringTelemetry, '~/telemetry', 100)
-        self._status_pub = self.create_publisher(SteeringStatus, '~/status', 10)
-        self._inputs = ControlThreadInputs(self)
-        self._joint_input = self._inputs.subscribe(JointState, g('joint_states_topic').value, 10)
-        sources = set(self._controller.required_sources)
-        self._pose_msgs = {}
-        self._pose_inputs = {}
-        for source, param in (('object_position', 'object_pose_topic'),
-                              ('target_position', 'target_pose_topic')):
-            if source in sources:
-                self._pose_msgs[source] = None
-                self._pose_inputs[source] = self._inputs.subscribe(PoseStamped, g(param).value, 10)
+    def _build_io(self, robot: str, p: dict[str, Any]) -> None:
+        s = self.settings
+        self._commands = CommandOutput(self, arm_joint_names(robot), s.command_topic,
+                                       p['gripper_command_topic'], s.period_s)
+        self._telemetry = TelemetryOutput(self)
+        sources = set(self.controller.required_sources)
+        poses = {src: p[param] for src, param in POSE_SOURCES if src in sources}
+        self.inputs = ObservationInputs(
+            self, robot, s.joint_states_topic, poses,
+            # No future-stamp check under sim time: the sim's clock is the reference and the
+            # node's copy of it lags by design (a lock-step sim stamps a state before the node
+            # has seen the /clock of that step, or any /clock at all after a restart).
+            StateWatchdog(s.watchdog_timeout_s, None if s.sim_time else s.future_tolerance_s),
+            self.now_s, s.sim_time)
         self._uses_velocity = 'arm_joint_velocities' in sources
         self._uses_gripper = 'gripper_width' in sources
-        self._status_timer = self.create_timer(1.0, self._publish_status)
-        # Preallocated messages: the cycle only fills in numbers.
-        self._traj = JointTrajectory(joint_names=self._arm_names)
-        self._traj.points = [JointTrajectoryPoint(time_from_start=_duration(self._period))]
-        self._grip_msg = Float64()
-        self._telemetry = SteeringTelemetry()
-        self._telemetry.header.frame_id = ''
-
-    def _make_mode_monitor(self) -> Any:
-        """FrankaRobotState monitor on the real robot; None in sim or without franka_msgs."""
-        if self._sim_time:
-            return None
-        try:
-            from lps_franka_hw.recovery import RobotModeMonitor
-        except ImportError:
-            return None
-        monitor = RobotModeMonitor(self)
-        return monitor if monitor.available else None
+        self._readiness = (ReadinessInput(self, s.readiness_topic, s.readiness_timeout_s)
+                           if s.readiness_topic else None)
+        self._wire = OtherPublishers(self, self.inputs.joint_topic, self._commands.arm.topic_name)
+        self.faults = FaultBoard(s.auto_resume_after_stale)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        report = self._startup_report()
+        report = self.startup_report(wait_s=min(ACTIVATE_WAIT_S, self.settings.startup_timeout_s))
         if not report.ok:
             reason = f'activation refused: {report.summary()}'
             self.get_logger().error(reason)
-            self._last_safety, self._last_reason = SAFETY_HOLD, reason
-            self._publish_status()
+            self.report_refusal(reason)
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(report.summary())
         self._reset_counters()
         # Afresh from the measured pose: the arm may have moved since the last command (a new
-        # episode, guiding mode), so neither chunks nor the filter's history carry over.
-        self._controller.reset()
-        self._external_hold = ''
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._control_loop, name='control', daemon=True)
-        self._state = 'active'
+        # episode, guiding mode), so neither chunks nor the filter's history carry over. Every
+        # latched fault is released: activation is the other way to resume.
+        self.controller.reset()
+        self.faults.clear()
+        self.inputs.restart_fault()  # the checks just passed on states from this simulation
+        self.inputs.restart = ''
+        self._applied_faults = self.faults.generation
+        with self._pending_lock:
+            self._pending_resume = False
+        self.stop.clear()
+        self._loops = ControlLoops(self)
+        self._thread = threading.Thread(target=self._control_thread, name='control', daemon=True)
+        self.state = 'active'
         self._thread.start()
+        if self._wire_timer is None and self.settings.publisher_check_hz > 0.0:
+            self._wire_timer = self.create_timer(1.0 / self.settings.publisher_check_hz,
+                                                 self._check_wire, clock=self._steady)
         self.get_logger().info('active: control loop started')
-        self._publish_status()
+        self.publish_status()
         return super().on_activate(state)
 
-    def _startup_report(self) -> StartupReport:
-        c, cfg = self._controller, self._controller.config
-        # The control thread is not running yet: this thread may take joint states.
-        self._take_inputs()
-        latest = self._joint_msg
-        give_up = time.monotonic() + STARTUP_WAIT_S
-        while latest is None or self._now_s() - latest[1] > self._startup_age:
+    def startup_report(self, wait_s: float = 0.0) -> StartupReport:
+        """Every start-up check; waits up to `wait_s` for a fresh joint state first.
+
+        Only while no control loop runs: this thread then takes the joint states (and, under sim
+        time, /clock: this runs in the executor, so the node's clock stands still meanwhile and
+        the checks use the newest /clock taken here).
+        """
+        c, cfg, s = self.controller, self.controller.config, self.settings
+        inp = self.inputs
+        # Re-armed: what the watchdog saw before this activation says nothing about now. The
+        # newest sample stays (a lock-step sim publishes one state and waits for its command).
+        inp.watchdog.reset()
+        if inp.sample is not None:
+            inp.watchdog.feed(inp.received_s, inp.sample.stamp_s)
+        inp.take()
+        give_up = time.monotonic() + wait_s
+        while (inp.sample is None or (s.sim_time and math.isnan(inp.sim_clock_s))
+               or inp.clock_s() - inp.received_s > s.startup_age_s):
             remaining = give_up - time.monotonic()
             if remaining <= 0.0:
                 break
-            if self._inputs.wait(remaining):
-                self._take_inputs()
-                latest = self._joint_msg
+            if inp.wait(min(remaining, CLOCK_POLL_S) if s.sim_time else remaining) or s.sim_time:
+                inp.take()
+        now = inp.clock_s()
         limits = RobotLimits.for_robot(cfg.robot)
-        monitor = self._mode_monitor
-        return run_startup_checks(
-            now_s=self._now_s(), joint_state_stamp_s=latest[1] if latest is not None else None,
-            joint_positions=self._measured_q(), q_min=limits.q_min, q_max=limits.q_max,
-            robot_mode=monitor.mode if monitor is not None else None,
-            robot_mode_required=monitor is not None,
+        sample = inp.sample
+        report = run_startup_checks(
+            now_s=now, joint_state_stamp_s=inp.received_s if sample is not None else None,
+            joint_positions=sample.q if sample is not None else None, q_min=limits.q_min, q_max=limits.q_max,
+            robot_mode=None, robot_mode_required=False,
             decoder_id=c.decoder_id, head_id=c.head_id, head_requested=self._head_path != NO_HEAD,
             requested_providers=cfg.providers, active_providers=c.providers,
             allow_provider_fallback=cfg.allow_provider_fallback,
-            max_joint_state_age_s=self._startup_age, joint_margin_rad=cfg.joint_margin_rad)
+            max_joint_state_age_s=s.startup_age_s, joint_margin_rad=cfg.joint_margin_rad)
+        # Robot mode comes from a supervisor's readiness here, never from franka_msgs.
+        report.results = [r for r in report.results if r.name != 'robot mode']
+        fresh = report.results[0]
+        if not fresh.ok:
+            report.results[0] = CheckResult(fresh.name, False, f'{fresh.detail} (on {inp.joint_topic})')
+        if inp.error:
+            report.results[0] = CheckResult('joint_states fresh', False, inp.error)
+        elif report.results[0].ok and (frozen := inp.watchdog.check(now)):
+            report.results[0] = CheckResult('joint_states fresh', False, frozen)
+        if inp.pose_error:
+            report.results.append(CheckResult('poses finite', False, inp.pose_error))
+        if self._readiness is not None:
+            report.results.append(self._readiness.startup_check())
+        others = self._wire.start()
+        report.results.append(CheckResult('no other publishers', not others, others or 'none'))
+        return report
+
+    def missing_for_startup(self) -> str:
+        """What activation would be refused for now ('' when nothing), without waiting."""
+        report = self.startup_report(wait_s=0.0)
+        return '' if report.ok else report.summary()
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_loop()
         self._stop_arm('deactivated')
-        self._state = 'inactive'
+        self.state = 'inactive'
+        if self._error_reason:
+            # The control thread gave up: ErrorProcessing, then on_error releases everything.
+            return TransitionCallbackReturn.ERROR
         self.get_logger().info('inactive: control loop stopped, arm holds')
-        self._publish_status()
+        self.publish_status()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
-        self._state = 'unconfigured'
-        self._publish_status_unconfigured()
+        self.state = 'unconfigured'
+        self.publish_status()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -436,63 +381,316 @@ class PolicyNode(LifecycleNode):
             self._stop_loop()
             self._stop_arm('shutdown')
         self._release()
-        self._state = 'finalized'
+        self.state = 'finalized'
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_loop()
-        self._stop_arm('error')
+        try:
+            self._stop_arm('error')
+        except Exception as exc:  # noqa: BLE001 - the release below must still happen
+            self.get_logger().error(f'error: brake failed: {type(exc).__name__}: {exc}')
         self._release()
-        self._state = 'unconfigured'
+        self.state = 'unconfigured'
+        reason = self._error_reason or 'a transition failed'
+        self.get_logger().error(f'error state: {reason}; the node is unconfigured (configure to start again)')
+        self.report_refusal(f'error: {reason}')
         return TransitionCallbackReturn.SUCCESS
 
+    def _enter_error_state(self) -> None:
+        """Executor thread: the control thread could not go on; deactivate -> ERROR -> on_error."""
+        if self.state == 'active' and self._error_reason:
+            self.trigger_deactivate()
+
     def _release(self) -> None:
-        if self._inputs is not None:
-            self._inputs.destroy()
-        self._inputs = self._joint_input = None
-        self._pose_inputs = {}
-        if self._status_timer is not None:
-            self.destroy_timer(self._status_timer)
-            self._status_timer = None
-        if self._mode_monitor is not None and self._mode_monitor.sub is not None:
-            self.destroy_subscription(self._mode_monitor.sub)
-        self._mode_monitor = None
-        self._watchdog = None
-        for pub in (self._cmd_pub, self._grip_pub, self._telemetry_pub):
-            if pub is not None:
-                self.destroy_publisher(pub)
-        self._cmd_pub = self._grip_pub = self._telemetry_pub = None
-        if self._controller is not None:
-            self._controller.cleanup()
-        self._controller = None
-        self._joint_msg = None
+        if self.inputs is not None:
+            self.inputs.destroy()
+        self.inputs = None
+        if self._wire_timer is not None:
+            self.destroy_timer(self._wire_timer)
+            self._wire_timer = None
+        if self._readiness is not None:
+            self._readiness.destroy()
+            self._readiness = None
+        for out in (self._commands, self._telemetry):
+            if out is not None:
+                out.destroy()
+        self._commands = self._telemetry = None
+        if self.controller is not None:
+            self.controller.cleanup()
+        self.controller = None
         with self._pending_lock:
             self._pending_head = None
             self._pending_seed = None
+            self._pending_resume = False
 
     def _stop_loop(self) -> None:
-        self._stop.set()
-        if self._inputs is not None:
-            self._inputs.wake()
+        self.stop.set()
+        if self.inputs is not None:
+            self.inputs.wake()
+        if self._loops is not None:
+            self._loops.wake()
         if self._thread is not None:
             self._thread.join(5.0)
             if self._thread.is_alive():
                 self.get_logger().error('control thread did not stop within 5 s')
         self._thread = None
 
-    def _hold_at_measured(self, reason: str) -> None:
-        """Command the last measured arm position: the arm stops where it is."""
-        if self._controller is None:
-            return
-        self._controller.hold(reason)
-        q = self._measured_q()
-        if q is None or not np.all(np.isfinite(q)) or self._cmd_pub is None:
-            self.get_logger().warning(f'{reason}: no finite joint state to hold at; no command sent')
-            return
-        self._traj.points[0].positions = q
-        self._traj.points[0].velocities = [0.0] * ARM_DOF
-        self._cmd_pub.publish(self._traj)
+    # ================================================================ resume
+    def _on_resume(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """Release latched holds; refused while a cause is present. Answers after the first
+        cycle that followed (or RESUME_WAIT_S): a fault the core finds again latches again."""
+        if self.state != 'active':
+            response.success, response.message = False, (
+                f'the node is {self.state}: nothing to resume (activation starts afresh from the '
+                'measured pose)')
+        elif not self.faults.holding and not self.controller.latched:
+            # Not holding: a resume would restart the command from the measured pose mid-motion.
+            response.success, response.message = True, 'not holding: nothing to resume'
+        else:
+            refusal = self.faults.resume()
+            if refusal:
+                response.success, response.message = False, f'resume refused: {refusal}'
+            else:
+                outcome: list[str] = []
+                done = threading.Event()
+                # Only a steady-time loop cycles without the executor: under sim time /clock
+                # comes through this very thread, and lock-step cycles wait for the sim.
+                waits = self.settings.trigger == 'timer' and not self.settings.sim_time
+                with self._pending_lock:
+                    self._pending_resume = True
+                    if waits:
+                        self._resume_waiters.append((outcome, done))
+                if not waits:
+                    response.success, response.message = True, (
+                        'resume queued: the next command starts from the measured pose')
+                elif not done.wait(RESUME_WAIT_S):
+                    response.success, response.message = True, (
+                        f'resume queued: no control cycle ran within {RESUME_WAIT_S} s (no joint '
+                        'states?); the next command starts from the measured pose')
+                elif outcome[0]:
+                    response.success, response.message = False, f'resume refused: {outcome[0]}'
+                else:
+                    response.success, response.message = True, (
+                        'resumed: the next command starts from the measured pose')
+        # One call site per severity: rclpy refuses a call site whose severity changes.
+        if response.success:
+            self.get_logger().info(f'~/resume: {response.message}')
+        else:
+            self.get_logger().warning(f'~/resume: {response.message}')
+        return response
 
+    def _report_resume(self, result: CycleResult) -> None:
+        """Control thread, first cycle after a resume: tell the waiting service how it went."""
+        if not self._resume_cycle:
+            return
+        self._resume_cycle = False
+        reason = f'the core latched again: {result.safety_reason}' if result.latched else ''
+        with self._pending_lock:
+            waiters, self._resume_waiters = self._resume_waiters, []
+        for outcome, done in waiters:
+            outcome.append(reason)
+            done.set()
+
+    # ================================================================ the control thread
+    def _control_thread(self) -> None:
+        try:
+            self._loops.run()
+        except Exception as exc:  # noqa: BLE001 - the loop must never die silently
+            self._give_up(f'control loop crashed: {type(exc).__name__}: {exc}')
+
+    def _give_up(self, reason: str) -> None:
+        """The control thread cannot go on: brake where possible, then the error transition."""
+        self.get_logger().fatal(reason)
+        self._error_reason = reason
+        self._fatal_gc.trigger()
+
+    def take_inputs(self) -> bool:
+        try:
+            return self.inputs.take()
+        except Exception as exc:  # noqa: BLE001 - a message that breaks the decoder holds
+            self.inputs.error = f'{self.inputs.joint_topic}: cannot be read: {type(exc).__name__}: {exc}'
+            return False
+
+    def cycle(self, late_s: float) -> None:
+        """One control cycle: faults, the controller's step, command, telemetry. Never raises."""
+        started = time.perf_counter()
+        if late_s > self.settings.period_s:
+            self.missed += 1
+        self.cycles += 1
+        try:
+            result, reason, sent = self._step()
+            self._brake_failures = 0
+            self.faults.report('cycle', '')
+        except Exception as exc:  # noqa: BLE001 - a fault in a cycle must end in a hold
+            reason = f'cycle error: {type(exc).__name__}: {exc}'
+            self.faults.report('cycle', reason)
+            result, sent = None, None
+            try:
+                result, sent = self._brake(reason)
+                self._brake_failures = 0
+            except Exception as brake_exc:  # noqa: BLE001
+                self._brake_failures += 1
+                if self._brake_failures >= FATAL_AFTER:
+                    self.stop.set()
+                    self._give_up(f'{reason}; braking failed too ({type(brake_exc).__name__}: '
+                                  f'{brake_exc}) {FATAL_AFTER} cycles in a row')
+                    return
+        self._log_faults(reason if result is None or result.held else '')
+        try:
+            inp = self.inputs
+            self._publish_telemetry(result, reason, sent, inp.stamp_msg if inp.sample is not None else None,
+                                    started)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not stop the commands
+            self._log_throttled(f'telemetry not published: {type(exc).__name__}: {exc}')
+
+    def _apply_pending(self) -> None:
+        with self._pending_lock:
+            pending, self._pending_head = self._pending_head, None
+            seed, self._pending_seed = self._pending_seed, None
+            resume, self._pending_resume = self._pending_resume, False
+        c = self.controller
+        if pending is not None:
+            self._install(*pending)
+        if seed is not None:
+            c.reseed(seed)
+        if resume:
+            c.resume()
+            self._applied_faults = self.faults.generation
+            self._resume_cycle = True
+
+    def _step(self) -> tuple[CycleResult, str, Any]:
+        self._apply_pending()
+        c, inp, faults = self.controller, self.inputs, self.faults
+        now = self._last_clock_s = self.now_s()
+        sample = inp.sample
+        if self.settings.sim_time and sample is not None and math.isfinite(inp.received_s):
+            now = max(now, inp.received_s)  # see inputs: receipt times under sim time
+        self._last_cycle_now = now
+        # Every refusal since the last cycle holds in this one, even when a good message followed.
+        faults.report('input', inp.fault())
+        faults.report('restart', inp.restart_fault())
+        faults.report('watchdog', inp.watchdog.check(now), stale=True)
+        if self._readiness is not None:
+            reason, stale = self._readiness.fault()
+            faults.report('readiness', reason, stale=stale)
+        if sample is not None:
+            try:
+                self._feed(sample, inp)
+            except Exception as exc:  # noqa: BLE001 - a refused observation must end in a hold
+                faults.report('input', f'observation refused: {exc}')
+        # One snapshot per cycle: the executor thread may report a fault meanwhile (next cycle).
+        generation = faults.generation
+        hold_reason = faults.reason()
+        if generation != self._applied_faults:
+            # The latched set changed: latch the core's hold, or release the one this node put
+            # there (auto-resumed staleness); a fault the core latched itself stays.
+            self._applied_faults = generation
+            if hold_reason:
+                if not c.latched:
+                    self._node_hold = hold_reason
+                c.hold(hold_reason)
+            elif c.latched and c.holding == self._node_hold:
+                c.resume()
+        if sample is not None:
+            result = c.step(now, sample.q, sample.stamp_s)
+        else:
+            result = c.step(now, np.full(ARM_DOF, math.nan))
+        reason = hold_reason if hold_reason and result.held else result.safety_reason
+        self._report_resume(result)
+        return result, reason, self._publish_commands(result)
+
+    def _feed(self, sample: Any, inp: ObservationInputs) -> None:
+        c, stamp = self.controller, inp.received_s
+        c.observe('arm_joint_positions', sample.q, stamp)
+        if self._uses_velocity and sample.velocity is not None:
+            c.observe('arm_joint_velocities', sample.velocity, stamp)
+        if self._uses_gripper and sample.gripper_width is not None:
+            c.observe('gripper_width', sample.gripper_width, stamp)
+        for source, (xyz, received) in inp.poses.items():
+            c.observe(source, xyz, received)
+
+    def _brake(self, reason: str) -> tuple[CycleResult, Any]:
+        """A brake command after a cycle error: the core's hold from the last good measurement."""
+        c, inp = self.controller, self.inputs
+        c.hold(reason)
+        self._applied_faults = self.faults.generation
+        sample = inp.sample
+        if sample is not None:
+            result = c.step(self.now_s(), sample.q, sample.stamp_s)
+        else:
+            result = c.step(self.now_s(), np.full(ARM_DOF, math.nan))
+        return result, self._publish_commands(result)
+
+    def _publish_commands(self, result: CycleResult) -> Any:
+        """Gripper and arm command of a cycle; returns when the arm command went out, or None."""
+        out, sim = self._commands, self.settings.sim_time
+        grip = math.isfinite(result.gripper)
+        # A lock-step sim (sim time) advances on the arm command, so the gripper goes first
+        # there: after it, it would act one period later, depending on machine load. On the
+        # robot the arm command is the one a control cycle waits for, so no other publish
+        # goes before it.
+        if grip and sim:
+            out.send_gripper(result.gripper)
+        sent = None
+        if result.sendable:
+            sent = out.send(result.command, self.controller.safety.velocity)
+        if grip and not sim:
+            out.send_gripper(result.gripper)
+        return sent
+
+    def _publish_telemetry(self, result: CycleResult | None, reason: str, sent: Any, obs_stamp: Any,
+                           started: float) -> None:
+        t = self._telemetry.publish(self.controller, self.cycles, result, reason, sent, obs_stamp, started)
+        if t.safety_state != self._last_safety or t.safety_reason != self._last_reason or self._status_dirty:
+            changed = t.safety_state != self._last_safety or self._status_dirty
+            self._last_safety, self._last_reason = t.safety_state, t.safety_reason
+            self._status_dirty = False
+            if changed:
+                self.publish_status()
+
+    def _log_faults(self, reason: str) -> None:
+        """Log a hold when it starts or its reason changes kind; throttled for fast bad streams."""
+        if reason != self._logged_reason:
+            if reason:
+                self._log_throttled(f'holding: {reason}')
+            elif self._logged_reason:
+                self.get_logger().info(f'released the hold ({self._logged_reason})')
+            self._logged_reason = reason
+
+    def _log_throttled(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_log >= LOG_EVERY_S:
+            self._last_log = now
+            suppressed = f' ({self._suppressed} similar messages suppressed)' if self._suppressed else ''
+            self.get_logger().warning(text + suppressed)
+            self._suppressed = 0
+        else:
+            self._suppressed += 1
+
+    # ---------------------------------------------------------------- called by the loops
+    def clock_stalled(self, reason: str) -> None:
+        self.faults.report('clock', reason, stale=True)
+
+    def sim_time_idle(self) -> bool:
+        """Sim time has not moved since the last cycle (a lock-step sim still works on our command)."""
+        return self._last_clock_s <= self.now_s() <= self._last_cycle_now
+
+    def note_idle_sim(self, for_s: float) -> None:
+        if for_s > self.settings.watchdog_timeout_s and not self._last_reason.startswith('sim clock'):
+            self._last_reason = (f'sim clock stalled: no joint state and /clock unchanged for '
+                                 f'{for_s:.3f} s (lock-step: no command is due)')
+            self.publish_status()
+
+    # ================================================================ executor-side checks
+    def _check_wire(self) -> None:
+        if self.state != 'active' or self._wire is None:
+            return
+        reason = self._wire.check()
+        if reason or self.faults.present('publisher'):
+            self.faults.report('publisher', reason)
+
+    # ================================================================ braking outside cycles
     def _stop_arm(self, reason: str) -> None:
         """Hold after the loop stopped: decelerate to rest (jerk-limited) or one hold at the measured pose.
 
@@ -500,22 +698,33 @@ class PolicyNode(LifecycleNode):
         touched by one thread only. Commands only, no telemetry: these periods are not control
         cycles of an episode.
         """
-        c = self._controller
-        if c is None or c.safety is None or not c.safety.jerk_limited:
-            self._hold_at_measured(reason)
+        c = self.controller
+        if c is None or self._commands is None or self.inputs is None:
             return
         c.hold(reason)
         started = time.monotonic()
         deadline, sent = started, 0
-        while self._cmd_pub is not None:
-            self._take_inputs()  # the control thread has stopped: this thread takes them now
-            q = self._measured_q()
-            result = c.step(self._now_s(), q if q is not None else np.full(ARM_DOF, math.nan))
-            if not np.all(np.isfinite(result.command)):
+        while True:
+            self.take_inputs()  # the control thread has stopped: this thread takes them now
+            sample = self.inputs.sample
+            if not c.safety.jerk_limited:
+                # Without jerk limiting there is no deceleration to stream: one command at the
+                # measured pose, where the arm stands.
+                if sample is not None:
+                    self._commands.send(sample.q, np.zeros(ARM_DOF))
+                    self.get_logger().info(f'{reason}: one hold command at the measured pose')
+                else:
+                    self.get_logger().warning(f'{reason}: no joint state to hold at; no command sent')
+                return
+            if sample is not None:
+                result = c.step(self.now_s(), sample.q, sample.stamp_s)
+            else:
+                result = c.step(self.now_s(), np.full(ARM_DOF, math.nan))
+            if not result.sendable:
                 self.get_logger().warning(f'{reason}: no command was ever sent and no finite joint '
                                           'state to hold at; no command sent')
                 return
-            self._send(result.command, c.safety.velocity)
+            self._commands.send(result.command, c.safety.velocity)
             sent += 1
             if c.safety.at_rest:
                 self.get_logger().info(f'{reason}: at rest after {sent} hold commands '
@@ -525,370 +734,44 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().error(f'{reason}: not at rest after {BRAKE_TIMEOUT_S} s '
                                         f'({sent} hold commands); the controller holds the last one')
                 return
-            deadline += self._period
+            deadline += self.settings.period_s
             time.sleep(max(0.0, deadline - time.monotonic()))
-
-    def _send(self, q: np.ndarray, velocity: np.ndarray) -> None:
-        point = self._traj.points[0]
-        point.positions = q
-        # Velocities make joint_trajectory_controller join points with cubic splines that match
-        # the filter's velocity, instead of velocity jumps at every point.
-        point.velocities = velocity
-        # Telemetry's header stamp is this instant: command latency = it - observation_stamp.
-        self._cmd_stamp = self.get_clock().now().to_msg()
-        self._cmd_pub.publish(self._traj)
-
-    # ================================================================ inputs
-    def _received_at(self, stamp: Time, age_s: float) -> float:
-        """Receipt time on the node's clock of a message taken `age_s` after it arrived.
-
-        With sim time the node's clock follows /clock through the executor, which may not have
-        seen the /clock published just before this message yet: a message is never older than
-        its own stamp there (wall-clock age means nothing while a lock-step sim waits).
-        """
-        if self._sim_time:
-            return max(self._now_s(), _seconds(stamp))
-        return self._now_s() - age_s
-
-    def _on_joint_state(self, msg: JointState, age_s: float) -> None:
-        now = self._received_at(msg.header.stamp, age_s)
-        self._joint_msg = (msg, now, time.monotonic_ns() - int(age_s * 1e9))
-        watchdog = self._watchdog
-        if watchdog is not None:
-            watchdog.feed(now, _seconds(msg.header.stamp))
-
-    def _take_inputs(self) -> bool:
-        """Take every queued pose and joint state (the newest of each wins); True if a joint state came.
-
-        Poses first: a cycle triggered by a joint state then sees the poses published before it.
-        Only the thread that runs the control loop calls this, or any thread while no loop runs.
-        """
-        if self._joint_input is None:
-            return False
-        for source, pose_input in self._pose_inputs.items():
-            while (taken := pose_input.take()) is not None:
-                self._on_pose(source, *taken)
-        took = False
-        while (taken := self._joint_input.take()) is not None:
-            self._on_joint_state(*taken)
-            took = True
-        return took
-
-    def _on_pose(self, source: str, msg: PoseStamped, age_s: float) -> None:
-        self._pose_msgs[source] = (msg, self._received_at(msg.header.stamp, age_s))
-
-    def _measured_q(self) -> np.ndarray | None:
-        latest = self._joint_msg
-        if latest is None:
-            return None
-        index = self._joint_index(latest[0])
-        if index is None:
-            return None
-        return np.asarray(latest[0].position, dtype=np.float64)[index[0]]
-
-    def _joint_index(self, msg: JointState) -> tuple[list[int], list[int]] | None:
-        """Positions of the arm and finger joints in the message; cached while names repeat."""
-        cache = self._name_cache
-        if cache is not None and cache[0] == msg.name:
-            return cache[1], cache[2]
-        names = list(msg.name)
-        if not all(n in names for n in self._arm_names) or len(msg.position) != len(names):
-            return None
-        arm = [names.index(n) for n in self._arm_names]
-        fingers = [names.index(n) for n in self._finger_names if n in names]
-        self._name_cache = (names, arm, fingers)
-        return arm, fingers
-
-    def _feed(self) -> tuple[np.ndarray | None, float]:
-        """Give the controller the newest messages; returns measured q and its receipt time."""
-        latest = self._joint_msg
-        if latest is None:
-            return None, math.nan
-        msg, stamp, _ = latest
-        index = self._joint_index(msg)
-        if index is None:
-            return None, stamp
-        arm, fingers = index
-        position = np.asarray(msg.position, dtype=np.float64)
-        q = position[arm]
-        c = self._controller
-        try:
-            c.observe('arm_joint_positions', q, stamp)
-            if self._uses_velocity and len(msg.velocity) == len(msg.position):
-                c.observe('arm_joint_velocities', np.asarray(msg.velocity, dtype=np.float64)[arm], stamp)
-            if self._uses_gripper and len(fingers) == 2:
-                c.observe('gripper_width', float(position[fingers].sum()), stamp)
-            for source, item in self._pose_msgs.items():
-                if item is not None:
-                    p = item[0].pose.position
-                    c.observe(source, np.array((p.x, p.y, p.z)), item[1])
-        except Exception as exc:  # noqa: BLE001 - a refused observation must end in a hold
-            self._feed_error = f'observation refused: {exc}'
-        return q, stamp
-
-    # ================================================================ control loop
-    def _control_loop(self) -> None:
-        try:
-            if self._trigger == 'observation':
-                self._observation_loop()
-            elif self._sim_time:
-                self._ros_clock_loop()
-            else:
-                self._steady_loop()
-        except Exception as exc:  # noqa: BLE001 - the loop must never die silently
-            self.get_logger().fatal(f'control loop crashed: {type(exc).__name__}: {exc}')
-            self._hold_at_measured(f'control loop crashed: {exc}')
-
-    def _steady_loop(self) -> None:
-        period = self._period
-        source = self._inputs
-        deadline = time.monotonic() + period
-        while not self._stop.is_set():
-            wait = deadline - time.monotonic() - SPIN_BEFORE_DEADLINE_S
-            if wait > 0.0:
-                # Joint states are taken as they arrive, so their receipt times are true ones.
-                if source.wait(wait):
-                    self._take_inputs()
-                continue
-            # A timed wait wakes 0.05-1 ms late depending on load; the last stretch is spun.
-            while time.monotonic() < deadline:
-                pass
-            self._take_inputs()
-            late = time.monotonic() - deadline
-            self._cycle(late)
-            deadline += period
-            behind = time.monotonic() - deadline
-            if behind > period:
-                # Skip the deadlines already lost instead of bursting to catch up; each counts.
-                lost = int(behind // period)
-                self._missed += lost
-                deadline += lost * period
-
-    def _ros_clock_loop(self) -> None:
-        clock = self.get_clock()
-        period_ns = int(round(self._period * 1e9))
-        deadline = clock.now().nanoseconds + period_ns
-        while not self._stop.is_set():
-            if not clock.sleep_until(RosTime(nanoseconds=deadline, clock_type=clock.clock_type)):
-                if self._stop.is_set() or not self.context.ok():
-                    return
-                deadline = clock.now().nanoseconds + period_ns  # time source changed: restart
-                continue
-            self._take_inputs()
-            self._cycle((clock.now().nanoseconds - deadline) * 1e-9)
-            deadline += period_ns
-
-    def _observation_loop(self) -> None:
-        source = self._inputs
-        quiet_since = time.monotonic()
-        # The state that passed the start-up checks has not been answered yet; a lock-step sim
-        # publishes it once and waits for the command.
-        self._take_inputs()
-        if self._joint_msg is not None:
-            self._cycle((time.monotonic_ns() - self._joint_msg[2]) * 1e-9)
-        while not self._stop.is_set():
-            ready = source.wait(max(0.0, quiet_since + self._max_age - time.monotonic()))
-            if self._stop.is_set():
-                return
-            if ready and self._take_inputs():
-                quiet_since = time.monotonic()
-                self._cycle((time.monotonic_ns() - self._joint_msg[2]) * 1e-9)
-            elif time.monotonic() - quiet_since >= self._max_age:
-                quiet_since = time.monotonic()
-                if self._sim_time and self._last_clock_s <= self._now_s() <= self._last_cycle_now:
-                    # Sim time has not moved on since the last cycle: a lock-step sim is still
-                    # working on our command (a loaded machine), so no cycle is due. Another command
-                    # would advance it one extra period and make the episode depend on machine load.
-                    # A clock that went back (a restarted sim) counts as moved.
-                    continue
-                # Nothing arrived for max_age: run a cycle anyway so the controller holds (stale).
-                self._cycle(0.0)
-
-    def _cycle(self, late_s: float) -> None:
-        started = time.perf_counter()
-        self._cmd_stamp = None  # a hold sent outside a cycle must not stamp this cycle's telemetry
-        if late_s > self._period:
-            self._missed += 1
-        self._cycles += 1
-        with self._pending_lock:
-            pending, self._pending_head = self._pending_head, None
-            seed, self._pending_seed = self._pending_seed, None
-        if pending is not None:
-            self._install(*pending)
-        c = self._controller
-        if seed is not None:
-            c.reseed(seed)
-        self._feed_error = ''
-        q, received = self._feed()
-        now = self._last_clock_s = self._now_s()
-        if self._sim_time and math.isfinite(received):
-            now = max(now, received)  # see _received_at
-        self._last_cycle_now = now
-        self._check_external_hold(now)
-        if q is None:
-            result = None
-            reason = 'no joint state with all arm joints received yet'
-        else:
-            if self._feed_error:
-                q = np.full(ARM_DOF, math.nan)  # the controller turns a bad measurement into a hold
-            result = c.step(now, q)
-            reason = self._feed_error or result.safety_reason
-            grip = math.isfinite(result.gripper)
-            if grip:
-                self._grip_msg.data = result.gripper
-            # A lock-step sim (sim time) advances on the arm command, so the gripper goes first
-            # there: after it, it would act one period later, depending on machine load. On the
-            # robot the arm command is the one a control cycle waits for, so no other publish
-            # goes before it.
-            if grip and self._sim_time:
-                self._grip_pub.publish(self._grip_msg)
-            if np.all(np.isfinite(result.command)):
-                self._send(result.command, c.safety.velocity)
-            if grip and not self._sim_time:
-                self._grip_pub.publish(self._grip_msg)
-        self._publish_telemetry(result, reason, started)
-
-    def _check_external_hold(self, now: float) -> None:
-        """Watchdog and robot mode: latch a hold with the reason; release it once both are fine."""
-        reason = self._watchdog.check(now) if self._watchdog is not None else ''
-        monitor = self._mode_monitor
-        if not reason and monitor is not None and monitor.mode is not None and monitor.mode not in READY_MODES:
-            reason = f'robot mode {ROBOT_MODES.get(monitor.mode, monitor.mode)}: not ready to move'
-        if reason and not self._external_hold:
-            self._controller.hold(reason)
-            self._external_hold = reason
-            self.get_logger().warning(f'holding: {reason}')
-        elif not reason and self._external_hold:
-            # resume() restarts chunk execution from the measured pose.
-            self._controller.resume()
-            self.get_logger().info(f'released the hold ({self._external_hold}): joint states fresh again')
-            self._external_hold = ''
-
-    # ================================================================ error recovery
-    async def _on_recover(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        """Operator-triggered error recovery; never called by the node itself."""
-        if self._recovery is None:
-            response.success, response.message = False, f'error recovery unavailable: {self._recovery_missing}'
-        elif self._state == 'active':
-            response.success, response.message = False, (
-                'the policy node is active: deactivate it first (recovery while it streams commands '
-                'would let the arm move at once), recover, then activate (the start-up checks run again)')
-        else:
-            future = rclpy.task.Future()
-
-            def done(ok: bool, text: str) -> None:
-                if not future.done():
-                    future.set_result((ok, text))
-
-            if not self._recovery.recover(done):
-                done(False, 'an error recovery is already running')
-            if not future.done():
-                timer = self.create_timer(RECOVERY_TIMEOUT_S, lambda: done(
-                    False, f'error recovery did not finish within {RECOVERY_TIMEOUT_S} s'))
-                try:
-                    await future
-                finally:
-                    self.destroy_timer(timer)
-            response.success, response.message = future.result()
-        log = self.get_logger().info if response.success else self.get_logger().error
-        log(f'~/recover: {response.message}')
-        return response
-
-    def _publish_telemetry(self, result: CycleResult | None, reason: str, started: float) -> None:
-        c, t = self._controller, self._telemetry
-        sent, self._cmd_stamp = self._cmd_stamp, None
-        t.header.stamp = sent if sent is not None else self.get_clock().now().to_msg()
-        t.decoder_id, t.head_id, t.head_type = c.decoder_id, c.head_id, c.head_type
-        t.cycle = self._cycles
-        t.trust_region_delta = c.trust_region_delta
-        if result is None:
-            t.safety_state, t.safety_reason = SAFETY_HOLD, reason
-            t.command, t.gripper_command = [], math.nan
-            t.replanned, t.inference_ms, t.observation_age_ms = False, math.nan, math.nan
-            t.delta_sq_norm = t.guard_scale = t.latent_norm = math.nan
-        else:
-            # The joint state's own stamp (its publisher's clock), as the message defines it, so
-            # header.stamp - observation_stamp is the observation -> command latency end to end.
-            latest = self._joint_msg
-            t.observation_stamp = (latest[0].header.stamp if latest is not None
-                                   else _time_msg(result.observation_stamp_s))
-            t.chunk_count, t.chunk_index = result.chunk_count, result.chunk_index
-            t.replanned = result.replanned
-            t.inference_ms = result.inference_ms
-            t.observation_age_ms = result.observation_age_ms
-            t.delta_sq_norm, t.guard_scale = result.delta_sq_norm, result.guard_scale
-            t.latent_norm = result.latent_norm
-            t.safety_state, t.safety_reason = result.safety_state, reason
-            t.command, t.gripper_command = result.command, result.gripper
-        t.cycle_ms = (time.perf_counter() - started) * 1e3
-        self._telemetry_pub.publish(t)
-        if t.safety_state != self._last_safety or self._status_dirty:
-            self._last_safety, self._last_reason = t.safety_state, t.safety_reason
-            self._status_dirty = False
-            self._publish_status()
 
     # ================================================================ status
     def _reset_counters(self) -> None:
-        self._cycles = 0
-        self._missed = 0
+        self.cycles = 0
+        self.missed = 0
         self._last_safety = -1
         self._last_reason = ''
         self._status_dirty = False
-        self._feed_error = ''
-        self._rate_mark = (time.monotonic(), 0)
+        self._logged_reason = ''
+        self._last_log = -math.inf
+        self._suppressed = 0
+        self._brake_failures = 0
+        self._applied_faults = self.faults.generation
+        if hasattr(self, '_status'):
+            self._status.reset_rate()
 
-    def _publish_status(self) -> None:
-        pub, c = self._status_pub, self._controller
-        if pub is None or c is None:
-            return
-        s = SteeringStatus()
-        s.header.stamp = self.get_clock().now().to_msg()
-        s.lifecycle_state = self._state
-        s.decoder_id = c.decoder_id
-        s.decoder_sha256 = c.decoder.sha256 if c.decoder is not None else ''
-        s.head_id, s.head_type = c.head_id, c.head_type
-        s.head_path = '' if self._head_path == NO_HEAD else self._head_path
-        s.head_sha256 = c.head.sha256 if c.head is not None else ''
-        s.providers = c.providers
-        s.policy_rate_hz = c.policy_rate_hz
-        s.command_rate_hz = 1.0 / self._period
-        now, cycles = time.monotonic(), self._cycles
-        mark_t, mark_c = self._rate_mark
-        if now - mark_t >= 0.5:
-            self._achieved = (cycles - mark_c) / (now - mark_t) if self._state == 'active' else 0.0
-            self._rate_mark = (now, cycles)
-        s.achieved_rate_hz = getattr(self, '_achieved', 0.0)
-        s.cycles, s.missed_cycles = cycles, self._missed
-        s.head_swaps = c.head_swaps
-        s.last_swap_error = self._last_swap_error
-        s.safety_state = max(self._last_safety, 0)
-        s.safety_reason = self._last_reason
-        pub.publish(s)
+    @property
+    def safety_reason(self) -> str:
+        """Why the node last held or refused to activate ('' when it did not)."""
+        return self._last_reason
 
-    def _publish_status_unconfigured(self) -> None:
-        if self._status_pub is not None:
-            s = SteeringStatus(lifecycle_state='unconfigured', head_id='none', head_type='none')
-            s.header.stamp = self.get_clock().now().to_msg()
-            self._status_pub.publish(s)
+    def report_refusal(self, reason: str) -> None:
+        """Put a refusal (activation, autostart) into ~/status."""
+        self._last_safety, self._last_reason = SAFETY_HOLD, reason
+        self.publish_status()
 
-    def _now_s(self) -> float:
+    def publish_status(self) -> None:
+        s = self.settings
+        self._status.publish(
+            state=self.state, c=self.controller, head_path='' if self._head_path == NO_HEAD else self._head_path,
+            period_s=s.period_s if s is not None else 0.01, cycles=self.cycles, missed=self.missed,
+            last_swap_error=self._last_swap_error, safety_state=self._last_safety,
+            safety_reason=self._last_reason)
+
+    def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
-
-
-def _duration(seconds: float) -> Duration:
-    ns = int(round(seconds * 1e9))
-    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def _seconds(stamp: Time) -> float:
-    return stamp.sec + 1e-9 * stamp.nanosec
-
-
-def _time_msg(seconds: float) -> Time:
-    if not math.isfinite(seconds):
-        return Time()
-    ns = int(seconds * 1e9)
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 # No EventsExecutor: it ignores callback groups, so it would take the joint states meant for the
@@ -908,7 +791,8 @@ def main(args: list[str] | None = None) -> None:
                      help='executor serving services, parameters, /clock and the status timer (not '
                           'the control loop and its inputs, which have their own thread)')
     cli.add_argument('--autostart', action='store_true',
-                     help='configure and activate at start (for launches without a lifecycle manager)')
+                     help='configure, then activate once joint states (and readiness) arrive, '
+                          'retrying until startup_timeout_s (for launches without a lifecycle manager)')
     opts = cli.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
     # The GIL is handed over every 5 ms by default: too coarse for a 100 Hz control thread that
     # shares the interpreter with a head being loaded in the executor thread.
@@ -931,17 +815,16 @@ def main(args: list[str] | None = None) -> None:
         finally:
             stop.set()
 
-    # Autostart before the executor runs, so no service call can race these transitions.
-    if opts.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-        node.trigger_activate()
     spinner = threading.Thread(target=spin, name='executor', daemon=True)
     spinner.start()
+    if opts.autostart:
+        autostart(node, executor, stop)
     while not stop.wait(0.5):
         pass
     # Executor first, so no transition races the shutdown one; then the arm holds; then DDS.
-    executor.shutdown(timeout_sec=2.0)
     spinner.join(2.0)
-    if node._state != 'finalized':
+    executor.shutdown(timeout_sec=1.0)
+    if node.state != 'finalized':
         node.trigger_shutdown()
     node.destroy_node()
     rclpy.try_shutdown()

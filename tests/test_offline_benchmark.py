@@ -1,0 +1,41 @@
+"""training/checks/ogbench_cube_single.py on a tiny budget: the package's oracle regenerates play data,
+each task's relabelled copy trains (one frozen decoder shared by the tasks), and the exported ONNX
+decoder + head are evaluated with BC beside them in the single-task envs through SteeredPolicy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CHECK = Path(__file__).resolve().parents[1] / "training" / "checks" / "ogbench_cube_single.py"
+
+
+@pytest.mark.slow
+def test_the_benchmark_command_regenerates_trains_and_evaluates(tmp_path):
+    out = tmp_path / "cube"
+    r = subprocess.run([sys.executable, "-W", "ignore", str(CHECK), "--out", str(out), "--play-episodes", "2",
+                        "--episode-steps", "30", "--workers", "1", "--tasks", "1", "2", "--seeds", "0",
+                        "--train-steps", "4", "--eval-every", "4", "--eval-episodes", "1",
+                        "--decoder-training", "frozen", "--decoder-steps", "4"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["generation"]["rows"] == 60 and res["generation"]["env_steps_per_s_per_process"] > 0
+    assert [(run["task"], run["seed"]) for run in res["runs"]] == [(1, 0), (2, 0)]
+    for run in res["runs"]:
+        assert [c["step"] for c in run["curve"]] == [4]
+        for label in ("lps", "bc"):
+            final = run["final"][label]
+            assert final["episodes"] == 1 and final["env"] == f"cube-single-singletask-task{run['task']}-v0"
+        assert run["steps_per_s"] > 0
+    # The first task fits the decoder; the second reuses it (the play data is the same for every task).
+    assert res["runs"][0]["decoder_from"] == "fitted here"
+    assert res["runs"][1]["decoder_from"] == str(out / "runs" / "task1_s0" / "decoder.pt")
+    assert 0.0 <= res["mean_lps_success"] <= 1.0 and res["command"].endswith("--decoder-steps 4")
+    assert (out / "curves.png").stat().st_size > 5000
+    for task in (1, 2):
+        assert (out / "runs" / f"task{task}_s0" / "heads" / "lps.json").is_file()
