@@ -449,10 +449,15 @@ class Suite:
         ok = self.client.change_state(NODE, 'activate', 20.0)
         return t, note + ('deactivate/activate' if ok else f'activate refused: {self.last_reason()}')
 
-    def start_episode(self, run_in: float = 1.0) -> float:
-        """Deactivated node, arm reset at the ready pose, activated, moving for `run_in` s."""
+    def start_episode(self, run_in: float = 1.0, seed: int = 0) -> float:
+        """Deactivated node, arm reset at the ready pose, activated, moving for `run_in` s.
+
+        The policy's noise restarts from `seed` as an evaluation episode's does, so what a probe
+        sees of the policy does not depend on the probes that ran before it.
+        """
         self.ensure()
         self.reset_robot()
+        self.client.set_parameters(NODE, {'noise_seed': seed}, 20.0)
         time.sleep(0.15)
         t = self.activate()
         time.sleep(run_in)
