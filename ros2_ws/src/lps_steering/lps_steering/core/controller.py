@@ -266,8 +266,6 @@ class SteeringController:
         self.guard_scaled_chunks = 0
         self._latched_hold: str = ""
         self._own_fault = False  # a fault the core found latched (not only a caller's hold())
-        self._last_step_s = -math.inf  # time of the previous step() and the gap to it
-        self._step_gap_s = math.inf
         self._layout: _Layout | None = None
         self._last_output: PolicyOutput | None = None
         self._last_sent: np.ndarray | None = None
@@ -391,7 +389,6 @@ class SteeringController:
         try:
             if not (isinstance(now_s, numbers.Real) and math.isfinite(now_s)):
                 return self._fault(f"clock: cycle time must be a finite number of seconds, got {now_s!r}")
-            self._step_gap_s, self._last_step_s = now_s - self._last_step_s, now_s
             stamp = now_s if measured_stamp_s is None else measured_stamp_s
             try:
                 measured = self.measurement.check(measured_q, stamp, self._last_sent, now_s)
@@ -418,15 +415,10 @@ class SteeringController:
             return self._fault(str(exc), measured)
         if self._restart_from_measured:
             if np.any(self.safety.velocity != 0.0):
-                if 0.0 <= self._step_gap_s <= 2.5 * self.safety.dt:
-                    # The measurement trails a moving command by the tracking lag: re-anchoring
-                    # there while the brake still has speed would reverse the stream in one period
-                    # (a discontinuity reflex on a Franka). The brake finishes first.
-                    return self._hold_result("braking to rest before restarting from the measured joints",
-                                             measured)
-                # No cycle ran for longer than a brake period (a dead or restarted simulator, a
-                # stalled loop): the brake stream is stale and the arm is wherever it is measured.
-                self.safety.reset()
+                # The measurement trails a moving command by the tracking lag: re-anchoring there
+                # while the brake still has speed would reverse the stream in one period (a
+                # discontinuity reflex on a Franka). The brake finishes first.
+                return self._hold_result("braking to rest before restarting from the measured joints", measured)
             self.safety.restart_from(measured)
             self.executor.reset()
             self._restart_from_measured = False
