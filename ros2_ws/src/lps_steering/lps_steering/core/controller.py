@@ -265,7 +265,6 @@ class SteeringController:
         self.head_swaps = 0
         self.guard_scaled_chunks = 0
         self._latched_hold: str = ""
-        self._own_fault = False  # a fault the core found latched (not only a caller's hold())
         self._layout: _Layout | None = None
         self._last_output: PolicyOutput | None = None
         self._last_sent: np.ndarray | None = None
@@ -311,7 +310,6 @@ class SteeringController:
         self.chunk_count = 0
         self.guard_scaled_chunks = 0
         self._latched_hold = ""
-        self._own_fault = False
         self._last_output = None
         self._last_sent = None
         self._restart_from_measured = False
@@ -414,11 +412,6 @@ class SteeringController:
         except ObservationError as exc:
             return self._fault(str(exc), measured)
         if self._restart_from_measured:
-            if np.any(self.safety.velocity != 0.0):
-                # The measurement trails a moving command by the tracking lag: re-anchoring there
-                # while the brake still has speed would reverse the stream in one period (a
-                # discontinuity reflex on a Franka). The brake finishes first.
-                return self._hold_result("braking to rest before restarting from the measured joints", measured)
             self.safety.restart_from(measured)
             self.executor.reset()
             self._restart_from_measured = False
@@ -443,7 +436,6 @@ class SteeringController:
             self._restart_from_measured = True
             if res.fault:
                 self._latch(res.reason)
-                self._own_fault = True
         self._note_sent(res.q)
         age = now_s - self.assembler.newest_stamp
         return CycleResult(
@@ -487,7 +479,6 @@ class SteeringController:
     def _fault(self, reason: str, measured: np.ndarray | None = None) -> CycleResult:
         """Latch a fault and brake (never raises; falls back to the last plausible reading)."""
         self._latch(reason)
-        self._own_fault = True
         try:
             if self.executor is not None:
                 self.executor.reset()
@@ -522,7 +513,6 @@ class SteeringController:
         simulator restarted during the hold, or an arm moved by hand, is not judged against
         readings from before. A fault that is still there latches again on the next cycle."""
         self._latched_hold = ""
-        self._own_fault = False
         self._restart_from_measured = True
         self._last_sent = None
         if self.executor is not None:
@@ -538,7 +528,6 @@ class SteeringController:
         arm no longer stands at.
         """
         self._latched_hold = ""
-        self._own_fault = False
         self._restart_from_measured = False
         self._last_sent = None
         if self.executor is not None:
@@ -566,12 +555,6 @@ class SteeringController:
     def holding(self) -> str:
         """Reason of the latched hold, empty when not holding."""
         return self._latched_hold
-
-    @property
-    def own_fault(self) -> bool:
-        """A fault the core found itself is latched: only resume() releases it, whatever the caller's
-        own hold() reasons do (a caller releasing its stale-input hold must not release this)."""
-        return self._own_fault
 
     @property
     def at_rest(self) -> bool:

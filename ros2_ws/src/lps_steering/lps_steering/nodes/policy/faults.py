@@ -41,13 +41,11 @@ class FaultBoard:
                 self._present[source] = reason
                 if source not in self._latched:
                     self.generation += 1
-                    if stale:
-                        self._stale.add(source)
-                elif not stale:
-                    # A cause that is not staleness seen while latched: only ~/resume releases it,
-                    # even if the source later goes silent and comes back.
-                    self._stale.discard(source)
                 self._latched[source] = reason
+                if stale:
+                    self._stale.add(source)
+                else:
+                    self._stale.discard(source)
             elif source in self._present:
                 del self._present[source]
                 if self.auto_resume_stale and source in self._stale and source in self._latched:
