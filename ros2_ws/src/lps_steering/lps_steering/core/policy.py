@@ -35,12 +35,13 @@ _ORT_DTYPES = {"float32": "tensor(float)"}
 NO_HEAD = "none"
 
 # Default run-time guard of LP-DS heads, as a multiple of the head's trust region delta. The
-# trust region bounds the *mean* ||Delta||^2; single states exceed it. Over the 1245 chunks of 40
-# nominal sim episodes through this controller (seeds 100000-100039) the shipped head (delta = 4)
-# gave ||Delta||^2 at p50 0.30 delta, p99 3.6 delta, p99.9 4.8 delta, max 5.2 delta. A guard of 6
-# delta scales none of them, so the head's success is unchanged, while a head whose residual
-# runs away off its training distribution is held to ||Delta|| <= sqrt(6 delta) (4.9 for the
-# shipped head, against the latent sphere's radius 8).
+# trust region bounds the *mean* ||Delta||^2; single states exceed it. In `make demo` (through ROS,
+# 28 LP-DS episodes) the shipped head (delta = 4) gave ||Delta||^2 mean 2.1 and p95 7.5, i.e. 0.5 and
+# 1.9 delta (training/checks/results/make_demo/make_demo_report.md); the fault suite's
+# `guard_on_by_default` probe (`scripts/with-env python scripts/fault_probes.py --only guard`)
+# counts the cycles a guard scales: 0. A guard of 6 delta leaves the head's success unchanged, while
+# a head whose residual runs away off its training distribution is held to ||Delta|| <= sqrt(6 delta)
+# (4.9 for the shipped head, against the latent sphere's radius 8).
 DEFAULT_GUARD = 6.0
 
 # A head whose warm-up residuals average more than this many times its declared trust region is
