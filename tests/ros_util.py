@@ -23,6 +23,7 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue, SetParametersResult
 from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -181,6 +182,10 @@ class RosClient:
         while self.context.ok():
             try:
                 self.executor.spin_once(timeout_sec=0.05)
+            except InvalidHandle:
+                # A publisher or subscription the test destroyed while this thread waited on it:
+                # the executor builds its wait set afresh on the next call.
+                continue
             except Exception:  # context shut down under the executor at teardown
                 if self.context.ok():
                     raise
@@ -197,19 +202,40 @@ class RosClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, srv_type: type, name: str, request: Any, timeout: float = 10.0) -> Any:
+    def call(self, srv_type: type, name: str, request: Any, timeout: float = 10.0,
+             resend_every: float | None = None) -> Any:
+        """One service call; `resend_every` repeats the request (idempotent services only).
+
+        A server that was just restarted under the same name is matched by `wait_for_service`
+        through its dead predecessor's endpoints until their DDS lease runs out, and a request
+        written before the new server's reader matched is never delivered: the call would wait
+        for an answer that cannot come. Repeating the request reaches the new server.
+        """
         key = (srv_type, name)
         if key not in self._clients:
             self._clients[key] = self.node.create_client(srv_type, name)
         client = self._clients[key]
+        deadline = time.monotonic() + timeout
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f'service {name} not available after {timeout} s')
         done = threading.Event()
-        future = client.call_async(request)
-        future.add_done_callback(lambda _f: done.set())
-        if not done.wait(timeout):
-            raise TimeoutError(f'service {name} did not answer in {timeout} s')
-        return future.result()
+        futures: list[Any] = []
+        while not done.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                for f in futures:
+                    client.remove_pending_request(f)
+                raise TimeoutError(f'service {name} did not answer in {timeout} s '
+                                   f'({len(futures)} request(s) sent)')
+            future = client.call_async(request)
+            future.add_done_callback(lambda _f: done.set())
+            futures.append(future)
+            done.wait(left if resend_every is None else min(left, resend_every))
+        answered = next(f for f in futures if f.done())
+        for f in futures:
+            if f is not answered and not f.done():
+                client.remove_pending_request(f)
+        return answered.result()
 
     def change_state(self, node: str, transition: str, timeout: float = 20.0) -> bool:
         req = ChangeState.Request()
@@ -217,16 +243,17 @@ class RosClient:
         return self.call(ChangeState, f'{node}/change_state', req, timeout).success
 
     def get_state(self, node: str, timeout: float = 10.0) -> str:
-        return self.call(GetState, f'{node}/get_state', GetState.Request(), timeout).current_state.label
+        return self.call(GetState, f'{node}/get_state', GetState.Request(), timeout,
+                         resend_every=2.0).current_state.label
 
     def set_parameters(self, node: str, values: dict[str, Any], timeout: float = 20.0) -> list[SetParametersResult]:
         req = SetParameters.Request()
         req.parameters = [Parameter(name=k, value=_param_value(v)) for k, v in values.items()]
-        return list(self.call(SetParameters, f'{node}/set_parameters', req, timeout).results)
+        return list(self.call(SetParameters, f'{node}/set_parameters', req, timeout, resend_every=2.0).results)
 
     def get_parameter(self, node: str, name: str, timeout: float = 10.0) -> ParameterValue:
         req = GetParameters.Request(names=[name])
-        return self.call(GetParameters, f'{node}/get_parameters', req, timeout).values[0]
+        return self.call(GetParameters, f'{node}/get_parameters', req, timeout, resend_every=2.0).values[0]
 
     def wait_for_node(self, node: str, timeout: float = 20.0) -> None:
         """Blocks until the node's lifecycle services answer (the process is up and discovered)."""

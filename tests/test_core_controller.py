@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from lps_steering.core.controller import ControllerConfig, SteeringController
+from lps_steering.core.controller import BRAKING_FIRST, ControllerConfig, CycleResult, SteeringController
 from lps_steering.core.manifest import ManifestError
 from lps_steering.core.policy import SteeredPolicy
 from lps_steering.core.safety import SAFETY_LIMITED, SAFETY_OK
@@ -82,6 +82,18 @@ def test_chunk_targets_are_deltas_from_the_observed_joints(tiny_models):
     np.testing.assert_allclose(c.executor.targets, expected, atol=1e-6)
 
 
+def _released(c: SteeringController, q: np.ndarray, t: float) -> CycleResult:
+    """Cycles from `t` on until the hold is released: a brake that began at the hold finishes first."""
+    for _ in range(50):
+        _observe(c, q, t)
+        r = c.step(t, q)
+        if not r.held:
+            break
+        assert not r.latched and r.safety_reason == BRAKING_FIRST, r.safety_reason
+        t += 0.01
+    return r
+
+
 def test_stale_observation_latches_until_resume_and_restarts_from_measured(tiny_models):
     c = _controller(tiny_models)
     q, results = _run(c, READY, 0.0, 30)
@@ -100,8 +112,7 @@ def test_stale_observation_latches_until_resume_and_restarts_from_measured(tiny_
     r = c.step(0.7, moved)
     assert r.held and "stale" in r.safety_reason
     c.resume()
-    _observe(c, moved, 0.71)
-    r = c.step(0.71, moved)
+    r = _released(c, moved, 0.71)
     assert r.replanned and not r.held
     assert np.abs(r.command - moved).max() <= c.safety.step_max.max() + 1e-12
 
@@ -119,8 +130,7 @@ def test_stale_observation_resumes_by_itself_when_configured(tiny_models):
     r = c.step(0.6, q)
     assert r.held and r.latched and "`gripper_width` is not finite" in r.safety_reason
     c.resume()
-    _observe(c, q, 0.7)
-    r = c.step(0.7, q)
+    r = _released(c, q, 0.7)
     assert r.replanned and not r.held
 
 

@@ -174,6 +174,53 @@ def test_first_command_after_resume_starts_from_the_measured_pose():
     assert not arm.results[-1].held
 
 
+def test_resume_during_a_brake_finishes_the_brake_before_restarting_from_measured():
+    """The measurement trails a moving command; re-anchoring there at speed would reverse the stream."""
+    c = controller()
+    arm = Arm(c)
+    arm.run(120)
+    assert np.abs(c.safety.velocity).max() > 0.05, "the arm should be moving before the fault"
+    last = c.safety.last_command
+    c.hold("operator stop")
+    braking = [arm.cycle()]
+    c.resume()  # asked at once, while the brake still has speed
+    while braking[-1].held and len(braking) < 300:
+        measured = arm.q.copy()
+        braking.append(arm.cycle())
+    first = braking.pop()
+    assert not first.held, "the arm must move again once the brake has finished"
+    # Until then the stream only brakes: per joint, no reversal and no speed-up.
+    steps = np.diff(np.array([last] + [r.command for r in braking]), axis=0)
+    assert np.all(steps[1:] * steps[:-1] >= -1e-15), "a braking stream reversed"
+    assert np.all(np.abs(steps[1:]) <= np.abs(steps[:-1]) + 1e-12), "a braking stream sped up"
+    assert np.abs(braking[-1].velocity).max() == 0.0
+    # ... and then it starts from where the arm is.
+    assert np.abs(first.command - measured).max() <= c.safety.step_max.max() + 1e-12
+
+
+def test_a_restarted_simulation_holds_where_its_arm_is_not_where_the_commands_were():
+    """forget_commands(): the brake of the old commands would be a jump for the new arm."""
+    c = controller()
+    arm = Arm(c)
+    arm.run(120)
+    assert np.abs(c.safety.velocity).max() > 0.05, "the arm should be moving before the restart"
+    c.hold("the simulation restarted")
+    c.forget_commands()
+    # The new simulation starts its arm at rest somewhere else, with its clock from zero.
+    elsewhere = READY + np.array([0.1, -0.1, 0.05, 0.1, 0.0, 0.1, -0.1])
+    arm.q, arm.t = elsewhere.copy(), 0.0
+    held = arm.run(20)
+    assert all(r.held and r.latched and r.sendable for r in held)
+    for r in held:
+        np.testing.assert_array_equal(r.command, elsewhere)  # stands where the new arm is
+    c.resume()
+    r = arm.cycle()
+    assert not r.held, r.safety_reason
+    assert np.abs(r.command - elsewhere).max() <= c.safety.step_max.max() + 1e-12
+    arm.run(100)
+    assert_safe(c, held + arm.results[-101:])  # the new arm's stream: no jump anywhere in it
+
+
 @pytest.mark.parametrize("obj", [(5.0, 0.0, 0.03), (-3.0, -3.0, -2.0), (1e6, 1e6, 1e6)])
 def test_hostile_object_positions_never_leave_the_box(obj):
     c = controller()
@@ -286,7 +333,12 @@ def test_future_stamp_holds_until_stamps_are_sane_without_latching():
     arm.run(40)
     r = arm.cycle(stamp=arm.t + 100.0)
     assert r.held and not r.latched and "in the future" in r.safety_reason and r.sendable
-    measured = arm.q.copy()
-    r = arm.cycle(stamp=arm.t)
+    # Sane stamps again: the brake that began finishes, then the stream restarts from the arm.
+    for _ in range(100):
+        measured = arm.q.copy()
+        r = arm.cycle(stamp=arm.t)
+        if not r.held:
+            break
+        assert not r.latched and "braking to rest" in r.safety_reason
     assert not r.held and np.abs(r.command - measured).max() <= c.safety.step_max.max() + 1e-12
     np.testing.assert_allclose(r.velocity, c.safety.velocity)

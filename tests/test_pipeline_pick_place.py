@@ -16,7 +16,7 @@ import torch
 from lps_sim.tasks import make_task
 from lps_steering.core.controller import SteeringController
 from lps_steering.core.kinematics import tcp_position
-from lps_steering.core.manifest import ManifestError, load_manifest
+from lps_steering.core.manifest import ManifestError, load_manifest, sha256_file
 from lps_steering.core.observation import ObservationAssembler
 from lps_steering.core.policy import SteeredPolicy, load_model
 from lps_train import lpds, meanflow
@@ -422,6 +422,19 @@ def test_import_decoder_rebuilds_the_exported_weights_from_another_run(pipeline,
         main(["export", "--checkpoint", str(head), "--decoder-onnx", str(other_onnx), "--out", str(tmp_path / "h.onnx")])
     assert main(["export", "--checkpoint", str(head), "--decoder-onnx", str(pipeline["onnx"]),
                  "--out", str(tmp_path / "h.onnx")]) == 0
+    # A head trained through a decoder of its own run is checked against the .onnx numerically:
+    # another training run's .onnx of the same architecture is refused, its own is recorded.
+    own = tmp_path / "own_head.pt"
+    torch.save({"head_type": "lps", "head": torch.nn.Linear(17, 64), "decoder": str(pipeline["ckpt"]),
+                "task": "pick_place", "config": {}, "command": "test", "train_wall_s": 0.0, "seed": 0}, own)
+    with pytest.raises(SystemExit, match="not the decoder the head was trained through"):
+        main(["export", "--checkpoint", str(own), "--decoder-onnx", str(other_onnx), "--out", str(tmp_path / "o.onnx")])
+    assert main(["export", "--checkpoint", str(own), "--decoder-onnx", str(pipeline["onnx"]),
+                 "--out", str(tmp_path / "o.onnx")]) == 0
+    metrics = load_manifest(tmp_path / "o.onnx").provenance.metrics
+    assert metrics["decoder_parity_max_abs_err"] <= 1e-4
+    assert metrics["decoder_demos_sha256"] == [sha256_file(pipeline["demos"])]
+    assert metrics["decoder_config"]["hidden"] == 32 and metrics["decoder_config"]["steps"] == 15
 
     wide = tmp_path / "wide.pt"
     assert main(["train-base", "--demos", str(pipeline["demos"]), "--meanflow.steps", "1", "--meanflow.hidden", "48",

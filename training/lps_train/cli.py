@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 import tyro
+from lps_steering.core.manifest import sha256_file
 
 from lps_train import dsrl, flow, lpds, lps, meanflow
 from lps_train.checkpoints import load_decoder
@@ -228,7 +229,8 @@ def cmd_train_base(a: TrainBase, command: str) -> None:
     t0 = time.perf_counter()
     dec = module.train(cfg, obs, acts, logger=log)
     wall = time.perf_counter() - t0
-    extra = {"env": source, "demos": " ".join(a.demos), "rows": int(len(obs)), "successful_only": a.successful_only,
+    extra = {"env": source, "demos": " ".join(a.demos), "demos_sha256": [sha256_file(f) for f in a.demos],
+             "rows": int(len(obs)), "successful_only": a.successful_only,
              "observation": observation, "command": command, "train_wall_s": round(wall, 1)}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     module.save_decoder(a.out, dec, norm, cfg, extra=extra)
@@ -384,7 +386,8 @@ def cmd_export(a: Export, command: str) -> None:
                   chunk_length=CHUNK_LENGTH, policy_rate_hz=POLICY_RATE_HZ, command=command,
                   metrics=metrics)
     if is_decoder:
-        metrics |= {"demos": made.get("demos", ""), "demo_rows": made.get("rows")}
+        metrics |= {"demos": made.get("demos", ""), "demos_sha256": made.get("demos_sha256"),
+                    "demo_rows": made.get("rows")}
         m = write_manifest(path, kind="decoder", name=f"pick_place_{module.decoder_type}",
                            decoder_type=module.decoder_type, latent_geometry=module.latent_geometry,
                            seed=ckpt["config"].get("seed"), **common)
@@ -406,6 +409,25 @@ def cmd_export(a: Export, command: str) -> None:
         if dm.decoder_type != dec_type:
             raise SystemExit(f"--decoder-onnx {decoder_onnx}: `decoder_type` must be {dec_type!r} (the head's "
                              f"training decoder), got {dm.decoder_type!r}")
+        # The head is bound to the .onnx by its hash; this is where that binding is earned: the
+        # decoder the head was trained through must compute what the .onnx computes, and see
+        # observations normalised the same way.
+        dec_module = load_decoder(ckpt["decoder"])[0]
+        dec_err = parity_check(dec_module, decoder_onnx, n=1000)
+        if dec_err > 1e-4:
+            raise SystemExit(f"--decoder-onnx {decoder_onnx}: not the decoder the head was trained through "
+                             f"({ckpt['decoder']}): outputs differ by {dec_err:.2e} > 1e-4 on 1000 random inputs")
+        for name, mine, theirs in (("observation mean", norm.obs_mean, dm.observation.mean),
+                                   ("observation std", norm.obs_std, dm.observation.std),
+                                   ("action mean", norm.act_mean, dm.action.mean),
+                                   ("action std", norm.act_std, dm.action.std)):
+            if not np.allclose(np.asarray(mine, float), np.asarray(theirs, float), rtol=1e-5, atol=1e-7):
+                raise SystemExit(f"--decoder-onnx {decoder_onnx}: its {name} is not that of the decoder the "
+                                 f"head was trained through ({ckpt['decoder']})")
+        dec_extra = dec_ckpt.get("extra", {})
+        metrics |= {"decoder_parity_max_abs_err": dec_err, "decoder_config": dec_ckpt.get("config", {}),
+                    "decoder_train_command": dec_extra.get("command", ""),
+                    "decoder_demos_sha256": dec_extra.get("demos_sha256")}
         m = write_manifest(path, kind="head", name=f"pick_place_{ckpt['head_type']}",
                            head_type=ckpt["head_type"], latent_geometry=dm.latent_geometry,
                            trust_region_delta=ckpt["config"].get("trust_region_delta"),

@@ -10,8 +10,8 @@ observation or command, an error inside the cycle, an observation gone stale unl
 `resume_after_stale`, or an explicit `hold`) is latched: the arm brakes to rest and stays there
 until `resume()` (or `reset()` on activation), because nothing that happened during the fault
 says the arm may move again. A *wait* (an observation not received yet) releases by itself. After
-every hold of either kind the next command starts from the measured joints, not from the
-command history the arm may no longer stand at.
+every hold of either kind, once its brake is at rest, the next command starts from the measured
+joints, not from the command history the arm may no longer stand at.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ from .policy import (
 from .robot import ARM_DOF, RobotLimits
 from .safety import SAFETY_HOLD, SAFETY_LIMITED, SafetyFilter, SafetyResult
 
-__all__ = ["ARM_DOF", "NO_HEAD", "ControllerConfig", "CycleResult", "SteeringController"]
+__all__ = ["ARM_DOF", "BRAKING_FIRST", "NO_HEAD", "ControllerConfig", "CycleResult", "SteeringController"]
+
+BRAKING_FIRST = "braking to rest before restarting from the measured joints"
 
 
 @dataclass
@@ -412,6 +414,11 @@ class SteeringController:
         except ObservationError as exc:
             return self._fault(str(exc), measured)
         if self._restart_from_measured:
+            if not self.safety.at_rest:
+                # The measurement trails a moving command by the tracking lag: re-anchoring there
+                # while the brake still has speed would reverse the stream in one period (a
+                # discontinuity reflex on a Franka). The brake finishes first.
+                return self._hold_result(BRAKING_FIRST, measured)
             self.safety.restart_from(measured)
             self.executor.reset()
             self._restart_from_measured = False
@@ -487,8 +494,8 @@ class SteeringController:
         return self._hold_result(reason, measured, fault=reason)
 
     def _hold_result(self, reason: str, measured: np.ndarray | None, fault: str = "") -> CycleResult:
-        """Brake this cycle. Without a command history the arm stays at the measurement (the
-        current one if plausible, else the last plausible one); NaN only if neither exists."""
+        """Brake this cycle. Without a command history the arm is held where it is measured (the
+        current reading if plausible, else the last plausible one); NaN only if neither exists."""
         if measured is None and self.measurement is not None:
             measured = self.measurement.last_reading
         res = self.safety.hold(reason, measured)
@@ -528,6 +535,15 @@ class SteeringController:
         arm no longer stands at.
         """
         self._latched_hold = ""
+        self.forget_commands()
+
+    def forget_commands(self) -> None:
+        """The arm no longer stands where the commands left it (its simulation restarted): drop
+        the command and measurement history, keep any latched hold.
+
+        A brake continued from the old commands would be a jump for the arm; without history a
+        hold stands at the measured joints, at rest, and steering later starts from there.
+        """
         self._restart_from_measured = False
         self._last_sent = None
         if self.executor is not None:

@@ -137,8 +137,8 @@ class SafetyFilter:
         A command history that the arm no longer follows (it was stopped by its own controller,
         pushed, or the reading was wrong while the hold lasted) must not be continued: the next
         output starts at the measurement, at most one period's allowed step from it. Velocity and
-        acceleration are kept while a brake is still under way (zero once at rest), so a brief
-        hold does not turn into a velocity jump.
+        acceleration are kept: the controller restarts only once a brake is at rest (re-anchoring
+        at speed on a measurement that trails the command would reverse the stream).
         """
         q = np.asarray(measured_q, dtype=np.float64).reshape(-1)
         if q.shape != (ARM_DOF,) or not np.all(np.isfinite(q)):
@@ -166,7 +166,8 @@ class SafetyFilter:
         return bool(np.all(self.velocity == 0.0) and np.all(self._a == 0.0))
 
     def hold(self, reason: str, measured_q: np.ndarray | None = None, fault: bool = False) -> SafetyResult:
-        """Refuse this cycle: return the last safe command, else the measured position.
+        """Refuse this cycle: return the last safe command, else the measured position (which
+        becomes the command held from then on).
 
         If neither exists, q is NaN and the caller must not send anything. In jerk-limited mode
         the returned q decelerates from the last command to rest over the next calls instead.
@@ -181,6 +182,11 @@ class SafetyFilter:
             q = _finite_joints(measured_q)
             if q is None:
                 q = np.full(ARM_DOF, math.nan)
+            else:
+                # Without a history the hold anchors at this reading, at rest: holding at each new
+                # reading would chase the arm (and its sensor noise) instead of holding it.
+                self._commit(q, np.zeros(ARM_DOF), np.zeros(ARM_DOF))
+                self._path_inside = False
         return SafetyResult(q=q, gripper=self._last_gripper, state=SAFETY_HOLD, reason=reason, fault=fault)
 
     def filter(self, command_q: np.ndarray, gripper: float | None,

@@ -151,6 +151,7 @@ class PolicyNode(LifecycleNode):
         self._pending_resume = False
         self._resume_waiters: list[tuple[list[str], threading.Event]] = []
         self._resume_cycle = False
+        self._restarts_seen = 0
         self._node_hold = ''
         self._head_path = NO_HEAD
         self._last_swap_error = ''
@@ -265,6 +266,7 @@ class PolicyNode(LifecycleNode):
             # has seen the /clock of that step, or any /clock at all after a restart).
             StateWatchdog(s.watchdog_timeout_s, None if s.sim_time else s.future_tolerance_s),
             self.now_s, s.sim_time)
+        self._restarts_seen = 0
         self._uses_velocity = 'arm_joint_velocities' in sources
         self._uses_gripper = 'gripper_width' in sources
         self._readiness = (ReadinessInput(self, s.readiness_topic, s.readiness_timeout_s)
@@ -570,6 +572,10 @@ class PolicyNode(LifecycleNode):
         # Every refusal since the last cycle holds in this one, even when a good message followed.
         faults.report('input', inp.fault())
         faults.report('restart', inp.restart_fault())
+        if inp.restarts != self._restarts_seen:
+            # The restarted simulation's arm is not where the commands left the old one.
+            self._restarts_seen = inp.restarts
+            c.forget_commands()
         faults.report('watchdog', inp.watchdog.check(now), stale=True)
         if self._readiness is not None:
             reason, stale = self._readiness.fault()

@@ -57,6 +57,7 @@ class ObservationInputs:
         self._clock = (self.wait_set.subscribe(Clock, '/clock', CLOCK_QOS, wakes=False) if sim_time else None)
         self.sim_clock_s = float('nan')            # newest /clock taken here (sim time only)
         self.restart = ''                          # why the history was dropped (see the module doc)
+        self.restarts = 0                          # simulation restarts seen so far
         self._restart_unseen = ''                  # a restart no cycle has reported yet
         self.reset()
 
@@ -103,6 +104,7 @@ class ObservationInputs:
     def _restarted(self, before: float, now: float) -> None:
         self.reset()
         self.watchdog.reset()
+        self.restarts += 1
         self.restart = self._restart_unseen = (
             f'sim time went back from {before:.3f} s to {now:.3f} s (the simulation restarted): '
             'every input from before it is forgotten')

@@ -1,9 +1,10 @@
 """The control thread's loops: when a cycle runs. What a cycle does is `PolicyNode.cycle`.
 
 trigger=timer: the thread waits for joint states until absolute deadlines on the steady clock,
-or on the ROS clock when use_sim_time is set. trigger=observation: one cycle per received joint
-state, run as soon as it is taken. A missed cycle is one that starts more than one command
-period after its deadline.
+or on the ROS clock when use_sim_time is set; deadlines already lost are skipped (and counted as
+missed), never caught up in a burst. trigger=observation: one cycle per received joint state, run
+as soon as it is taken. A missed cycle is one that starts more than one command period after its
+deadline.
 
 Every wait is bounded in steady time and ends on a stop request, so stopping never waits for a
 sim clock. Under sim time, a /clock that stops advancing for `watchdog_timeout_ms` makes the
@@ -95,6 +96,16 @@ class ControlLoops:
                     r.take_inputs()
                     r.cycle((waiter.now_ns() - deadline) * 1e-9)
                     deadline += period_ns
+                    behind = waiter.now_ns() - deadline
+                    if behind > period_ns:
+                        # As on steady time: a burst of catch-up commands would reach a
+                        # real-time sim within one of its periods, a jump for its arm. A lag
+                        # beyond the stall timeout is the clock catching up (the first /clock
+                        # after start), not cycles this loop missed.
+                        lost = behind // period_ns
+                        if behind <= stall_s * 1e9:
+                            r.missed += lost
+                        deadline += lost * period_ns
                     continue
                 silent = waiter.stalled_for()
                 if silent > stall_s:
