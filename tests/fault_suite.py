@@ -67,8 +67,11 @@ STEP_TOL = 1e-6                 # rounding of float64 -> message -> float64
 MEASURED_TOL = 1e-3             # the arm at rest converges on its last command exponentially
 LATENCY_INPUT = 2               # malformed or non-finite input: periods until the brake
 LATENCY_STALE = WATCHDOG_PERIODS + LATENCY_INPUT
-# A second publisher is seen in the ROS graph, not in a message: allowed up to one second.
-LATENCY_GRAPH = 100
+# A second publisher is seen in the ROS graph, not in a message: the node learns of it by its own
+# DDS discovery of the other participant, which on a loaded 2-core machine took up to 1.3 s after
+# the intruder had matched the arm (`fault_probes.py --only second_publisher`), plus one check
+# period (publisher_check_hz 2). Allowed up to two seconds.
+LATENCY_GRAPH = 200
 # A tracking error grows at the speed the arm was commanded to move: its bound is reached later.
 LATENCY_TRACKING = 100
 # Deactivation is a service call: its transport and the executor come before the brake.
@@ -1251,10 +1254,11 @@ CLASS_BEHAVIOUR = {
                    'brakes; waits for `~/resume`',
     'stale': 'silent or frozen inputs brake after the staleness limit; wait for `~/resume` '
              '(`auto_resume_after_stale` lets them resume by themselves)',
-    'time': 'a future stamp or a stalled sim clock brakes; `use_sim_time` is read-only while configured; '
-            'stops cleanly with the clock stalled',
+    'time': 'a future stamp or a stalled sim clock brakes; a restarted simulation is held where its arm is; '
+            '`use_sim_time` is read-only while configured; stops cleanly with the clock stalled',
     'readiness': "the supervisor's `ready: false` or its silence brakes; waits for `~/resume`",
-    'resume': '`~/resume` is refused while the cause is present; the first command starts from the measured joints',
+    'resume': '`~/resume` is refused while the cause is present; a brake under way finishes, then the first '
+              'command starts from the measured joints',
     'duplicates/order': 'duplicated and out-of-order states change nothing',
     'workspace': 'brakes before the box boundary (stopping distance), moves back inside when the target does; '
                  'a non-finite object pose brakes',
