@@ -198,6 +198,26 @@ def test_resume_during_a_brake_finishes_the_brake_before_restarting_from_measure
     assert np.abs(first.command - measured).max() <= c.safety.step_max.max() + 1e-12
 
 
+def test_a_fault_found_under_a_callers_hold_is_kept_when_the_caller_releases_its_own():
+    """The node holds for staleness and, with auto-resume, releases it; a fault the core found
+    meanwhile must still wait for resume()."""
+    c = controller()
+    arm = Arm(c)
+    arm.run(60)
+    c.hold("watchdog: no joint_states for 0.21 s")
+    arm.run(5)
+    assert not c.own_fault
+    bad = arm.q.copy()
+    bad[0] += 0.4  # one implausible reading while held
+    r = arm.cycle(reading=bad)
+    assert r.held and r.latched
+    assert "faster than the robot can" in c.own_fault, c.own_fault
+    held = arm.run(20)  # true readings again: the core's fault stays latched
+    assert all(x.held and x.latched for x in held)
+    c.resume()
+    assert not c.own_fault and not c.latched
+
+
 def test_a_restarted_simulation_holds_where_its_arm_is_not_where_the_commands_were():
     """forget_commands(): the brake of the old commands would be a jump for the new arm."""
     c = controller()

@@ -267,6 +267,7 @@ class SteeringController:
         self.head_swaps = 0
         self.guard_scaled_chunks = 0
         self._latched_hold: str = ""
+        self._own_fault = ""  # a fault the core found itself while latched (not a caller's hold())
         self._layout: _Layout | None = None
         self._last_output: PolicyOutput | None = None
         self._last_sent: np.ndarray | None = None
@@ -312,6 +313,7 @@ class SteeringController:
         self.chunk_count = 0
         self.guard_scaled_chunks = 0
         self._latched_hold = ""
+        self._own_fault = ""
         self._last_output = None
         self._last_sent = None
         self._restart_from_measured = False
@@ -442,7 +444,7 @@ class SteeringController:
             self.executor.reset()
             self._restart_from_measured = True
             if res.fault:
-                self._latch(res.reason)
+                self._latch(res.reason, own=True)
         self._note_sent(res.q)
         age = now_s - self.assembler.newest_stamp
         return CycleResult(
@@ -479,13 +481,15 @@ class SteeringController:
         if np.all(np.isfinite(q)):
             self._last_sent = np.array(q, dtype=np.float64)
 
-    def _latch(self, reason: str) -> None:
+    def _latch(self, reason: str, own: bool = False) -> None:
         if not self._latched_hold:
             self._latched_hold = reason or "fault"
+        if own and not self._own_fault:
+            self._own_fault = reason or "fault"
 
     def _fault(self, reason: str, measured: np.ndarray | None = None) -> CycleResult:
         """Latch a fault and brake (never raises; falls back to the last plausible reading)."""
-        self._latch(reason)
+        self._latch(reason, own=True)
         try:
             if self.executor is not None:
                 self.executor.reset()
@@ -520,6 +524,7 @@ class SteeringController:
         simulator restarted during the hold, or an arm moved by hand, is not judged against
         readings from before. A fault that is still there latches again on the next cycle."""
         self._latched_hold = ""
+        self._own_fault = ""
         self._restart_from_measured = True
         self._last_sent = None
         if self.executor is not None:
@@ -535,6 +540,7 @@ class SteeringController:
         arm no longer stands at.
         """
         self._latched_hold = ""
+        self._own_fault = ""
         self.forget_commands()
 
     def forget_commands(self) -> None:
@@ -571,6 +577,12 @@ class SteeringController:
     def holding(self) -> str:
         """Reason of the latched hold, empty when not holding."""
         return self._latched_hold
+
+    @property
+    def own_fault(self) -> str:
+        """A fault the core found itself since the last resume()/reset() ('' if none): it stays
+        latched whatever becomes of a caller's own hold(), which may have been latched first."""
+        return self._own_fault
 
     @property
     def at_rest(self) -> bool:

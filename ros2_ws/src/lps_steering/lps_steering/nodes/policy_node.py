@@ -596,7 +596,7 @@ class PolicyNode(LifecycleNode):
                 if not c.latched:
                     self._node_hold = hold_reason
                 c.hold(hold_reason)
-            elif c.latched and c.holding == self._node_hold:
+            elif c.latched and c.holding == self._node_hold and not c.own_fault:
                 c.resume()
         if sample is not None:
             result = c.step(now, sample.q, sample.stamp_s)
