@@ -84,6 +84,23 @@ def test_jerk_of_polynomials() -> None:
     assert mean_squared_jerk(step, 1.0) == pytest.approx((1 + 4 + 1) / 7)
 
 
+def test_jerk_skips_commands_missing_from_the_record() -> None:
+    """Telemetry lost under load leaves a gap in the record, not a jump in what the arm got."""
+    dt = 0.01
+    t = np.arange(60)[:, None] * dt
+    c = np.array([[0.5, -2.0, 1.0, 0.0, 3.0, 0.1, -0.7]])
+    q = c * t**3
+    cycles = np.arange(60)
+    keep = np.ones(60, dtype=bool)
+    keep[[20, 21, 22, 40]] = False  # four telemetry messages lost
+    exact = float(np.sum((6 * c) ** 2))
+    assert mean_squared_jerk(q[keep], dt) > 10 * exact  # the gap read as a jump
+    assert mean_squared_jerk(q[keep], dt, cycles[keep]) == pytest.approx(exact, rel=1e-6)
+    assert math.isnan(mean_squared_jerk(q[::2], dt, cycles[::2]))  # never four in a row
+    with pytest.raises(ValueError, match="`cycles` must have one entry per command"):
+        mean_squared_jerk(q, dt, cycles[:10])
+
+
 def test_jerk_edge_cases() -> None:
     assert math.isnan(mean_squared_jerk(np.zeros((3, 7)), 0.01))
     with pytest.raises(ValueError, match="`commands` must be"):

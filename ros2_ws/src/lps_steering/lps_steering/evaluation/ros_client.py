@@ -345,13 +345,15 @@ class EvaluationClient:
         tcp = tcp[tcp[:, 0] <= t_end + 1e-9, 1:]
         termination = end.termination if end.done else "timeout"
         success = bool(end.success) and end.done
-        commands = np.asarray([t.command for t in telemetry if len(t.command) == 7], dtype=np.float64)
+        sent = [t for t in telemetry if len(t.command) == 7]
+        commands = np.asarray([t.command for t in sent], dtype=np.float64)
+        cycles = np.asarray([t.cycle for t in sent], dtype=np.int64)
         return EpisodeRecord(
             head=head, head_id=telemetry[-1].head_id if telemetry else "", profile=profile, seed=seed,
             episode_id=int(episode_id), success=success, termination=termination or "failure",
             steps=int(end.step), sim_time=float(end.sim_time),
             time_to_success=first_success if success else math.nan,
-            mean_sq_jerk=mean_squared_jerk(commands.reshape(-1, 7), dt),
+            mean_sq_jerk=mean_squared_jerk(commands.reshape(-1, 7), dt, cycles),
             inference_ms=[float(t.inference_ms) for t in telemetry
                           if t.replanned and math.isfinite(t.inference_ms)],
             delta_sq_norm=[float(t.delta_sq_norm) for t in telemetry

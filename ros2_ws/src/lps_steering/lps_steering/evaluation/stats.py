@@ -93,11 +93,13 @@ def separates(low: float, high: float, p_value: float, alpha: float = 0.05) -> b
     return excludes_zero(low, high) and p_value < alpha
 
 
-def mean_squared_jerk(commands: np.ndarray, dt: float) -> float:
+def mean_squared_jerk(commands: np.ndarray, dt: float, cycles: np.ndarray | None = None) -> float:
     """Mean over time of ||d^3 q / dt^3||^2 (rad^2/s^6) of a [T, joints] command sequence.
 
-    Third finite differences of the commands at the command period `dt` (exact for cubics). NaN
-    with fewer than four commands: no jerk can be measured.
+    Third finite differences of the commands at the command period `dt` (exact for cubics).
+    `cycles` (the control cycle of each command) keeps only differences over four consecutive
+    cycles: a command missing from the record (telemetry lost under load) would otherwise count
+    as a jump the arm never saw. NaN when no four consecutive commands exist.
     """
     q = np.asarray(commands, dtype=np.float64)
     if q.ndim != 2:
@@ -107,6 +109,13 @@ def mean_squared_jerk(commands: np.ndarray, dt: float) -> float:
     if q.shape[0] < 4:
         return math.nan
     jerk = np.diff(q, n=3, axis=0) / dt**3
+    if cycles is not None:
+        c = np.asarray(cycles, dtype=np.int64).reshape(-1)
+        if c.shape[0] != q.shape[0]:
+            raise ValueError(f"`cycles` must have one entry per command ({q.shape[0]}), got {c.shape[0]}")
+        jerk = jerk[(c[3:] - c[:-3]) == 3]
+        if jerk.shape[0] == 0:
+            return math.nan
     return float(np.mean(np.sum(jerk * jerk, axis=1)))
 
 
