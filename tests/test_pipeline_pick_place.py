@@ -227,7 +227,27 @@ def test_evaluate_records_wilson_interval_in_the_manifest(pipeline, capsys):
     assert res["episodes"] == 1 and 0.0 <= res["wilson_low"] <= res["success_rate"] <= res["wilson_high"] <= 1.0
     m = load_manifest(pipeline["onnx"])  # still valid (sha of the .onnx unchanged) after recording
     assert m.provenance.metrics["eval_nominal"]["successes"] == res["successes"]
+    assert len(res["outcomes"]) == 1 and res["outcomes"].count("1") == res["successes"]
     assert "95% Wilson" in capsys.readouterr().out
+
+
+def test_heads_are_compared_with_the_base_seed_by_seed():
+    from lps_train.pick_place.evaluation import EvalResult, paired_with_base
+
+    def result(head: str, outcomes: str) -> EvalResult:
+        return EvalResult(head, len(outcomes), outcomes.count("1"), 0.0, 1.0, 0.0, 0, 0.0, outcomes)
+
+    base = result("none", "1100" * 25)                  # 50 of 100
+    better = result("lps", "1110" * 25)                  # wins 25 seeds the base lost, loses none
+    c = paired_with_base(base, better)
+    assert (c["both"], c["only_head"], c["only_base"], c["neither"]) == (50, 25, 0, 25)
+    assert c["difference"] == pytest.approx(0.25) and c["ci_low"] > 0 and c["separated"]
+    # Same rate, other seeds: a difference of 0 that pairing cannot call a gain.
+    shuffled = result("x", "0011" * 25)
+    c = paired_with_base(base, shuffled)
+    assert c["difference"] == 0 and c["only_head"] == c["only_base"] == 50 and not c["separated"]
+    with pytest.raises(ValueError, match="the same episodes"):
+        paired_with_base(base, result("short", "1" * 10))
 
 
 def test_a_held_chunk_ends_the_env_step_and_with_terminate_on_hold_the_episode(pipeline):

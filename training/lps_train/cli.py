@@ -438,7 +438,7 @@ def cmd_export(a: Export, command: str) -> None:
 def cmd_evaluate(a: Evaluate, command: str) -> None:
     from lps_steering.core.manifest import load_manifest, manifest_path_for
 
-    from lps_train.pick_place.evaluation import evaluate
+    from lps_train.pick_place.evaluation import evaluate, paired_with_base
 
     heads_dir = Path(a.decoder).parent / "heads"
 
@@ -455,11 +455,19 @@ def cmd_evaluate(a: Evaluate, command: str) -> None:
         diff = f"{100 * (r.success_rate - base.success_rate):+.0f} pt" if base is not None else ""
         print(f"{r.head:<8} {100 * r.success_rate:>7.0f}% {100 * r.wilson_low:>7.1f}-{100 * r.wilson_high:.1f}% "
               f"{diff:>8} {r.holds:>6} {r.wall_s:>7.0f}")
+    paired = {r.head: paired_with_base(base, r) for r in results if base is not None and r is not base}
+    if paired:
+        print("\npaired with the base on the same seeds (both / only head / only base / neither; Newcombe 95%, "
+              "McNemar mid-p)")
+        for h, c in paired.items():
+            print(f"{h:<8} {c['both']}/{c['only_head']}/{c['only_base']}/{c['neither']}  "
+                  f"{100 * c['difference']:+.1f} pt [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]  "
+                  f"p {c['mcnemar_mid_p']:.3g}  {'separated' if c['separated'] else 'not separated'}")
     if a.png:
         _plot_eval(Path(a.png), results, a.profile)
     if a.out:
         save_json(a.out, {"profile": a.profile, "episodes": a.episodes, "seed": a.seed, "command": command,
-                          "results": [r.to_dict() for r in results]})
+                          "results": [r.to_dict() for r in results], "paired_with_base": paired})
         write_run_config(a.out, a, command)
     if a.record:
         for h, r in zip(a.head, results, strict=True):
@@ -467,7 +475,8 @@ def cmd_evaluate(a: Evaluate, command: str) -> None:
             m = load_manifest(onnx)
             m.provenance.metrics[f"eval_{a.profile}"] = r.to_dict() | {
                 "seed": a.seed, "command": command,
-                "base_success_rate": base.success_rate if base is not None else None}
+                "base_success_rate": base.success_rate if base is not None else None} | (
+                {"paired_with_base": paired[r.head]} if r.head in paired else {})
             m.save(manifest_path_for(onnx))
         print("recorded in the manifests' provenance.metrics")
 

@@ -26,6 +26,7 @@ class EvalResult:
     mean_steps: float
     holds: int
     wall_s: float
+    outcomes: str = ""  # per episode, '1' success / '0' failure, episode k on seed `seed + k`
 
     @property
     def success_rate(self) -> float:
@@ -55,7 +56,7 @@ def evaluate(decoder_path: str | Path, head_path: str | Path | str = "", episode
     episode = controller_episode(decoder_path, head_path)
     controller = episode.controller
     name = label or (Path(head_path).stem if head_path else "base")
-    successes, steps, holds = 0, [], 0
+    successes, steps, holds, outcomes = 0, [], 0, []
     t0 = time.perf_counter()
     bar = tqdm(range(episodes), desc=f"eval {name}", disable=not progress, mininterval=1.0)
     for k in bar:
@@ -64,9 +65,28 @@ def evaluate(decoder_path: str | Path, head_path: str | Path | str = "", episode
         while not episode.done:
             episode.period()
         successes += int(episode.result.success)
+        outcomes.append("1" if episode.result.success else "0")
         steps.append(episode.result.steps)
         holds += episode.result.holds
         bar.set_postfix(success=f"{successes / (k + 1):.2f}")
     lo, hi = wilson_interval(successes, episodes)
     return EvalResult(name, episodes, successes, float(lo), float(hi), float(np.mean(steps)), holds,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, "".join(outcomes))
+
+
+def paired_with_base(base: EvalResult, head: EvalResult) -> dict[str, Any]:
+    """Head against the frozen base on the same seeds: the 2x2 counts, the difference with
+    Newcombe's paired interval, McNemar's mid-p and whether the two separate (both agree)."""
+    from lps_steering.evaluation.stats import mcnemar_p, paired_difference_interval, separates
+
+    if len(base.outcomes) != len(head.outcomes) or not head.outcomes:
+        raise ValueError(f"paired comparison needs the same episodes: base {len(base.outcomes)}, "
+                         f"{head.head} {len(head.outcomes)}")
+    pairs = list(zip(head.outcomes, base.outcomes, strict=True))
+    both, only_head = pairs.count(("1", "1")), pairs.count(("1", "0"))
+    only_base, neither = pairs.count(("0", "1")), pairs.count(("0", "0"))
+    lo, hi = paired_difference_interval(both, only_head, only_base, neither)
+    p = mcnemar_p(only_head, only_base)
+    return {"pairs": len(pairs), "both": both, "only_head": only_head, "only_base": only_base,
+            "neither": neither, "difference": head.success_rate - base.success_rate,
+            "ci_low": lo, "ci_high": hi, "mcnemar_mid_p": p, "separated": separates(lo, hi, p)}
