@@ -442,6 +442,11 @@ def test_import_decoder_rebuilds_the_exported_weights_from_another_run(pipeline,
         main(["export", "--checkpoint", str(head), "--decoder-onnx", str(other_onnx), "--out", str(tmp_path / "h.onnx")])
     assert main(["export", "--checkpoint", str(head), "--decoder-onnx", str(pipeline["onnx"]),
                  "--out", str(tmp_path / "h.onnx")]) == 0
+    # Trained through an imported decoder: the training recorded is the .onnx's, not the template's.
+    made = load_manifest(tmp_path / "h.onnx").provenance.metrics
+    assert made["decoder_imported_from"] == str(pipeline["onnx"])
+    assert made["decoder_train_command"] == load_manifest(pipeline["onnx"]).provenance.metrics["train_command"]
+    assert "--meanflow.steps 15" in made["decoder_train_command"]
     # A head trained through a decoder of its own run is checked against the .onnx numerically:
     # another training run's .onnx of the same architecture is refused, its own is recorded.
     own = tmp_path / "own_head.pt"

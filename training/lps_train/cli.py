@@ -425,9 +425,18 @@ def cmd_export(a: Export, command: str) -> None:
                 raise SystemExit(f"--decoder-onnx {decoder_onnx}: its {name} is not that of the decoder the "
                                  f"head was trained through ({ckpt['decoder']})")
         dec_extra = dec_ckpt.get("extra", {})
-        metrics |= {"decoder_parity_max_abs_err": dec_err, "decoder_config": dec_ckpt.get("config", {}),
-                    "decoder_train_command": dec_extra.get("command", ""),
-                    "decoder_demos_sha256": dec_extra.get("demos_sha256")}
+        if dec_extra.get("imported_from"):
+            # The checkpoint's own config is its template's (architecture only): the decoder's
+            # training is what the .onnx's manifest recorded.
+            made_by = dm.provenance.metrics
+            metrics |= {"decoder_parity_max_abs_err": dec_err, "decoder_imported_from": dec_extra["imported_from"],
+                        "decoder_config": made_by.get("config", {}),
+                        "decoder_train_command": made_by.get("train_command", ""),
+                        "decoder_demos_sha256": made_by.get("demos_sha256")}
+        else:
+            metrics |= {"decoder_parity_max_abs_err": dec_err, "decoder_config": dec_ckpt.get("config", {}),
+                        "decoder_train_command": dec_extra.get("command", ""),
+                        "decoder_demos_sha256": dec_extra.get("demos_sha256")}
         m = write_manifest(path, kind="head", name=f"pick_place_{ckpt['head_type']}",
                            head_type=ckpt["head_type"], latent_geometry=dm.latent_geometry,
                            trust_region_delta=ckpt["config"].get("trust_region_delta"),
