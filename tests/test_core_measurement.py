@@ -99,6 +99,17 @@ def test_tracking_error_beyond_the_bound_trips_at_once_and_can_be_disabled():
     off.check(offset, 1.0, READY)
 
 
+def test_a_repeated_reading_is_not_judged_for_tracking():
+    """Inputs gone silent: the cycle sees the last reading again while the brake moves the command."""
+    m = monitor()
+    m.check(READY, 1.0, READY)
+    moved = READY.copy()
+    moved[0] += 0.4  # the command braked 0.4 rad away from the last reading
+    m.check(READY, 1.0, moved)  # same stamp, same values: nothing new about tracking
+    # A new reading there is a tracking error.
+    assert fault_of(m, READY, 1.5, moved).check == "tracking"
+
+
 def test_normal_closed_loop_never_trips():
     """A jerk-limited stream followed by a lagging arm (the gap the sim and fake robot show)."""
     f = SafetyFilter(LIM, 1.0 / DT, jerk_scale=0.5, workspace_min=(-2, -2, -2), workspace_max=(2, 2, 2))

@@ -148,10 +148,11 @@ class MeasurementMonitor:
             raise PlausibilityFault(
                 "future", f"measured joint positions stamped {stamp - now_s:.3f} s in the future "
                           f"(tolerance {self.config.future_tolerance_s} s): clocks differ", latching=False)
-        if self._q is not None:
-            self._check_speed(arr, stamp)
+        repeated = self._q is not None and self._check_speed(arr, stamp)
         bound = self.config.tracking_bound_rad
-        if bound > 0.0 and last_command is not None:
+        # A repeated reading (inputs gone silent) says nothing about how the arm follows the
+        # commands: the brake moving away from it is no tracking error (silence is the watchdog's).
+        if bound > 0.0 and last_command is not None and not repeated:
             gap = np.abs(arr - last_command)
             j = int(np.argmax(gap))
             if gap[j] > bound:
@@ -161,12 +162,13 @@ class MeasurementMonitor:
         self._q, self._stamp = arr, stamp
         return arr
 
-    def _check_speed(self, arr: np.ndarray, stamp: float) -> None:
+    def _check_speed(self, arr: np.ndarray, stamp: float) -> bool:
+        """Raises on an implausible change since the last reading; True for the same reading again."""
         dq = np.abs(arr - self._q)
         dt = stamp - self._stamp
         if dt == 0.0:
             if float(dq.max()) <= _SAME_READING_RAD:
-                return  # the same reading again: nothing new to judge
+                return True  # the same reading again: nothing new to judge
             j = int(np.argmax(dq))
             raise PlausibilityFault(
                 "stamp", f"two readings with the same stamp {stamp:.6f} s differ at joint {j + 1} by "
@@ -183,3 +185,4 @@ class MeasurementMonitor:
                 "speed", f"measured joint {j + 1} moved {dq[j]:.4f} rad in {dt * 1e3:.1f} ms "
                          f"({dq[j] / dt:.2f} rad/s), faster than the robot can "
                          f"({self.config.speed_factor} x dq_max {self.limits.dq_max[j]:.2f} rad/s)")
+        return False
