@@ -356,7 +356,7 @@ def cmd_export(a: Export, command: str) -> None:
         config = ckpt.get("config", {})
     else:
         module = ckpt["head"].eval()
-        _, norm, dec_ckpt = load_decoder(ckpt["decoder"])
+        dec_module, norm, dec_ckpt = load_decoder(ckpt["decoder"])
         obs_dim = len(norm.obs_mean)
         out_name = "delta" if ckpt["head_type"] == "lpds" else "latent"
         path = export_onnx(module, (torch.zeros(1, obs_dim),), ["observation"], [out_name], a.out)
@@ -412,7 +412,6 @@ def cmd_export(a: Export, command: str) -> None:
         # The head is bound to the .onnx by its hash; this is where that binding is earned: the
         # decoder the head was trained through must compute what the .onnx computes, and see
         # observations normalised the same way.
-        dec_module = load_decoder(ckpt["decoder"])[0]
         dec_err = parity_check(dec_module, decoder_onnx, n=1000)
         if dec_err > 1e-4:
             raise SystemExit(f"--decoder-onnx {decoder_onnx}: not the decoder the head was trained through "
@@ -425,18 +424,17 @@ def cmd_export(a: Export, command: str) -> None:
                 raise SystemExit(f"--decoder-onnx {decoder_onnx}: its {name} is not that of the decoder the "
                                  f"head was trained through ({ckpt['decoder']})")
         dec_extra = dec_ckpt.get("extra", {})
-        if dec_extra.get("imported_from"):
-            # The checkpoint's own config is its template's (architecture only): the decoder's
-            # training is what the .onnx's manifest recorded.
-            made_by = dm.provenance.metrics
-            metrics |= {"decoder_parity_max_abs_err": dec_err, "decoder_imported_from": dec_extra["imported_from"],
-                        "decoder_config": made_by.get("config", {}),
-                        "decoder_train_command": made_by.get("train_command", ""),
-                        "decoder_demos_sha256": made_by.get("demos_sha256")}
-        else:
-            metrics |= {"decoder_parity_max_abs_err": dec_err, "decoder_config": dec_ckpt.get("config", {}),
-                        "decoder_train_command": dec_extra.get("command", ""),
-                        "decoder_demos_sha256": dec_extra.get("demos_sha256")}
+        # An imported checkpoint's own config is its template's (architecture only): the decoder's
+        # training is what the .onnx's manifest recorded.
+        imported_from = dec_extra.get("imported_from")
+        made_by = dm.provenance.metrics if imported_from else {
+            "config": dec_ckpt.get("config", {}), "train_command": dec_extra.get("command", ""),
+            "demos_sha256": dec_extra.get("demos_sha256")}
+        metrics |= {"decoder_parity_max_abs_err": dec_err, "decoder_config": made_by.get("config", {}),
+                    "decoder_train_command": made_by.get("train_command", ""),
+                    "decoder_demos_sha256": made_by.get("demos_sha256")}
+        if imported_from:
+            metrics["decoder_imported_from"] = imported_from
         m = write_manifest(path, kind="head", name=f"pick_place_{ckpt['head_type']}",
                            head_type=ckpt["head_type"], latent_geometry=dm.latent_geometry,
                            trust_region_delta=ckpt["config"].get("trust_region_delta"),

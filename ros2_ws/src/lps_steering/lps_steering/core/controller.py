@@ -312,8 +312,7 @@ class SteeringController:
         self.policy.reseed(cfg.seed)
         self.chunk_count = 0
         self.guard_scaled_chunks = 0
-        self._latched_hold = ""
-        self._own_fault = ""
+        self._unlatch()
         self._last_output = None
         self._last_sent = None
         self._restart_from_measured = False
@@ -481,6 +480,10 @@ class SteeringController:
         if np.all(np.isfinite(q)):
             self._last_sent = np.array(q, dtype=np.float64)
 
+    def _unlatch(self) -> None:
+        self._latched_hold = ""
+        self._own_fault = ""
+
     def _latch(self, reason: str, own: bool = False) -> None:
         if not self._latched_hold:
             self._latched_hold = reason or "fault"
@@ -523,8 +526,7 @@ class SteeringController:
         period's allowed step of them), and the measurement history starts afresh, so a
         simulator restarted during the hold, or an arm moved by hand, is not judged against
         readings from before. A fault that is still there latches again on the next cycle."""
-        self._latched_hold = ""
-        self._own_fault = ""
+        self._unlatch()
         self._restart_from_measured = True
         self._last_sent = None
         if self.executor is not None:
@@ -539,8 +541,7 @@ class SteeringController:
         episode, a person guiding it): the safety filter must not continue from a command the
         arm no longer stands at.
         """
-        self._latched_hold = ""
-        self._own_fault = ""
+        self._unlatch()
         self.forget_commands()
 
     def forget_commands(self) -> None:
