@@ -539,6 +539,11 @@ def test_autostart_waits_for_joint_states_and_starts_at_the_measured_pose(
                 time.sleep(0.2)
             first = np.array(commands.wait_count(1, 5.0)[0].points[0].positions)
             assert np.max(np.abs(first - np.array(source.q))) <= STEP + 1e-9
+            # The autostart thread logs once it has seen the activation finish (it polls every
+            # 20 ms); a stop before that would end it without the line.
+            deadline = time.monotonic() + 5.0
+            while 'autostart: active after' not in proc.log() and time.monotonic() < deadline:
+                time.sleep(0.05)
         finally:
             _close(source)
         assert proc.stop() == 0
