@@ -147,6 +147,64 @@ def test_lpds_residual_and_guard_bound_delta(loaded):
             assert out.guard_scale == 1.0
 
 
+def _with_manifest(path, tmp_path, **fields):
+    """A copy of a model whose manifest has `fields` changed (the .onnx is the same file)."""
+    import json
+    import shutil
+
+    onnx = tmp_path / path.name
+    shutil.copyfile(path, onnx)
+    data = json.loads(path.with_suffix(".json").read_text()) | fields
+    onnx.with_suffix(".json").write_text(json.dumps(data))
+    return onnx
+
+
+@pytest.mark.parametrize("head_type", ["lpds", "dsrl"])
+def test_a_head_declaring_sphere_projection_has_its_latent_scaled_onto_the_sphere(loaded, tiny_models, tmp_path,
+                                                                                 head_type):
+    decoder, heads = loaded
+    projected = load_model(_with_manifest(tiny_models.heads[head_type], tmp_path, latent_projection="sphere"), "head")
+    plain = SteeredPolicy(decoder, heads[head_type], seed=5)
+    proj = SteeredPolicy(decoder, projected, seed=5)
+    radius = math.sqrt(LATENT_DIM)
+    for o in _observations(10, seed=6):
+        a, b = plain.infer(o), proj.infer(o)
+        assert abs(np.linalg.norm(a.latent) - radius) > 1e-3  # unprojected: off the sphere
+        np.testing.assert_allclose(b.latent, a.latent * radius / np.linalg.norm(a.latent), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b.actions, _decode(decoder, o, b.latent), atol=1e-4)
+
+
+def test_projection_onto_a_sphere_is_refused_for_a_gaussian_decoder(tiny_models_gaussian, tmp_path):
+    with pytest.raises(ManifestError, match="latent_projection"):
+        load_model(_with_manifest(tiny_models_gaussian.heads["lpds"], tmp_path, latent_projection="sphere"), "head")
+    with pytest.raises(ManifestError, match="latent_projection"):
+        load_model(_with_manifest(tiny_models_gaussian.heads["lpds"], tmp_path, latent_projection="ball"), "head")
+    with pytest.raises(ManifestError, match="latent_projection"):
+        load_model(_with_manifest(tiny_models_gaussian.decoder, tmp_path, latent_projection="none"), "decoder")
+
+
+def test_a_sampling_dsrl_head_draws_fresh_noise_each_inference_from_the_seeded_stream(tmp_path):
+    from lps_train.tiny import build_tiny_models
+
+    models = build_tiny_models(tmp_path / "m", seed=4, head_types=("dsrl", "lpds"), dsrl_noise_input=True)
+    decoder = load_model(models.decoder, "decoder")
+    head = load_model(models.heads["dsrl"], "head")
+    assert [i.name for i in head.session.get_inputs()] == ["observation", "noise"]
+    obs = _observations(1, seed=7)[0]
+    a, b = SteeredPolicy(decoder, head, seed=9), SteeredPolicy(decoder, head, seed=9)
+    first = [a.infer(obs).latent for _ in range(5)]
+    again = [b.infer(obs).latent for _ in range(5)]
+    np.testing.assert_array_equal(np.stack(first), np.stack(again))  # same seed, same samples
+    assert min(np.abs(x - y).max() for x, y in zip(first, first[1:], strict=False)) > 1e-3  # fresh noise
+    # The noise the head got is the policy's stream: the head's own function of it reproduces w.
+    rng = np.random.default_rng(9)
+    xi = rng.standard_normal((1, LATENT_DIM), dtype=np.float32)
+    net = models.head_nets["dsrl"]
+    np.testing.assert_allclose(first[0], net(_normalise(decoder, obs), xi)[0], atol=1e-5)
+    with pytest.raises(ManifestError, match="noise_input"):
+        load_model(_with_manifest(models.heads["lpds"], tmp_path, noise_input=True), "head")
+
+
 def test_swap_head_refuses_foreign_head_and_keeps_running(loaded, tiny_models_gaussian):
     decoder, heads = loaded
     policy = SteeredPolicy(decoder, heads["lps"], seed=0)

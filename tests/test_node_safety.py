@@ -31,6 +31,15 @@ def client() -> RosClient:
         yield c
 
 
+@pytest.fixture
+def source(client: RosClient) -> JointStateSource:
+    """The test's joint-state publisher; closed even when the test fails, or it would be a second
+    publisher on /joint_states for every later test's node."""
+    src = JointStateSource(client)
+    yield src
+    src.close()
+
+
 def _start(tmp_path: Path, name: str, **params: object) -> NodeProcess:
     return NodeProcess(MODULE, tmp_path / f'{name}.log', params=params)
 
@@ -40,10 +49,9 @@ def _holds(msgs, start: int = 0):
 
 
 def test_activation_refused_with_stale_or_out_of_limit_joint_states(
-        tmp_path: Path, client: RosClient, tiny_models) -> None:
+        tmp_path: Path, client: RosClient, source: JointStateSource, tiny_models) -> None:
     status = Collector(client.node, SteeringStatus, f'{NODE}/status')
     commands = Collector(client.node, JointTrajectory, 'fr3_arm_controller/joint_trajectory')
-    source = JointStateSource(client)
     with _start(tmp_path, 'startup', decoder=str(tiny_models.decoder),
                 startup_max_joint_state_age_ms=300.0) as proc:
         client.wait_for_node(NODE)
@@ -82,14 +90,12 @@ def test_activation_refused_with_stale_or_out_of_limit_joint_states(
         # Active and not holding: a resume changes nothing and says so.
         res = client.call(Trigger, f'{NODE}/resume', Trigger.Request())
         assert res.success and 'nothing to resume' in res.message, res.message
-    source.close()
 
 
 def test_watchdog_latches_on_frozen_stamps_and_resume_restarts_from_the_measured_pose(
-        tmp_path: Path, client: RosClient, tiny_models) -> None:
+        tmp_path: Path, client: RosClient, source: JointStateSource, tiny_models) -> None:
     telemetry = Collector(client.node, SteeringTelemetry, f'{NODE}/telemetry', qos=1000)
     commands = Collector(client.node, JointTrajectory, 'fr3_arm_controller/joint_trajectory', qos=1000)
-    source = JointStateSource(client)
     # The watchdog timeout leaves room for the test's own publisher thread to be late on a
     # loaded 2-core machine: a late message would be a second, real silence fault.
     with _start(tmp_path, 'watchdog', decoder=str(tiny_models.decoder), watchdog_timeout_ms=300.0,
@@ -123,8 +129,14 @@ def test_watchdog_latches_on_frozen_stamps_and_resume_restarts_from_the_measured
         n_hold = len(commands.snapshot())
         res = client.call(Trigger, f'{NODE}/resume', Trigger.Request())
         assert res.success, res.message
-        msgs = commands.wait_count(n_hold + 5, 3.0)
-        first = np.array(msgs[n_hold].points[0].positions)
+        # Hold commands (the held pose) may still be on their way: the resumed stream begins with
+        # the first command that differs from them.
+        held = np.array(commands.snapshot()[n_hold - 1].points[0].positions)
+
+        def resumed(m: list) -> list:
+            return [np.array(x.points[0].positions) for x in m[n_hold:]
+                    if np.max(np.abs(np.array(x.points[0].positions) - held)) > 1e-9]
+        first = resumed(commands.wait_for(lambda m: resumed(m), 3.0, 'resumed stream'))[0]
         assert np.max(np.abs(first - np.array(source.q))) <= 0.02 + 1e-9, first - np.array(source.q)
         msgs = telemetry.wait_for(lambda m: any(x.safety_state != HOLD and x.replanned for x in m[n:]),
                                   3.0, 'release')
@@ -134,13 +146,11 @@ def test_watchdog_latches_on_frozen_stamps_and_resume_restarts_from_the_measured
         msgs = telemetry.wait_for(lambda m: _holds(m, n), 3.0, 'silence hold')
         assert 'no joint_states' in _holds(msgs, n)[0].safety_reason or 'old' in _holds(msgs, n)[0].safety_reason
     source.frozen_stamp = None
-    source.close()
 
 
 def test_jerk_limited_commands_carry_velocities_and_deactivation_decelerates_to_rest(
-        tmp_path: Path, client: RosClient, tiny_models) -> None:
+        tmp_path: Path, client: RosClient, source: JointStateSource, tiny_models) -> None:
     commands = Collector(client.node, JointTrajectory, 'fr3_arm_controller/joint_trajectory', qos=1000)
-    source = JointStateSource(client)
     limits = RobotLimits.for_robot('fr3')
     max_step, velocity_scale, acceleration_scale = 0.02, 0.5, 0.5
     v_max = np.minimum(max_step * RATE, velocity_scale * limits.dq_max)
@@ -181,12 +191,11 @@ def test_jerk_limited_commands_carry_velocities_and_deactivation_decelerates_to_
         count = len(msgs)
         time.sleep(0.2)
         assert len(commands.snapshot()) == count
-    source.close()
 
 
-def test_noise_seed_is_live_and_range_checked(tmp_path: Path, client: RosClient, tiny_models) -> None:
+def test_noise_seed_is_live_and_range_checked(
+        tmp_path: Path, client: RosClient, source: JointStateSource, tiny_models) -> None:
     telemetry = Collector(client.node, SteeringTelemetry, f'{NODE}/telemetry')
-    source = JointStateSource(client)
     with _start(tmp_path, 'seed', decoder=str(tiny_models.decoder)):
         client.wait_for_node(NODE)
         assert client.change_state(NODE, 'configure') and client.change_state(NODE, 'activate')
@@ -203,11 +212,10 @@ def test_noise_seed_is_live_and_range_checked(tmp_path: Path, client: RosClient,
         assert not res.successful
         n = len(telemetry.snapshot())
         assert telemetry.wait_count(n + 10, 3.0)[-1].safety_state != HOLD
-    source.close()
 
 
 def test_a_velocity_decoder_holds_until_joint_states_carry_velocities(
-        tmp_path: Path, client: RosClient, tmp_path_factory) -> None:
+        tmp_path: Path, client: RosClient, source: JointStateSource, tmp_path_factory) -> None:
     from lps_train.tiny import build_tiny_models
 
     models = build_tiny_models(tmp_path_factory.mktemp('tiny_velocity'), seed=2, head_types=(),
@@ -215,7 +223,6 @@ def test_a_velocity_decoder_holds_until_joint_states_carry_velocities(
     telemetry = Collector(client.node, SteeringTelemetry, f'{NODE}/telemetry')
     status = Collector(client.node, SteeringStatus, f'{NODE}/status')
     commands = Collector(client.node, JointTrajectory, 'fr3_arm_controller/joint_trajectory')
-    source = JointStateSource(client)
     source.velocity = None  # positions only: the decoder's arm_joint_velocities never arrive
     with _start(tmp_path, 'velocity', decoder=str(models.decoder)):
         client.wait_for_node(NODE)
@@ -230,4 +237,3 @@ def test_a_velocity_decoder_holds_until_joint_states_carry_velocities(
             assert client.change_state(NODE, 'activate')
         n = len(telemetry.snapshot())
         assert telemetry.wait_count(n + 10, 5.0)[-1].safety_state != HOLD
-    source.close()

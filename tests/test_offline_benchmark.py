@@ -1,6 +1,6 @@
 """training/checks/ogbench_cube_single.py on a tiny budget: the package's oracle regenerates play data,
-each task's relabelled copy trains (one frozen decoder shared by the tasks), and the exported ONNX
-decoder + head are evaluated with BC beside them in the single-task envs through SteeredPolicy."""
+each task's relabelled copy trains LPS and DSRL-NA (one frozen decoder shared by the tasks), and the
+exported ONNX decoder + heads are evaluated with BC beside them in the single-task envs through SteeredPolicy."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_the_benchmark_command_regenerates_trains_and_evaluates(tmp_path):
     r = subprocess.run([sys.executable, "-W", "ignore", str(CHECK), "--out", str(out), "--play-episodes", "2",
                         "--episode-steps", "30", "--workers", "1", "--tasks", "1", "2", "--seeds", "0",
                         "--train-steps", "4", "--eval-every", "4", "--eval-episodes", "1",
-                        "--decoder-training", "frozen", "--decoder-steps", "4"],
+                        "--decoder-training", "frozen", "--decoder-steps", "4", "--dsrl", "--dsrl-hidden", "16"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
@@ -28,14 +28,20 @@ def test_the_benchmark_command_regenerates_trains_and_evaluates(tmp_path):
     assert [(run["task"], run["seed"]) for run in res["runs"]] == [(1, 0), (2, 0)]
     for run in res["runs"]:
         assert [c["step"] for c in run["curve"]] == [4]
-        for label in ("lps", "bc"):
+        assert set(run["curve"][0]) == {"step", "lps", "bc", "dsrl"}
+        for label in ("lps", "bc", "dsrl"):
             final = run["final"][label]
             assert final["episodes"] == 1 and final["env"] == f"cube-single-singletask-task{run['task']}-v0"
         assert run["steps_per_s"] > 0
     # The first task fits the decoder; the second reuses it (the play data is the same for every task).
     assert res["runs"][0]["decoder_from"] == "fitted here"
     assert res["runs"][1]["decoder_from"] == str(out / "runs" / "task1_s0" / "decoder.pt")
-    assert 0.0 <= res["mean_lps_success"] <= 1.0 and res["command"].endswith("--decoder-steps 4")
+    assert 0.0 <= res["mean_lps_success"] <= 1.0 and 0.0 <= res["mean_dsrl_success"] <= 1.0
+    assert res["command"].endswith("--dsrl-hidden 16")
     assert (out / "curves.png").stat().st_size > 5000
     for task in (1, 2):
         assert (out / "runs" / f"task{task}_s0" / "heads" / "lps.json").is_file()
+        # DSRL steered the LPS run's decoder: its manifest names that decoder's hash.
+        dsrl_head = json.loads((out / "runs" / f"task{task}_s0" / "dsrl" / "heads" / "dsrl.json").read_text())
+        dec = json.loads((out / "runs" / f"task{task}_s0" / "dsrl" / "decoder.json").read_text())
+        assert dsrl_head["decoder_sha256"] == dec["onnx_sha256"] and dsrl_head["noise_input"]

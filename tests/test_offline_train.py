@@ -142,3 +142,30 @@ def test_ogbench_data_trains_and_runs_in_the_benchmarks_env(tmp_path):
     with pytest.raises(SystemExit, match="normalisation is not this dataset's"):
         main(["train-offline", "--dataset", str(tmp_path / "ds2"), "--out", str(tmp_path / "run2"),
               "--decoder-training", "frozen", "--decoder-checkpoint", str(tmp_path / "run" / "decoder.pt"), *TINY])
+
+
+def test_offline_dsrl_na_trains_from_recordings_into_a_sampling_head_the_runtime_runs(tmp_path):
+    files = []
+    for i in range(2):
+        write_stack_mcap(tmp_path / f"ep{i}.mcap", seconds=1.2, done_at=0.9, success=i == 0, seed=i)
+        files.append(str(tmp_path / f"ep{i}.mcap"))
+    assert main(["convert", "--source", "mcap", "--input", *files, "--out", str(tmp_path / "ds")]) == 0
+    dsrl_tiny = ["--dsrl.hidden", "32", "--dsrl.critic-layers", "2", "--dsrl.actor-layers", "1",
+                 "--dsrl.batch-size", "16", "--dsrl.utd", "4", "--dsrl.distill-steps", "2", "--dsrl.log-every", "8",
+                 "--meanflow.hidden", "32", "--meanflow.layers", "2"]
+    with pytest.raises(SystemExit, match="--decoder-training frozen"):
+        main(["train-offline", "--algo", "dsrl", "--dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "no"),
+              *dsrl_tiny])
+    assert main(["train-offline", "--algo", "dsrl", "--dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "run"),
+                 "--chunk-length", "4", "--decoder-training", "frozen", "--decoder-steps", "10",
+                 "--dsrl-steps", "24", *dsrl_tiny]) == 0
+    decoder = load_model(tmp_path / "run" / "decoder.onnx", "decoder")
+    head = load_model(tmp_path / "run" / "heads" / "dsrl.onnx", "head")
+    m = head.manifest
+    assert m.head_type == "dsrl" and m.noise_input and m.latent_projection == "sphere"
+    assert m.provenance.metrics["gradient_steps"] == 24 + 10
+    obs = fmt.load(tmp_path / "ds").observations[0].astype(np.float32)
+    policy = SteeredPolicy(decoder, head, seed=0)
+    a, b = policy.infer(obs), policy.infer(obs)
+    assert math.isclose(a.latent_norm, math.sqrt(32), rel_tol=1e-5)  # projected onto the decoder's sphere
+    assert not np.allclose(a.latent, b.latent)  # the sampling head draws fresh noise each inference

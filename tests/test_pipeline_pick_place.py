@@ -8,6 +8,7 @@ the check that matters most: the training env executes a chunk exactly like the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -19,10 +20,11 @@ from lps_steering.core.kinematics import tcp_position
 from lps_steering.core.manifest import ManifestError, load_manifest, sha256_file
 from lps_steering.core.observation import ObservationAssembler
 from lps_steering.core.policy import SteeredPolicy, load_model
-from lps_train import lpds, meanflow
+from lps_train import dsrl, lpds, meanflow
 from lps_train.checkpoints import load_decoder
 from lps_train.cli import _load_demos, main
 from lps_train.envs import NormalizedEnv
+from lps_train.nets import project_to_sphere
 from lps_train.normalization import Normalization
 from lps_train.pick_place.dataset import load_dataset
 from lps_train.pick_place.demos import collect, run_demo_episode
@@ -198,14 +200,39 @@ def test_lpds_runs_a_few_env_steps_on_pick_place_and_exports_a_matching_head(pip
     assert ctrl.head_type == "lpds" and ctrl.trust_region_delta == pytest.approx(0.35)
 
 
-def _export_head(pipeline, actor, tmp_path, delta):
-    head = tmp_path / "lpds.pt"
-    torch.save({"head_type": "lpds", "head": actor, "decoder": str(pipeline["ckpt"]), "task": "pick_place",
-                "decoder_onnx": str(pipeline["onnx"]), "config": {"trust_region_delta": delta},
+def _export_head(pipeline, actor, tmp_path, delta, head_type="lpds", config=None):
+    head = tmp_path / f"{head_type}.pt"
+    config = {"trust_region_delta": delta} if config is None else config
+    torch.save({"head_type": head_type, "head": actor, "decoder": str(pipeline["ckpt"]), "task": "pick_place",
+                "decoder_onnx": str(pipeline["onnx"]), "config": config,
                 "command": "test", "train_wall_s": 0.0, "seed": 0}, head)
-    onnx = tmp_path / "heads" / "lpds.onnx"
+    onnx = tmp_path / "heads" / f"{head_type}.onnx"
     assert main(["export", "--checkpoint", str(head), "--out", str(onnx)]) == 0
     return onnx
+
+
+def test_a_dsrl_head_runs_at_run_time_as_it_was_trained_sampling_and_on_the_sphere(pipeline, tmp_path):
+    dec_ckpt = torch.load(pipeline["ckpt"], weights_only=False)
+    dec = meanflow.build_from_checkpoint(dec_ckpt)
+    norm = Normalization.from_dict(dec_ckpt["normalization"])
+    env = NormalizedEnv(ControllerEnv(pipeline["onnx"]), norm)
+    cfg = dsrl.DSRLConfig(total_steps=16, learning_starts=8, batch_size=8, hidden=32, log_every=8, utd=2,
+                          distill_steps=2)
+    agent, _ = dsrl.train(cfg, env, dec, progress=False)
+    onnx = _export_head(pipeline, agent.actor, tmp_path, None, "dsrl", dataclasses.asdict(cfg))
+    m = load_manifest(onnx)
+    assert m.noise_input and m.latent_projection == "sphere"
+    decoder, head = load_model(pipeline["onnx"], "decoder"), load_model(onnx, "head")
+    policy = SteeredPolicy(decoder, head, seed=3)
+    obs = np.concatenate([e.mean for e in m.observation.entries])  # normalises to zeros
+    latents = np.stack([policy.infer(obs).latent for _ in range(4)])
+    np.testing.assert_allclose(np.linalg.norm(latents, axis=1), 8.0, rtol=1e-5)
+    assert np.abs(latents[0] - latents[1]).max() > 1e-3  # a fresh sample each inference
+    # The same draw through the torch actor and the training projection gives the same latent.
+    xi = np.random.default_rng(3).standard_normal((1, 64), dtype=np.float32)
+    with torch.no_grad():
+        w = project_to_sphere(agent.actor(torch.zeros(1, m.obs_dim), torch.from_numpy(xi)))
+    np.testing.assert_allclose(latents[0], w[0].numpy(), atol=1e-4)
 
 
 def test_head_manifest_pairs_only_with_its_decoder(pipeline, tmp_path):

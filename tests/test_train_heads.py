@@ -167,19 +167,123 @@ def test_lps_refuses_a_multi_step_decoder():
         lps.train(lps.LPSConfig(steps=1), data, NotOneStep(), progress=False)
 
 
-def test_dsrl_runs_keeps_latents_in_the_box_and_learns():
+def small_dsrl(**kw) -> dsrl.DSRLConfig:
+    base = dict(total_steps=1200, learning_starts=100, hidden=64, critic_layers=2, actor_layers=2, batch_size=64,
+                log_every=50, actor_lr=1e-3, critic_lr=1e-3, latent_critic_lr=1e-3, temperature_lr=1e-3,
+                utd=4, distill_steps=4)
+    return dsrl.DSRLConfig(**(base | kw))
+
+
+@pytest.mark.parametrize("variant", ["na", "sac"])
+def test_dsrl_keeps_latents_in_its_box_tunes_its_temperature_and_learns(variant):
     env, dec = TargetChunkEnv(), ScaledLatentDecoder()
-    cfg = dsrl.DSRLConfig(total_steps=1200, learning_starts=100, hidden=64, critic_layers=2, actor_layers=2,
-                          batch_size=64, log_every=50, action_magnitude=1.5, actor_lr=1e-3, critic_lr=1e-3,
-                          latent_critic_lr=1e-3, temperature_lr=1e-3)
-    agent, log = dsrl.train(cfg, env, dec, progress=False)
-    obs = torch.randn(64, 2)
-    w, logp = agent.actor.sample(obs)
+    # The optimum w = 2 lies outside the box: the best the policy can do is its edge.
+    agent, log = dsrl.train(small_dsrl(variant=variant, action_magnitude=1.5), env, dec, progress=False)
+    w, logp = agent.actor.sample(torch.randn(64, 2))
     assert w.abs().max() <= 1.5 and torch.isfinite(logp).all()
     temps = log.series("entropy/temperature")[1]
-    assert np.isfinite(temps).all() and temps[-1] != pytest.approx(1.0)  # temperature was tuned
+    assert np.isfinite(temps).all() and temps[-1] != pytest.approx(1.0)
     _, ret = log.series("charts/episodic_return")
-    assert ret[-5:].mean() > ret[:2].mean() + 0.05, ret  # uniform-latent warm-up vs learnt policy
+    assert ret[-5:].mean() > ret[:2].mean() + 0.05, ret  # base-noise warm-up vs learnt policy
+
+
+def test_dsrl_published_boxes_and_refusals():
+    assert dsrl.DSRLConfig(variant="na").magnitude == 1.0
+    assert dsrl.DSRLConfig(variant="sac").magnitude == 1.5
+    assert dsrl.DSRLConfig(variant="na", action_magnitude=2.5).magnitude == 2.5
+    for bad in (dict(variant="td3"), dict(utd=0), dict(train_every=0), dict(action_magnitude=-1.0)):
+        with pytest.raises(ValueError):
+            dsrl.DSRLConfig(**bad)
+
+
+def test_dsrl_na_distils_each_latent_critic_head_from_the_action_critic_on_base_noise():
+    """After distillation Q^W_i(s, w) tracks Q^A_i(s, Phi(s, w)) for w ~ N(0, I), head by head, and
+    not for latents far outside that distribution."""
+    torch.manual_seed(0)
+    agent = dsrl.DSRLAgent(small_dsrl(latent_critic_lr=3e-3), ScaledLatentDecoder())
+    with torch.no_grad():  # Q^A heads made to differ and to depend on the action
+        for i, head in enumerate(agent.critic.heads):
+            head[-1].bias.fill_(3.0 * i)
+    obs = torch.randn(256, 2)
+    batch = {"obs": obs}
+    for _ in range(1500):
+        agent.distill_step(batch)
+    w = torch.randn(256, 8)
+    with torch.no_grad():
+        qa = agent.critic(obs, agent.decode(obs, w))
+        qw = agent.qw(obs, w)
+    for i in range(2):
+        err = (qw[i] - qa[i]).abs().mean().item()
+        assert err < 0.15 * qa[i].std().item() + 0.05, (i, err)
+    assert (qw[1] - qw[0]).mean().item() == pytest.approx((qa[1] - qa[0]).mean().item(), abs=0.3)
+
+
+class OneStepChunks:
+    """A logged dataset of one-step episodes with random chunks: reward -mean((chunk - 1)^2)."""
+
+    obs_dim, action_dim, horizon = 2, 2, 4
+
+    def __init__(self, n: int = 2000, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.obs = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+        self.actions = rng.uniform(-1, 1, (n, 4, 2)).astype(np.float32)
+        self.rewards = -((self.actions - 1.0) ** 2).mean((1, 2)).astype(np.float32)
+
+    def sample(self, batch_size, rng):
+        i = rng.integers(0, len(self.obs), batch_size)
+        return {"obs": torch.from_numpy(self.obs[i]), "actions": torch.from_numpy(self.actions[i]),
+                "rewards": torch.from_numpy(self.rewards[i]), "next_obs": torch.from_numpy(self.obs[i]),
+                "dones": torch.ones(batch_size), "discounts": torch.full((batch_size,), 0.99)}
+
+
+def test_offline_dsrl_na_steers_towards_the_datas_best_actions_from_the_data_alone():
+    data, dec = OneStepChunks(), ScaledLatentDecoder(scale=1.0)
+    obs = torch.from_numpy(data.obs[:256])
+    agent, log = dsrl.train_offline(small_dsrl(log_every=200), data, dec, steps=2000, progress=False)
+    with torch.no_grad():
+        chunk = agent.decode(obs, agent.actor(obs))
+    # The best chunk is all ones, the box edge (w = 1); the base noise's mean chunk is 0.
+    assert chunk.mean().item() > 0.3, chunk.mean().item()
+    assert len(log.series("losses/qw")[0]) >= 5
+    with pytest.raises(ValueError, match="noise-aliased"):
+        dsrl.train_offline(small_dsrl(variant="sac"), data, dec, steps=10, progress=False)
+    with pytest.raises(ValueError, match="dims"):
+        dsrl.train_offline(small_dsrl(), data, ScaledLatentDecoder(chunk_length=8), steps=10, progress=False)
+
+
+class SphereDecoder(ScaledLatentDecoder):
+    """A decoder trained on the sphere of radius sqrt(d); records the latents it is given."""
+
+    latent_geometry = "sphere"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norms: list[float] = []
+
+    def sample_latent(self, n, generator=None):
+        from lps_train.nets import sample_sphere
+
+        return sample_sphere(n, self.latent_dim, generator)
+
+    def forward(self, observation, latent):
+        self.norms += latent.norm(dim=-1).tolist()
+        return super().forward(observation, latent)
+
+
+@pytest.mark.parametrize("algo", ["lpds", "dsrl"])
+@pytest.mark.parametrize("project", [True, False])
+def test_on_a_sphere_decoder_projection_keeps_every_decoded_latent_on_the_sphere(algo, project):
+    dec = SphereDecoder()
+    cfg = (small_lpds(delta=4.0, total_steps=300, project=project) if algo == "lpds"
+           else small_dsrl(total_steps=300, project=project))
+    {"lpds": lpds, "dsrl": dsrl}[algo].train(cfg, TargetChunkEnv(), dec, progress=False)
+    norms = np.array(dec.norms)
+    off = np.abs(norms - math.sqrt(dec.latent_dim))
+    assert len(norms) > 1000
+    if project:
+        assert off.max() < 1e-4
+    else:
+        assert off.max() > 0.1  # eps + Delta, or the box latents, leave the sphere
 
 
 def test_heads_refuse_a_decoder_that_does_not_match_the_env():

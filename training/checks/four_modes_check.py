@@ -39,14 +39,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def lpds_policy(agent: lpds.LPDSAgent):
     def policy(obs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        w = torch.randn(len(obs), agent.latent_dim, generator=gen) + agent.actor(obs)
+        w = agent.compose(torch.randn(len(obs), agent.latent_dim, generator=gen), agent.actor(obs))
         return agent.decoder(obs, w)
     return policy
 
 
 def dsrl_policy(agent: dsrl.DSRLAgent):
     def policy(obs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return agent.decoder(obs, agent.actor.sample(obs, gen)[0])
+        return agent.decode(obs, agent.actor.sample(obs, gen)[0])
     return policy
 
 

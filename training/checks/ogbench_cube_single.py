@@ -11,6 +11,9 @@ latent drawn on the sphere) beside it, evaluated the same way at the same checkp
     # a frozen decoder fitted once on the play data and shared by every task and seed (cheaper)
     ... --decoder-training frozen --decoder-steps 200000
 
+    # with the offline DSRL-NA baseline through the same frozen decoder, same steps and seeds
+    ... --decoder-training frozen --decoder-steps 200000 --dsrl
+
 Writes <out>/results.json (per task and seed: LPS and BC success at each evaluation, the final ones,
 their means over tasks, the wall times, oracle env steps/s and training steps/s, the command) and
 <out>/curves.png (success against gradient steps, LPS solid, BC dashed). The play data is reused
@@ -41,12 +44,13 @@ from lps_train.offline import ogbench  # noqa: E402
 from lps_train.offline.export import export_models, load_unchecked  # noqa: E402
 
 
-def evaluate_exported(folder: Path, env_name: str, episodes: int, seed: int) -> dict[str, dict]:
-    """LPS (decoder + head) and BC (decoder alone) from the ONNX files in `folder`, through SteeredPolicy."""
+def evaluate_exported(folder: Path, env_name: str, episodes: int, seed: int, algo: str = "lps") -> dict[str, dict]:
+    """The head (decoder + heads/<algo>.onnx) and BC (decoder alone) from the ONNX files in `folder`,
+    through SteeredPolicy."""
     decoder = load_unchecked(folder / "decoder.onnx", "decoder")
-    head = load_unchecked(folder / "heads" / "lps.onnx", "head")
+    head = load_unchecked(folder / "heads" / f"{algo}.onnx", "head")
     return {label: ogbench.evaluate(SteeredPolicy(decoder, h, seed=seed), env_name, episodes, seed)
-            for label, h in (("lps", head), ("bc", None))}
+            for label, h in ((algo, head), ("bc", None))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument("--eval-seed", type=int, default=10_000)
     p.add_argument("--device", default="cpu", help="torch device of the training (e.g. cuda)")
+    p.add_argument("--dsrl", action="store_true",
+                   help="also offline DSRL-NA through the same frozen decoder, with the same steps, seeds and evaluations")
+    p.add_argument("--dsrl-hidden", type=int, default=2048, help="DSRL's MLP width (its authors': 2048)")
     args = p.parse_args(argv)
+    if args.dsrl and args.decoder_training != "frozen":
+        p.error("--dsrl steers a frozen decoder: add --decoder-training frozen")
     command = "python training/checks/ogbench_cube_single.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     (out / "data").mkdir(parents=True, exist_ok=True)
@@ -90,32 +99,51 @@ def main(argv: list[str] | None = None) -> int:
                                decoder_checkpoint=shared_decoder)
             cfg.lps = dataclasses.replace(cfg.lps, steps=args.train_steps, seed=seed, eval_every=args.eval_every,
                                           log_every=max(1, min(cfg.lps.log_every, args.eval_every)))
-            curve: list[dict] = []
-
-            def eval_fn(step, agent, norm, data, env_name=env_name, curve=curve, seed=seed, task=task):
-                with tempfile.TemporaryDirectory() as tmp:
-                    export_models(tmp, agent.decoder, agent.actor, norm, data, "eval", command, seed)
-                    r = evaluate_exported(Path(tmp), env_name, args.eval_episodes, args.eval_seed)
-                curve.append({"step": step, "lps": r["lps"]["success_rate"], "bc": r["bc"]["success_rate"]})
-                print(f"task{task} seed {seed} step {step}: LPS {r['lps']['success_rate']:.2f}, "
-                      f"BC {r['bc']['success_rate']:.2f}", flush=True)
-                return {"eval/lps_success": r["lps"]["success_rate"], "eval/bc_success": r["bc"]["success_rate"]}
-
             t0 = time.perf_counter()
-            report = train_offline(cfg, command, eval_fn=eval_fn, progress=False)
-            final = evaluate_exported(run_dir, env_name, args.eval_episodes, args.eval_seed)
+            run = {"task": task, "seed": seed, "curve": [], "final": {}, "decoder_training": args.decoder_training}
+            algos = ["lps", "dsrl"] if args.dsrl else ["lps"]
+            for algo in algos:
+                if algo == "dsrl":
+                    # Through the decoder the LPS run used, as a frozen checkpoint.
+                    cfg = dataclasses.replace(cfg, algo="dsrl", out=str(run_dir / "dsrl"), decoder_training="frozen",
+                                              decoder_checkpoint=str(run_dir / "decoder.pt"), action_bound=0.0,
+                                              dsrl_steps=args.train_steps)
+                    cfg.dsrl = dataclasses.replace(cfg.dsrl, seed=seed, hidden=args.dsrl_hidden,
+                                                   eval_every=args.eval_every,
+                                                   log_every=max(1, min(cfg.dsrl.log_every, args.eval_every)))
+                folder = Path(cfg.out)
+
+                def eval_fn(step, agent, norm, data, env_name=env_name, run=run, seed=seed, task=task, algo=algo):
+                    projection = None if algo == "lps" else ("sphere" if agent.projects else "none")
+                    with tempfile.TemporaryDirectory() as tmp:
+                        export_models(tmp, agent.decoder, agent.actor, norm, data, "eval", command, seed,
+                                      head_type=algo, latent_projection=projection)
+                        r = evaluate_exported(Path(tmp), env_name, args.eval_episodes, args.eval_seed, algo)
+                    point = next((c for c in run["curve"] if c["step"] == step), None)
+                    if point is None:
+                        point = {"step": step}
+                        run["curve"].append(point)
+                    point |= {algo: r[algo]["success_rate"], "bc": r["bc"]["success_rate"]}
+                    print(f"task{task} seed {seed} step {step}: {algo.upper()} {r[algo]['success_rate']:.2f}, "
+                          f"BC {r['bc']['success_rate']:.2f}", flush=True)
+                    return {f"eval/{algo}_success": r[algo]["success_rate"], "eval/bc_success": r["bc"]["success_rate"]}
+
+                report = train_offline(cfg, command, eval_fn=eval_fn, progress=False)
+                final = evaluate_exported(folder, env_name, args.eval_episodes, args.eval_seed, algo)
+                run["final"] |= final
+                run[f"{algo}_train_wall_s"] = round(report["train_wall_s"], 1)
+                run[f"{algo}_steps_per_s"] = round(report["steps_per_s"], 2)
+                print(f"task{task} seed {seed}: {algo.upper()} {final[algo]['success_rate']:.2f}, "
+                      f"BC {final['bc']['success_rate']:.2f}, {report['steps_per_s']:.1f} train steps/s", flush=True)
             if args.decoder_training == "frozen" and not shared_decoder:
                 # The play data's observations and actions are the same for every task: one decoder serves all.
                 shared_decoder = str(run_dir / "decoder.pt")
-            results["runs"].append({
-                "task": task, "seed": seed, "curve": curve, "final": final,
-                "train_wall_s": round(report["train_wall_s"], 1), "steps_per_s": round(report["steps_per_s"], 2),
-                "wall_s": round(time.perf_counter() - t0, 1), "decoder_training": args.decoder_training,
-                "decoder_from": shared_decoder if shared_decoder != str(run_dir / "decoder.pt") else "fitted here"})
-            print(f"task{task} seed {seed}: LPS {final['lps']['success_rate']:.2f}, BC {final['bc']['success_rate']:.2f}, "
-                  f"{report['steps_per_s']:.1f} train steps/s", flush=True)
+            run |= {"train_wall_s": run["lps_train_wall_s"], "steps_per_s": run["lps_steps_per_s"],
+                    "wall_s": round(time.perf_counter() - t0, 1),
+                    "decoder_from": shared_decoder if shared_decoder != str(run_dir / "decoder.pt") else "fitted here"}
+            results["runs"].append(run)
 
-    for label in ("lps", "bc"):
+    for label in ("lps", "bc", *(["dsrl"] if args.dsrl else [])):
         per_task = [np.mean([r["final"][label]["success_rate"] for r in results["runs"] if r["task"] == t])
                     for t in args.tasks]
         results[f"mean_{label}_success"] = float(np.mean(per_task))
@@ -123,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, out / "curves.png")
     print(f"{out}/results.json, curves.png: mean over tasks LPS {results['mean_lps_success']:.2f}, "
-          f"BC {results['mean_bc_success']:.2f}")
+          f"BC {results['mean_bc_success']:.2f}"
+          + (f", DSRL {results['mean_dsrl_success']:.2f}" if args.dsrl else ""))
     return 0
 
 
@@ -134,13 +163,16 @@ def plot(results: dict, path: Path) -> None:
         if not runs:
             continue
         steps = [c["step"] for c in runs[0]["curve"]]
-        for label, style in (("lps", "-"), ("bc", "--")):
+        for label, style in (("lps", "-"), ("bc", "--"), ("dsrl", ":")):
+            if label not in runs[0]["curve"][0]:
+                continue
             mean = np.mean([[c[label] for c in r["curve"]] for r in runs], axis=0)
             ax.plot(steps, 100 * mean, style, color=f"C{i}", label=f"task{task} {label.upper()}")
     ax.set_xlabel("gradient steps")
     ax.set_ylabel("success % (mean over seeds)")
     ax.set_ylim(0, 100)
-    ax.set_title("OGBench cube-single: LPS (solid) and BC (dashed), exported ONNX via SteeredPolicy", fontsize=8)
+    ax.set_title("OGBench cube-single: LPS (solid), BC (dashed), DSRL-NA (dotted); exported ONNX via SteeredPolicy",
+                 fontsize=8)
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

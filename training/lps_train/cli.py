@@ -292,7 +292,8 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
             agent, log = lpds.train(cfg, env, dec, logger=log,
                                     action_features=critic_features(cfg.critic_steps or dec.chunk_length))
         else:
-            agent, log = dsrl.train(cfg, env, dec, logger=log)
+            agent, log = dsrl.train(cfg, env, dec, logger=log,
+                                    action_features=critic_features(cfg.critic_steps or dec.chunk_length))
     wall = time.perf_counter() - t0
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"head_type": a.algo, "head": agent.actor, "decoder": str(a.decoder), "task": task,
@@ -341,6 +342,16 @@ def cmd_lps_rounds(a: LpsRounds, command: str) -> None:
     print(f"{a.out}: round {best} of {len(rounds)} (+ .rounds.json, .config.json)")
 
 
+def _projection(head_type: str, config: dict, geometry: str) -> str:
+    """What training did to the head's latent before the decoder, for the runtime to do the same."""
+    if geometry != "sphere":
+        return "none"
+    if head_type == "lps":
+        return "sphere"
+    # Heads trained before `project` existed composed their latents unprojected.
+    return "sphere" if config.get("project", False) else "none"
+
+
 def cmd_export(a: Export, command: str) -> None:
     from lps_train.export import export_onnx, parity_check
     from lps_train.manifests import write_manifest
@@ -359,7 +370,10 @@ def cmd_export(a: Export, command: str) -> None:
         dec_module, norm, dec_ckpt = load_decoder(ckpt["decoder"])
         obs_dim = len(norm.obs_mean)
         out_name = "delta" if ckpt["head_type"] == "lpds" else "latent"
-        path = export_onnx(module, (torch.zeros(1, obs_dim),), ["observation"], [out_name], a.out)
+        # A sampling head takes the runtime's standard-normal noise as a second input.
+        noise_input = bool(getattr(module, "stochastic", False))
+        ex = (torch.zeros(1, obs_dim), *([torch.zeros(1, dec_module.latent_dim)] if noise_input else []))
+        path = export_onnx(module, ex, ["observation", *(["noise"] if noise_input else [])], [out_name], a.out)
         task = ckpt.get("task", "")
         made = ckpt
         config = ckpt.get("config", {})
@@ -438,6 +452,8 @@ def cmd_export(a: Export, command: str) -> None:
         m = write_manifest(path, kind="head", name=f"pick_place_{ckpt['head_type']}",
                            head_type=ckpt["head_type"], latent_geometry=dm.latent_geometry,
                            trust_region_delta=ckpt["config"].get("trust_region_delta"),
+                           latent_projection=_projection(ckpt["head_type"], config, dm.latent_geometry),
+                           noise_input=noise_input,
                            decoder_onnx=decoder_onnx, seed=ckpt.get("seed"), **common)
     print(f"{path} (+ {Path(path).with_suffix('.json').name}): parity {err:.2e}, sha256 {m.onnx_sha256[:12]}")
 
@@ -573,7 +589,11 @@ def train_offline(a: TrainOffline, command: str, eval_fn: Any = None, progress: 
         norm = Normalization.fit(data.observations, data.actions)
     else:
         norm = Normalization.identity(data.observations.shape[1], data.actions.shape[1])
-    chunks = ChunkDataset(data, a.chunk_length, a.lps.gamma, norm)
+    if a.algo == "dsrl" and a.device != "cpu":
+        raise SystemExit("train-offline --algo dsrl trains on the CPU (--device is an LPS setting)")
+    if a.algo == "dsrl" and a.decoder_training != "frozen":
+        raise SystemExit("train-offline --algo dsrl steers a frozen decoder: add --decoder-training frozen")
+    chunks = ChunkDataset(data, a.chunk_length, (a.dsrl if a.algo == "dsrl" else a.lps).gamma, norm)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     log = Logger()
@@ -590,33 +610,46 @@ def train_offline(a: TrainOffline, command: str, eval_fn: Any = None, progress: 
         raise SystemExit(f"--action-bound must be >= 0 (0: unbounded), got {a.action_bound}")
     bounds = None if a.action_bound == 0 else (norm.normalize_actions(np.full(data.actions.shape[1], -a.action_bound)),
                                                norm.normalize_actions(np.full(data.actions.shape[1], a.action_bound)))
-    agent, log = lps.train_from_chunks(a.lps, a.meanflow, chunks, a.decoder_training, a.decoder_steps,
-                                       progress=progress, logger=log, decoder=given, action_bounds=bounds,
-                                       device=a.device,
-                                       eval_fn=(lambda step, ag: eval_fn(step, ag, norm, data)) if eval_fn else None)
-    wall = time.perf_counter() - t0 - agent.eval_wall_s
-    steps = a.lps.steps + (a.decoder_steps if a.decoder_training == "frozen" and given is None else 0)
+    hook = (lambda step, ag: eval_fn(step, ag, norm, data)) if eval_fn else None
+    if a.algo == "dsrl":
+        if bounds is not None:
+            raise SystemExit("--action-bound is an LPS setting (DSRL's decoder outputs are never clipped)")
+        if given is None:
+            obs, acts = chunks.observations_and_chunks()
+            given = meanflow.train(dataclasses.replace(a.meanflow, steps=a.decoder_steps), obs, acts,
+                                   progress=progress, logger=log)
+        agent, log = dsrl.train_offline(a.dsrl, chunks, given, a.dsrl_steps, progress=progress, logger=log,
+                                        eval_fn=hook)
+        head_cfg, head_steps, seed = a.dsrl, a.dsrl_steps, a.dsrl.seed
+    else:
+        agent, log = lps.train_from_chunks(a.lps, a.meanflow, chunks, a.decoder_training, a.decoder_steps,
+                                           progress=progress, logger=log, decoder=given, action_bounds=bounds,
+                                           device=a.device, eval_fn=hook)
+        head_cfg, head_steps, seed = a.lps, a.lps.steps, a.lps.seed
+    wall = time.perf_counter() - t0 - getattr(agent, "eval_wall_s", 0.0)
+    steps = head_steps + (a.decoder_steps if a.decoder_training == "frozen" and a.decoder_checkpoint == "" else 0)
     extra = {"env": data.source.get("converter", ""), "dataset": a.dataset, "rows": len(chunks), "command": command,
              "train_wall_s": round(wall, 1)}
     meanflow.save_decoder(out / "decoder.pt", agent.decoder, norm, a.meanflow, extra=extra)
-    torch.save({"head_type": "lps", "head": agent.actor, "decoder": str(out / "decoder.pt"), "config": a.lps.__dict__,
-                "run": dataclasses.asdict(a), "command": command, "train_wall_s": round(wall, 1),
-                "seed": a.lps.seed}, out / "lps.pt")
+    torch.save({"head_type": a.algo, "head": agent.actor, "decoder": str(out / "decoder.pt"),
+                "config": dataclasses.asdict(head_cfg), "run": dataclasses.asdict(a), "command": command,
+                "train_wall_s": round(wall, 1), "seed": seed}, out / f"{a.algo}.pt")
     metrics = {"train_wall_s": round(wall, 1), "gradient_steps": steps, "steps_per_s": round(steps / wall, 2),
                "config": dataclasses.asdict(a)}
+    projection = None if a.algo == "lps" else ("sphere" if agent.projects else "none")
     report = export_models(out, agent.decoder, agent.actor, norm, data, a.name or Path(a.dataset).name, command,
-                           a.lps.seed, metrics)
+                           seed, metrics, head_type=a.algo, latent_projection=projection)
     write_run_config(out / "train_offline", a, command)
     log.save_csv(out / "train.csv")
     keys = [k for k in log.history if k.split("/")[0] in ("values", "losses", "latent", "eval")]
-    log.plot(out / "train.png", keys=sorted(keys), title=f"offline LPS ({Path(a.dataset).name})")
+    log.plot(out / "train.png", keys=sorted(keys), title=f"offline {a.algo.upper()} ({Path(a.dataset).name})")
     return report | {"train_wall_s": wall, "steps_per_s": steps / wall, "logger": log, "agent": agent, "norm": norm}
 
 
 def cmd_train_offline(a: TrainOffline, command: str) -> None:
     r = train_offline(a, command)
     layout = "runtime layout" if r["decoder"]["runtime_layout"] else "benchmark layout (not the robot's sources)"
-    print(f"{a.out}: decoder.onnx + heads/lps.onnx ({layout}), {r['train_wall_s']:.0f} s, "
+    print(f"{a.out}: decoder.onnx + heads/{a.algo}.onnx ({layout}), {r['train_wall_s']:.0f} s, "
           f"{r['steps_per_s']:.1f} steps/s")
 
 

@@ -274,8 +274,14 @@ class TrainOffline:
     decoder_checkpoint: str = ""
     """frozen decoder: reuse this decoder.pt (from an earlier train-offline on data with the same observations
     and actions, e.g. another task's relabelling of the same play data) instead of fitting one"""
+    algo: Literal["lps", "dsrl"] = "lps"
+    """lps: LPS (`--lps.*`); dsrl: the noise-aliased DSRL baseline (`--dsrl.*`, variant na) through a
+    frozen decoder (`--decoder-training frozen`), with no env steps"""
+    dsrl_steps: int = 1_000_000
+    """dsrl: gradient steps (the LPS reference's budget)"""
     lps: LPSConfig = field(default_factory=lambda: LPSConfig(steps=1_000_000, hidden=256, critic_layers=4,
                                                               actor_layers=2, log_every=1000))
+    dsrl: DSRLConfig = field(default_factory=lambda: DSRLConfig(log_every=1000))
     meanflow: MeanFlowConfig = field(default_factory=lambda: MeanFlowConfig(hidden=512, layers=4, lr=3e-4,
                                                                             ema_decay=0.0))
 
@@ -311,7 +317,7 @@ PRESETS_TRAIN_HEAD: dict[str, TrainHead] = {
         preset="shipped-lpds", algo="lpds", decoder=f"{RUNS}/mf_mixed15.pt", decoder_onnx=f"{MODELS}/decoder.onnx",
         task="pick_place", terminate_on_hold=True, out=f"{RUNS}/lpds.pt",
         lpds=LPDSConfig(seed=1, total_steps=40_000, delta=4.0, critic_steps=4, time_budget_s=1500.0,
-                        critic_lr=1e-3, latent_critic_lr=1e-3, tau=0.01, gamma=0.98)),
+                        critic_lr=1e-3, latent_critic_lr=1e-3, tau=0.01, gamma=0.98, project=False)),
     # Ten critics read by their minimum, which also see the TCP relative to the cube and the zone;
     # trained on the exported decoder's own weights (import-decoder) (docs/training.md, "LPS").
     "shipped-lps": TrainHead(

@@ -7,14 +7,18 @@ pass is used, never its gradient). The head is a residual on the base noise,
 
 so at the start the steered policy *is* the base policy. eps is the decoder's own base noise
 (`decoder.sample_latent` when it has one: on the sphere of radius sqrt(d) for MeanFlow, as the
-runtime draws it), else N(0, I). It is trained under the trust region
+runtime draws it), else N(0, I). On a sphere decoder eps + Delta leaves the sphere that the decoder
+and Q^W were trained on; `project` (the default) scales w back onto it, so every latent the decoder,
+Q^W and the actor see lies where they were trained (on a Gaussian decoder w = eps + Delta, the paper's
+composition, either way). It is trained under the trust region
 E_s ||Delta_theta(s)||^2 <= delta with a Lagrange multiplier:
 
-    Q^A(s, a)   TD:  y = r + gamma * min Qbar^A(s', Phi(s', eps' + Delta_theta'(s')))   (twin, target nets;
+    Q^A(s, a)   TD:  y = r + gamma * min Qbar^A(s', Phi(s', w(eps', Delta_theta'(s'))))   (twin, target nets;
                 a = the chunk's executed actions when `critic_steps` is set; with `n_step` = n,
                 r is the discounted sum of n rewards, s' the state n env steps on, gamma -> gamma^n)
     Q^W(s, w)   distilled on base noise:  (Q^W(s, eps) - Q^A(s, Phi(s, eps)))^2
-    actor       max E[Q^W(s, eps + Delta(s))] - alpha (E||Delta||^2 - delta)
+    actor       max E[Q^W(s, w(eps, Delta(s)))] - alpha (E||Delta||^2 - delta)
+    w(eps, D)   eps + D, scaled onto the sphere of radius sqrt(d) with `project` on a sphere decoder
     alpha       alpha <- [alpha + eta_alpha (E||Delta||^2 - delta)]_+
 
 One env step -> one Q^A update -> one Q^W update -> one actor and one alpha update.
@@ -38,7 +42,15 @@ from torch import nn
 from tqdm import trange
 
 from lps_train.envs import ChunkEnv, check_decoder_matches_env
-from lps_train.nets import ChunkCritic, check_torch_threads, freeze, mlp, seed_everything, soft_update
+from lps_train.nets import (
+    ChunkCritic,
+    check_torch_threads,
+    freeze,
+    mlp,
+    project_to_sphere,
+    seed_everything,
+    soft_update,
+)
 from lps_train.replay import NStepWriter, ReplayBuffer
 from lps_train.runlog import Logger
 
@@ -88,6 +100,9 @@ class LPDSConfig:
     """update rounds (Q^A, Q^W, actor, alpha) per env step"""
     distill_target: str = "min"
     """how Q^W's target combines the twin Q^A heads: 'min' or 'mean'"""
+    project: bool = True
+    """on a decoder whose latents lie on a sphere, scale eps + Delta back onto it (the runtime does
+    the same: the head's manifest says `latent_projection: sphere`); off: w = eps + Delta as is"""
     log_every: int = 250
     """env steps between logged scalars"""
     eval_every: int = 0
@@ -165,6 +180,7 @@ class LPDSAgent:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.alpha = float(cfg.alpha_init)
         self._sample_latent = getattr(decoder, "sample_latent", None)
+        self.projects = cfg.project and getattr(decoder, "latent_geometry", "gaussian") == "sphere"
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Base noise eps [n, latent_dim], drawn like the decoder's (and the runtime's) prior."""
@@ -172,19 +188,24 @@ class LPDSAgent:
             return self._sample_latent(n, generator)
         return torch.randn(n, self.latent_dim, generator=generator)
 
+    def compose(self, eps: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """The latent the decoder gets: eps + Delta, on the decoder's sphere when projecting."""
+        w = eps + delta
+        return project_to_sphere(w) if self.projects else w
+
     @torch.no_grad()
     def act(self, obs: np.ndarray, generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """Sample eps, return (chunk [T_a, A], latent w, ||Delta(s)||^2) for one observation."""
         s = torch.as_tensor(obs, dtype=torch.float32)[None]
         delta = self.actor(s)
-        w = self.noise(1, generator) + delta
+        w = self.compose(self.noise(1, generator), delta)
         chunk = self.decoder(s, w)[0]
         return chunk.numpy(), w[0].numpy(), float((delta**2).sum())
 
     def update_qa(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         with torch.no_grad():
             s2 = b["next_obs"]
-            w2 = self.noise(len(s2)) + self.actor_target(s2)
+            w2 = self.compose(self.noise(len(s2)), self.actor_target(s2))
             q1t, q2t = self.qa_target(s2, self.decoder(s2, w2))
             y = b["rewards"] + b["discounts"] * (1.0 - b["dones"]) * torch.minimum(q1t, q2t)
         q1, q2 = self.qa(b["obs"], b["actions"])
@@ -210,7 +231,7 @@ class LPDSAgent:
         s = b["obs"]
         delta = self.actor(s)
         sq = (delta**2).sum(-1)
-        w = self.noise(len(s)) + delta
+        w = self.compose(self.noise(len(s)), delta)
         q = self.qw(s, w)
         loss = -q.mean() + self.alpha * (sq.mean() - self.cfg.delta)
         self.actor_opt.zero_grad(set_to_none=True)

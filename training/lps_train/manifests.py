@@ -38,7 +38,8 @@ def write_manifest(onnx_path: str | Path, *, kind: str, name: str, observation: 
                    latent_geometry: str, decoder_type: str | None = None, head_type: str | None = None,
                    trust_region_delta: float | None = None, decoder_onnx: str | Path | None = None,
                    seed: int | None = None, metrics: dict[str, Any] | None = None,
-                   command: str | None = None) -> Manifest:
+                   command: str | None = None, latent_projection: str | None = None,
+                   noise_input: bool = False) -> Manifest:
     """Write `<stem>.json` beside `onnx_path`, validated exactly as the runtime will load it.
 
     Heads pass `decoder_onnx`: the path of the decoder they were trained against (hashed here).
@@ -53,6 +54,7 @@ def write_manifest(onnx_path: str | Path, *, kind: str, name: str, observation: 
         decoder_type=decoder_type, head_type=head_type,
         trust_region_delta=None if trust_region_delta is None else float(trust_region_delta),
         decoder_sha256=sha256_file(decoder_onnx) if decoder_onnx is not None else None,
+        latent_projection=latent_projection, noise_input=noise_input,
         provenance=Provenance(
             command=command if command is not None else " ".join(sys.argv), seed=seed,
             commit=git_commit(), created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

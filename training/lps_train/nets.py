@@ -53,7 +53,7 @@ class ChunkCritic(nn.Module):
     critic's extrapolation errors."""
 
     def __init__(self, obs_dim: int, action_dim: int, steps: int, hidden: int, layers: int,
-                 features: nn.Module | None = None, n: int = 2) -> None:
+                 features: nn.Module | None = None, n: int = 2, act: type[nn.Module] = nn.Mish) -> None:
         super().__init__()
         if features is not None and getattr(features, "steps", steps) != steps:
             raise ValueError(f"critic features must cover the {steps} actions the critic sees, "
@@ -64,7 +64,7 @@ class ChunkCritic(nn.Module):
         self.features = features
         extra = features.out_dim if features is not None else 0
         # Layer norm keeps TD targets from blowing up when the actor queries unseen inputs.
-        self.heads = nn.ModuleList(mlp(obs_dim + steps * action_dim + extra, 1, hidden, layers, layer_norm=True)
+        self.heads = nn.ModuleList(mlp(obs_dim + steps * action_dim + extra, 1, hidden, layers, act, layer_norm=True)
                                    for _ in range(n))
 
     def forward(self, obs: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:

@@ -174,19 +174,25 @@ class TinyDecoder:
 
 @dataclass
 class TinyHead:
-    """Steering head s -> latent (lps: on the sphere; dsrl: tanh-bounded) or residual (lpds)."""
+    """Steering head s -> latent (lps: on the sphere; dsrl: tanh-bounded) or residual (lpds).
+
+    `noise_input` (dsrl): a sampling head, scale * tanh(net(s) + noise) from the runtime's noise.
+    """
 
     mlp: TinyMLP
     head_type: str
     latent_dim: int
     output_scale: float = 1.0
+    noise_input: bool = False
 
     @property
     def radius(self) -> float:
         return math.sqrt(self.latent_dim)
 
-    def __call__(self, observation: np.ndarray) -> np.ndarray:
+    def __call__(self, observation: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
         x = self.mlp(observation)
+        if noise is not None:
+            x = x + noise
         if self.head_type == "lps":
             return x * (self.radius / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-6))
         if self.head_type == "dsrl":
@@ -209,10 +215,14 @@ class TinyHead:
                       helper.make_node("Div", ["radius", "norm_c"], ["gain"]),
                       helper.make_node("Mul", [y, "gain"], [out])]
         elif self.head_type == "dsrl":
+            if self.noise_input:
+                nodes.append(helper.make_node("Add", [y, "noise"], ["sampled"]))
+                y = "sampled"
             nodes += [helper.make_node("Tanh", [y], ["bounded"]), helper.make_node("Mul", ["bounded", "scale"], [out])]
         else:
             nodes.append(helper.make_node("Mul", [y, "scale"], [out]))
-        return _save(path, nodes, inits, [("observation", obs_dim)], (out, ["batch", self.latent_dim]))
+        inputs = [("observation", obs_dim), *([("noise", self.latent_dim)] if self.noise_input else [])]
+        return _save(path, nodes, inits, inputs, (out, ["batch", self.latent_dim]))
 
     def torch_module(self) -> Any:
         from torch import nn
@@ -224,8 +234,10 @@ class TinyHead:
                 super().__init__()
                 self.net = net
 
-            def forward(self, observation):
+            def forward(self, observation, noise=None):
                 x = self.net(observation)
+                if noise is not None:
+                    x = x + noise
                 if head.head_type == "lps":
                     return x * (head.radius / x.norm(dim=-1, keepdim=True).clamp_min(1e-6))
                 if head.head_type == "dsrl":
@@ -258,12 +270,14 @@ def build_tiny_models(out_dir: str | Path, seed: int = 0, hidden: int = 64, laye
                       head_types: tuple[str, ...] = ("lps", "lpds", "dsrl"),
                       trust_region_delta: float = 0.35, lpds_scale: float = 0.1,
                       policy_rate_hz: float = 10.0, decoder_name: str = "tiny_decoder",
-                      head_hidden: int | None = None, joint_velocities: bool = False) -> TinyModels:
+                      head_hidden: int | None = None, joint_velocities: bool = False,
+                      dsrl_noise_input: bool = False) -> TinyModels:
     """Write a tiny decoder and one head per type (with manifests) into `out_dir`.
 
     `lpds_scale` scales the lpds residual: large values give ||Delta||^2 far beyond the trust
     region, which exercises the run-time guard. `joint_velocities` appends the arm's joint
     velocities to the observation (as `collect --observation state_velocity` does).
+    `dsrl_noise_input` makes the dsrl head a sampling one (manifest `noise_input`).
     """
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
@@ -284,11 +298,13 @@ def build_tiny_models(out_dir: str | Path, seed: int = 0, hidden: int = 64, laye
     heads, nets = {}, {}
     for head_type in head_types:
         scale = lpds_scale if head_type == "lpds" else 1.0
+        noise_input = dsrl_noise_input and head_type == "dsrl"
         head = TinyHead(TinyMLP.init(rng, obs_dim, latent_dim, head_hidden or hidden, layers), head_type,
-                        latent_dim, scale)
+                        latent_dim, scale, noise_input)
         path = head.save(out_dir / f"tiny_head_{head_type}.onnx", obs_dim)
         write_manifest(path, kind="head", name=f"tiny_head_{head_type}", head_type=head_type,
                        trust_region_delta=trust_region_delta if head_type == "lpds" else None,
+                       noise_input=noise_input,
                        decoder_onnx=dec_path, **common)
         heads[head_type], nets[head_type] = path, head
     return TinyModels(decoder=dec_path, heads=heads, decoder_net=decoder, head_nets=nets)

@@ -69,8 +69,12 @@ def _write(onnx_path: Path, m: Manifest) -> bool:
 
 def export_models(out_dir: str | Path, decoder: torch.nn.Module, actor: torch.nn.Module, norm: Normalization,
                   data: Trajectories, name: str, command: str, seed: int | None,
-                  metrics: dict[str, Any] | None = None) -> dict[str, Any]:
-    """<out_dir>/decoder.onnx and <out_dir>/heads/lps.onnx, each with its manifest."""
+                  metrics: dict[str, Any] | None = None, head_type: str = "lps",
+                  latent_projection: str | None = None) -> dict[str, Any]:
+    """<out_dir>/decoder.onnx and <out_dir>/heads/<head_type>.onnx, each with its manifest.
+
+    A head with `stochastic` set (a sampling DSRL actor) is exported with the runtime's
+    standard-normal `noise` as its second input."""
     out = Path(out_dir)
     # Copies on the CPU: the networks may still be training on another device.
     decoder, actor = copy.deepcopy(decoder).cpu().eval(), copy.deepcopy(actor).cpu().eval()
@@ -81,8 +85,10 @@ def export_models(out_dir: str | Path, decoder: torch.nn.Module, actor: torch.nn
                   latent_dim=decoder.latent_dim, latent_geometry=decoder.latent_geometry)
     dec_path = export_onnx(decoder, (torch.zeros(1, decoder.obs_dim), torch.zeros(1, decoder.latent_dim)),
                            ["observation", "latent"], ["actions"], out / "decoder.onnx")
-    head_path = export_onnx(actor, (torch.zeros(1, decoder.obs_dim),), ["observation"], ["latent"],
-                            out / "heads" / "lps.onnx")
+    noise_input = bool(getattr(actor, "stochastic", False))
+    head_in = [torch.zeros(1, decoder.obs_dim), *([torch.zeros(1, decoder.latent_dim)] if noise_input else [])]
+    head_path = export_onnx(actor, tuple(head_in), ["observation", *(["noise"] if noise_input else [])], ["latent"],
+                            out / "heads" / f"{head_type}.onnx")
     report: dict[str, Any] = {}
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     for kind, module, path in (("decoder", decoder, dec_path), ("head", actor, head_path)):
@@ -91,11 +97,13 @@ def export_models(out_dir: str | Path, decoder: torch.nn.Module, actor: torch.nn
             raise ValueError(f"{path}: ONNX Runtime differs from torch by {err:.2e} > {MAX_PARITY_ERR:g}")
         prov = Provenance(command=command, seed=seed, commit=git_commit(), created=created,
                           metrics=dict(metrics or {}) | {"parity_max_abs_err": err, "dataset": data.meta()["source"]})
-        m = Manifest(kind=kind, name=f"{name}_{'meanflow' if kind == 'decoder' else 'lps'}",
+        head = kind == "head"
+        m = Manifest(kind=kind, name=f"{name}_{head_type if head else 'meanflow'}",
                      onnx_sha256=sha256_file(path), provenance=prov,
-                     decoder_type="meanflow" if kind == "decoder" else None,
-                     head_type="lps" if kind == "head" else None,
-                     decoder_sha256=sha256_file(dec_path) if kind == "head" else None, **common)
+                     decoder_type=None if head else "meanflow", head_type=head_type if head else None,
+                     decoder_sha256=sha256_file(dec_path) if head else None,
+                     latent_projection=latent_projection if head else None, noise_input=head and noise_input,
+                     **common)
         report[kind] = {"onnx": str(path), "runtime_layout": _write(path, m), "parity_max_abs_err": err}
     return report
 

@@ -22,6 +22,10 @@ KINDS = ("decoder", "head")
 DECODER_TYPES = ("meanflow", "flow", "ddim")
 HEAD_TYPES = ("lps", "lpds", "dsrl")
 LATENT_GEOMETRIES = ("sphere", "gaussian")
+# What the runtime does to a head's latent (lps, dsrl) or to eps + Delta (lpds) before the
+# decoder sees it: "sphere" scales it onto the decoder's sphere of radius sqrt(d), where that
+# decoder was trained; "none" passes it as it is.
+LATENT_PROJECTIONS = ("sphere", "none")
 # The observation vocabulary shared by the runtime, the sim and training: sources, their sizes and
 # units. tcp_position is forward kinematics of the arm joints.
 OBSERVATION_SOURCES: dict[str, int] = {
@@ -176,6 +180,12 @@ class Manifest:
     head_type: str | None = None
     trust_region_delta: float | None = None
     decoder_sha256: str | None = None
+    # Heads only. Absent: what the head type always did (lps heads onto a sphere decoder's sphere,
+    # the others unprojected); `latent_projection_of` resolves it.
+    latent_projection: str | None = None
+    # Heads only: the head samples its latent from standard-normal `noise` the runtime feeds it
+    # (an extra input [B, latent_dim]), as a stochastic DSRL actor is evaluated.
+    noise_input: bool = False
     provenance: Provenance = field(default_factory=Provenance)
 
     @property
@@ -185,9 +195,11 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         # Fields that do not apply to this kind are left out rather than written as null.
-        for key in ("decoder_type", "head_type", "trust_region_delta", "decoder_sha256"):
+        for key in ("decoder_type", "head_type", "trust_region_delta", "decoder_sha256", "latent_projection"):
             if d[key] is None:
                 del d[key]
+        if not d["noise_input"]:
+            del d["noise_input"]
         return d
 
     def save(self, json_path: str | Path) -> None:
@@ -380,6 +392,8 @@ def from_dict(data: Any, where: str = "") -> Manifest:
         head_type=_take(data, "head_type", where, "", (str, type(None)), None),
         trust_region_delta=float(trd) if trd is not None else None,
         decoder_sha256=_take(data, "decoder_sha256", where, "", (str, type(None)), None),
+        latent_projection=_take(data, "latent_projection", where, "", (str, type(None)), None),
+        noise_input=_take(data, "noise_input", where, "", bool, False),
         provenance=provenance,
     )
     _validate(m, where)
@@ -395,7 +409,15 @@ def expected_io(m: Manifest) -> tuple[list[TensorSpec], list[TensorSpec]]:
         return ([obs, *images, TensorSpec("latent", [-1, m.latent_dim])],
                 [TensorSpec("actions", [-1, m.chunk_length, m.action_dim])])
     out_name = "delta" if m.head_type == "lpds" else "latent"
-    return [obs, *images], [TensorSpec(out_name, [-1, m.latent_dim])]
+    noise = [TensorSpec("noise", [-1, m.latent_dim])] if m.noise_input else []
+    return [obs, *images, *noise], [TensorSpec(out_name, [-1, m.latent_dim])]
+
+
+def latent_projection_of(m: Manifest) -> str:
+    """The projection a head's latent gets before the decoder (see LATENT_PROJECTIONS)."""
+    if m.latent_projection is not None:
+        return m.latent_projection
+    return "sphere" if m.head_type == "lps" and m.latent_geometry == "sphere" else "none"
 
 
 def _stats_ok(values: list[float], positive: bool) -> bool:
@@ -425,8 +447,10 @@ def _check_kind_fields(m: Manifest, where: str) -> None:
     if m.kind == "decoder":
         if m.decoder_type not in DECODER_TYPES:
             raise _fail("decoder_type", f"one of {list(DECODER_TYPES)} for a decoder", m.decoder_type, where)
-        if m.head_type is not None:
-            raise _fail("head_type", "absent for a decoder", m.head_type, where)
+        for name, value, unset in (("head_type", m.head_type, None), ("latent_projection", m.latent_projection, None),
+                                   ("noise_input", m.noise_input, False)):
+            if value != unset:
+                raise _fail(name, "absent for a decoder", value, where)
         return
     if m.head_type not in HEAD_TYPES:
         raise _fail("head_type", f"one of {list(HEAD_TYPES)} for a head", m.head_type, where)
@@ -435,6 +459,14 @@ def _check_kind_fields(m: Manifest, where: str) -> None:
     if not _SHA256.match(m.decoder_sha256 or ""):
         raise _fail("decoder_sha256", "the 64-hex SHA-256 of the decoder the head was trained against",
                     m.decoder_sha256, where)
+    if m.latent_projection is not None and m.latent_projection not in LATENT_PROJECTIONS:
+        raise _fail("latent_projection", f"one of {list(LATENT_PROJECTIONS)}", m.latent_projection, where)
+    if m.latent_projection == "sphere" and m.latent_geometry != "sphere":
+        raise _fail("latent_projection", "'none' for a decoder whose latents are not on a sphere",
+                    m.latent_projection, where)
+    if m.noise_input and m.head_type == "lpds":
+        raise _fail("noise_input", "false for an lpds head (the runtime adds its noise outside the head)",
+                    m.noise_input, where)
     if m.head_type == "lpds":
         delta = m.trust_region_delta
         if delta is None or not math.isfinite(delta) or delta <= 0:

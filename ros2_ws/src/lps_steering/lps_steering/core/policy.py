@@ -2,12 +2,13 @@
 
 Head types:
     none  w = eps                     the frozen base policy
-    lps   w = head(s)                 latent actor (LPS), projected onto the sphere if the decoder
-                                      samples there
+    lps   w = head(s)                 latent actor (LPS)
     lpds  w = eps + Delta(s)          noise residual (LP-DS), optional run-time trust-region guard
-    dsrl  w = head(s)                 latent policy replacing the base noise (DSRL)
-eps is drawn from a seeded numpy Generator: Gaussian, or on the sphere of radius sqrt(d) when the
-decoder's latent_geometry is "sphere".
+    dsrl  w = head(s[, xi])           latent policy replacing the base noise (DSRL); a stochastic
+                                      one samples from standard-normal xi fed by the runtime
+eps and xi are drawn from a seeded numpy Generator: eps Gaussian, or on the sphere of radius
+sqrt(d) when the decoder's latent_geometry is "sphere". A head whose manifest says
+`latent_projection: sphere` has its w scaled onto that sphere before the decoder sees it.
 
 A head that passes every manifest check can still be wrong (NaN weights, a residual trained
 without its trust region): `check_head_outputs` runs it on probe observations at load time and
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .manifest import Manifest, ManifestError, load_manifest
+from .manifest import Manifest, ManifestError, latent_projection_of, load_manifest
 from .sessions import create_session, warm_up
 
 _ORT_DTYPES = {"float32": "tensor(float)"}
@@ -138,11 +139,12 @@ def check_head_outputs(head: LoadedModel, probes: int = WARMUP_PROBES, seed: int
     observations = np.concatenate([np.zeros((1, m.obs_dim)), rng.standard_normal((probes, m.obs_dim))])
     images = {im.name: np.zeros((1, im.channels, *im.output_hw), dtype=np.float32)
               for im in m.observation.images}
+    noise = ({"noise": rng.standard_normal((1, m.latent_dim)).astype(np.float32)} if m.noise_input else {})
     out_name = session.get_outputs()[0].name
     sq = []
     for k, obs in enumerate(observations.astype(np.float32)):
         try:
-            out = session.run([out_name], {"observation": obs[None, :], **images})[0]
+            out = session.run([out_name], {"observation": obs[None, :], **images, **noise})[0]
         except Exception as exc:  # onnxruntime raises several private exception types
             raise HeadRefused(f"{head.path}: the head fails on a probe observation: "
                               f"{type(exc).__name__}: {exc}") from None
@@ -173,7 +175,7 @@ def check_head_matches(decoder: LoadedModel, head: LoadedModel) -> None:
         raise ManifestError(f"{where}: `decoder_sha256` must equal the loaded decoder's "
                             f"({decoder.sha256}), got {h.decoder_sha256!r}: the head was trained "
                             "against another decoder")
-    for name in ("robot", "chunk_length", "action_dim", "latent_dim"):
+    for name in ("robot", "chunk_length", "action_dim", "latent_dim", "latent_geometry"):
         if getattr(h, name) != getattr(d, name):
             raise ManifestError(f"{where}: `{name}` must equal the decoder's ({getattr(d, name)!r}), "
                                 f"got {getattr(h, name)!r}")
@@ -202,6 +204,8 @@ class _HeadSlot:
     trust_region_delta: float
     binding: ort.IOBinding | None = None  # inputs: the policy's buffers; output: `output`
     output: np.ndarray | None = None      # [1, latent_dim], written by each head run
+    project: bool = False                 # w onto the decoder's sphere (latent_projection "sphere")
+    noise: np.ndarray | None = None       # [1, latent_dim] standard normal fed to a sampling head
 
 
 def bind_buffers(session: ort.InferenceSession, inputs: Mapping[str, np.ndarray], output_name: str,
@@ -282,8 +286,11 @@ class SteeredPolicy:
         delta = float(hm.trust_region_delta) if hm.trust_region_delta is not None else math.nan
         name = head.session.get_outputs()[0].name
         output = np.zeros((1, hm.latent_dim), dtype=np.float32)
-        binding = bind_buffers(head.session, self._head_feeds, name, output)
-        self._slot = _HeadSlot(head, hm.head_type, delta, binding, output)
+        noise = np.zeros((1, hm.latent_dim), dtype=np.float32) if hm.noise_input else None
+        feeds = self._head_feeds if noise is None else {**self._head_feeds, "noise": noise}
+        binding = bind_buffers(head.session, feeds, name, output)
+        self._slot = _HeadSlot(head, hm.head_type, delta, binding, output,
+                               project=latent_projection_of(hm) == "sphere", noise=noise)
 
     def reseed(self, seed: int) -> None:
         """Restart the base noise stream (e.g. after warm-up, so `seed` fixes the first real draw)."""
@@ -339,10 +346,12 @@ class SteeredPolicy:
                     delta_sq = bound
             np.add(self.sample_noise(), delta, out=w)
         else:  # lps, dsrl: the head chooses the latent
+            if slot.noise is not None:
+                self._rng.standard_normal(dtype=np.float32, out=slot.noise)
             slot.model.session.run_with_iobinding(slot.binding)
             w[...] = slot.output
-            if self._sphere and slot.head_type == "lps":
-                w *= self._radius / max(float(np.sqrt(np.dot(w[0], w[0]))), 1e-12)
+        if slot.project:
+            w *= self._radius / max(float(np.sqrt(np.dot(w[0], w[0]))), 1e-12)
         w_sq = float(np.dot(w[0], w[0]))  # one pass: the norm for telemetry, and NaN/inf show up in it
         if not math.isfinite(w_sq):
             raise FloatingPointError(f"latent is not finite (head {slot.head_type})")
