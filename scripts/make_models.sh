@@ -63,15 +63,20 @@ if has heads; then
   $RUN lps-train import-decoder --onnx "$MODELS/decoder.onnx" --like "$RUNS/mf_mixed15.pt" --out "$RUNS/decoder_shipped.pt"
   $RUN lps-train collect --preset shipped-base-rollouts
   $RUN lps-train lps-rounds --head.lps.seed "$LPS_SEED" --max-rounds "$LPS_ROUNDS" --out "$RUNS/lps.pt"
+  # LP-DS at the paper's settings and DSRL at its authors', both through the exported decoder's own
+  # weights with the shipped LP-DS run's env-step budget (docs/training.md, "LP-DS", "DSRL").
+  $RUN lps-train train-head --preset paper-lpds
   $RUN lps-train train-head --preset shipped-dsrl
-  for h in lpds lps dsrl; do
+  for h in lpds lpds_paper lps dsrl; do
     $RUN lps-train export --checkpoint "$RUNS/$h.pt" --decoder-onnx "$MODELS/decoder.onnx" --out "$MODELS/heads/$h.onnx"
   done
 fi
 
 if has eval; then
   stage "evaluation"
-  $RUN lps-train evaluate --decoder "$MODELS/decoder.onnx" --head none lpds lps dsrl --episodes "$EPISODES" \
-    --profile nominal --record --out "$RUNS/eval_nominal.json" --png docs/img/pick_place_heads.png
+  $RUN lps-train evaluate --decoder "$MODELS/decoder.onnx" --head none lpds lpds_paper lps dsrl --episodes "$EPISODES" \
+    --profile nominal --record --out "$RUNS/eval_nominal.json"
+  $RUN lps-train evaluate --decoder "$MODELS/decoder.onnx" --head none lpds lpds_paper lps dsrl --episodes "$EPISODES" \
+    --profile sim2real --out "$RUNS/eval_sim2real.json"
 fi
 stage "done"

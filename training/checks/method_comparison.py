@@ -13,6 +13,10 @@ runs' learning-curve CSVs (docs/img/lpds_trust_region.png):
     scripts/with-env python training/checks/method_comparison.py \
         --trust-region "delta 0.35=0.35=runs/cmp/lpds_paper.csv"
 
+`--paired A B` (each EVAL.json#HEAD, the same seeds) compares two heads seed by seed, as a head is
+compared with the base. `--latent-norms HEAD.onnx DATA.npz` prints the norms of the latents a head feeds the shipped decoder
+on 5,000 of the dataset's states (how far LP-DS's eps + Delta leaves the decoder's sphere).
+
 Run folders are not committed, so results.json is the record; `--cell` adds or replaces a cell
 (method, profile), and a run without arguments replots what is recorded.
 """
@@ -65,7 +69,8 @@ def cell_from_evaluation(method: str, profile: str, spec: str, head_onnx: str = 
     lo, hi = wilson_interval(r["successes"], r["episodes"])
     cell = {"method": method, "profile": profile, "head": r["head"], "successes": r["successes"],
             "episodes": r["episodes"], "seed": ev["seed"], "wilson_95": [lo, hi],
-            "base_successes": base["successes"], "holds": r["holds"], "evaluate_command": ev["command"],
+            "base_successes": base["successes"], "holds": r["holds"], "outcomes": r["outcomes"],
+            "evaluate_command": ev["command"],
             "paired_with_base": paired_with_base(_Result(base), _Result(r)) if r["head"] != "none" else None}
     if head_onnx:
         metrics = load_manifest(head_onnx).provenance.metrics
@@ -108,6 +113,20 @@ def plot_trust_region(runs: list[tuple[str, float, str]], out: Path) -> dict:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return summary
+
+
+def latent_norms(head_onnx: str, data_npz: str, decoder_onnx: str = "models/pick_place/decoder.onnx",
+                 n: int = 5000) -> None:
+    from lps_steering.core.policy import SteeredPolicy, load_model
+
+    obs = np.load(data_npz)["observations"]
+    policy = SteeredPolicy(load_model(decoder_onnx, "decoder"), load_model(head_onnx, "head"), seed=0)
+    outs = [policy.infer(obs[i].astype(np.float32)) for i in np.random.default_rng(0).integers(0, len(obs), n)]
+    norms = np.array([o.latent_norm for o in outs])
+    p1, p50, p99 = np.percentile(norms, [1, 50, 99])
+    print(f"{head_onnx}: ||w|| p1 {p1:.2f}, p50 {p50:.2f}, p99 {p99:.2f}, max {norms.max():.2f} "
+          f"(the decoder's sphere: {np.sqrt(len(outs[0].latent)):.2f}); mean ||Delta||^2 "
+          f"{np.nanmean([o.delta_sq_norm for o in outs]):.2f} over {n} states of {data_npz}")
 
 
 def plot_cells(cells: list[dict], out: Path) -> None:
@@ -156,7 +175,22 @@ def main() -> None:
                     help="METHOD=PROFILE=EVAL.json#HEAD[=HEAD.onnx]: add or replace a cell")
     ap.add_argument("--trust-region", action="append", default=[],
                     help="LABEL=DELTA=RUN.csv: an LP-DS run's alpha and E||Delta||^2 (plotted with all given)")
+    ap.add_argument("--latent-norms", nargs=2, metavar=("HEAD.onnx", "DATA.npz"))
+    ap.add_argument("--paired", nargs=2, metavar=("A", "B"), help="EVAL.json#HEAD twice: A against B seed by seed")
     a = ap.parse_args()
+    if a.paired:
+        (ev_a, ra, _), (ev_b, rb, _) = (_evaluation(x) for x in a.paired)
+        if (ev_a["profile"], ev_a["seed"], ra["episodes"]) != (ev_b["profile"], ev_b["seed"], rb["episodes"]):
+            raise SystemExit("--paired needs two evaluations of the same profile, seeds and episodes")
+        c = paired_with_base(_Result(rb), _Result(ra))
+        print(f"{a.paired[0]} vs {a.paired[1]} ({ev_a['profile']}, {ra['episodes']} seeds from {ev_a['seed']}): "
+              f"both/only A/only B/neither {c['both']}/{c['only_head']}/{c['only_base']}/{c['neither']}, "
+              f"{100 * c['difference']:+.1f} pt (95% {100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}), "
+              f"McNemar mid-p {c['mcnemar_mid_p']:.3g}")
+        return
+    if a.latent_norms:
+        latent_norms(*a.latent_norms)
+        return
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"cells": [], "trust_region": {}}
     for spec in a.cell:
         method, profile, ev, *onnx = spec.split("=")

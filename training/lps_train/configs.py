@@ -97,9 +97,9 @@ CriticFeatures = Literal["none", "tcp", "tcp-target"]
 class TrainHead:
     """Train a steering head (LPS offline, LP-DS or DSRL online) against a frozen decoder."""
 
-    preset: Literal["shipped-lpds", "shipped-lps", "shipped-dsrl"] | None = None
+    preset: Literal["shipped-lpds", "shipped-lps", "shipped-dsrl", "paper-lpds"] | None = None
     """start from the settings of a shipped head's run (for LPS: its first round; `lps-train
-    lps-rounds` runs them all)"""
+    lps-rounds` runs them all), or of LP-DS at the paper's settings (the comparison's row)"""
     algo: Literal["lps", "lpds", "dsrl"] = "lpds"
     """which head (the matching `--lps.*`, `--lpds.*` or `--dsrl.*` settings apply)"""
     decoder: str = ""
@@ -202,7 +202,7 @@ class Evaluate:
 
     decoder: str = f"{MODELS}/decoder.onnx"
     """the exported decoder"""
-    head: tuple[str, ...] = ("none", "lpds", "lps", "dsrl")
+    head: tuple[str, ...] = ("none", "lpds", "lpds_paper", "lps", "dsrl")
     """'none' (frozen base), a head name under <decoder dir>/heads/, or an .onnx path"""
     episodes: int = 100
     """episodes per head"""
@@ -325,10 +325,18 @@ PRESETS_TRAIN_HEAD: dict[str, TrainHead] = {
         demos=(f"{DATA}/demos_mixed15.npz", f"{DATA}/rollouts_hold.npz"), out=f"{RUNS}/lps_s1_round1.pt",
         lps=LPSConfig(seed=1, steps=5000, hidden=256, critic_layers=3, actor_layers=2, critic_steps=4,
                       actor_q="min", critics=10)),
+    # DSRL-NA at its authors' settings but LP-DS's network width and warm-up, with LP-DS's env-step
+    # budget and episode ending (docs/training.md, "DSRL").
     "shipped-dsrl": TrainHead(
-        preset="shipped-dsrl", algo="dsrl", decoder=f"{RUNS}/mf_mixed15.pt", decoder_onnx=f"{MODELS}/decoder.onnx",
-        task="pick_place", out=f"{RUNS}/dsrl.pt",
-        dsrl=DSRLConfig(seed=0, total_steps=20_000, time_budget_s=1500.0)),
+        preset="shipped-dsrl", algo="dsrl", decoder=f"{RUNS}/decoder_shipped.pt", decoder_onnx=f"{MODELS}/decoder.onnx",
+        task="pick_place", terminate_on_hold=True, out=f"{RUNS}/dsrl.pt",
+        dsrl=DSRLConfig(seed=1, total_steps=17_800, hidden=256)),
+    # LP-DS at the paper's settings (delta 0.35, one-step TD on the whole chunk), latents on the
+    # decoder's sphere, with the shipped run's env-step budget and episode ending.
+    "paper-lpds": TrainHead(
+        preset="paper-lpds", algo="lpds", decoder=f"{RUNS}/decoder_shipped.pt", decoder_onnx=f"{MODELS}/decoder.onnx",
+        task="pick_place", terminate_on_hold=True, out=f"{RUNS}/lpds_paper.pt",
+        lpds=LPDSConfig(seed=1, total_steps=17_800)),
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -20,8 +20,9 @@ In both, the temperature T is tuned towards `target_entropy` (0 in the authors' 
 `train_every` env steps (the authors' four parallel envs) come `utd` gradient steps, then (na)
 `distill_steps` steps of Q^W. Until `learning_starts` the base policy acts, on N(0, I) noise
 clipped to the box. On a decoder whose latents lie on a sphere, `project` scales every latent onto
-it before the decoder (the runtime does the same: `latent_projection: sphere`): the decoder only
-ever sees latents where it was trained, and N(0, I) base noise becomes its own prior there.
+it before the decoder (the runtime does the same: `latent_projection: sphere`) and before the
+latent critics: the decoder only ever sees latents where it was trained, N(0, I) base noise becomes
+its own prior there, and Q^W reads the actor's box latents where it was distilled.
 
 `train_offline` runs DSRL-NA on a dataset alone, its replay buffer filled with the data and no env
 steps, as the authors' code can (`load_offline_data`, with no behaviour term); it is the offline
@@ -229,8 +230,13 @@ class DSRLAgent:
     def temperature(self) -> float:
         return float(self.log_temp.detach().exp())
 
+    def on_decoder(self, w: torch.Tensor) -> torch.Tensor:
+        """The latent as the decoder gets it; the latent critics read this too, so that Q^W's
+        distillation latents (N(0, I)) and the actor's (the box) meet where the decoder sees them."""
+        return project_to_sphere(w) if self.projects else w
+
     def decode(self, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return self.decoder(s, project_to_sphere(w) if self.projects else w)
+        return self.decoder(s, self.on_decoder(w))
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, generator: torch.Generator | None = None,
@@ -245,7 +251,7 @@ class DSRLAgent:
 
     def _q_of_policy(self, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """min_i Q_i(s, w): Q^W for na, the latent critic for sac."""
-        return (self.qw if self.qw is not None else self.critic)(s, w).min(0).values
+        return (self.qw if self.qw is not None else self.critic)(s, self.on_decoder(w)).min(0).values
 
     def gradient_step(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         """One SAC step, in Stable-Baselines3's order: temperature, critic, actor, targets."""
@@ -260,10 +266,10 @@ class DSRLAgent:
         with torch.no_grad():
             s2 = b["next_obs"]
             w2, logp2 = self.actor.sample(s2)
-            nxt = self.decode(s2, w2) if self.qw is not None else w2
+            nxt = self.decode(s2, w2) if self.qw is not None else self.on_decoder(w2)
             soft_v = self.critic_target(s2, nxt).min(0).values - temp * logp2
             y = b["rewards"] + b["discounts"] * (1.0 - b["dones"]) * soft_v
-        qs = self.critic(s, b["actions"] if self.qw is not None else b["latents"])
+        qs = self.critic(s, b["actions"] if self.qw is not None else self.on_decoder(b["latents"]))
         critic_loss = 0.5 * sum(F.mse_loss(q, y) for q in qs)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
@@ -285,7 +291,7 @@ class DSRLAgent:
         w = torch.randn(len(s), self.latent_dim)
         with torch.no_grad():
             target = self.critic(s, self.decode(s, w))
-        loss = 0.5 * sum(F.mse_loss(q, t) for q, t in zip(self.qw(s, w), target, strict=True))
+        loss = 0.5 * sum(F.mse_loss(q, t) for q, t in zip(self.qw(s, self.on_decoder(w)), target, strict=True))
         self.qw_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.qw_opt.step()
