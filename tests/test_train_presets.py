@@ -18,8 +18,7 @@ from lps_train.meanflow import MeanFlowConfig
 from lps_train.rounds import choose_round
 
 MODELS = Path(__file__).resolve().parents[1] / "models" / "pick_place"
-HEADS = {"shipped-lpds": "heads/lpds.json", "shipped-lps": "heads/lps.json", "shipped-dsrl": "heads/dsrl.json",
-         "paper-lpds": "heads/lpds_paper.json"}
+HEADS = {"shipped-lpds": "heads/lpds.json", "shipped-lps": "heads/lps.json", "paper-lpds": "heads/lpds_paper.json"}
 DECODERS = {"shipped-meanflow": "decoder.json", "shipped-flow": "flow/decoder.json"}
 
 

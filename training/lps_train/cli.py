@@ -13,7 +13,7 @@ The shipped pick_place models, stage by stage (`scripts/make_models.sh` runs the
     lps-train train-head --preset shipped-dsrl
     lps-train export     --checkpoint runs/pick_place/lpds.pt --decoder-onnx models/pick_place/decoder.onnx \
                          --out models/pick_place/heads/lpds.onnx
-    lps-train evaluate   --head none lpds lps dsrl --episodes 200 --record
+    lps-train evaluate   --head none lpds lpds_paper lps --episodes 200 --record
 
 A new head for an already shipped decoder trains on that decoder's own weights (training runs are
 not bit-reproducible, and LPS differentiates through the decoder):

@@ -202,7 +202,7 @@ class Evaluate:
 
     decoder: str = f"{MODELS}/decoder.onnx"
     """the exported decoder"""
-    head: tuple[str, ...] = ("none", "lpds", "lpds_paper", "lps", "dsrl")
+    head: tuple[str, ...] = ("none", "lpds", "lpds_paper", "lps")
     """'none' (frozen base), a head name under <decoder dir>/heads/, or an .onnx path"""
     episodes: int = 100
     """episodes per head"""
