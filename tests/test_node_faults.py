@@ -63,9 +63,11 @@ class RawJointStates:
         self.object_x = [0.5]
         self.q = list(READY_POSE)
         self.first_bad_ns: int | None = None  # when the first message not made by `good` went out
+        self.first_with: dict[tuple, int] = {}  # stamp (ns) of the first good message with each q
         self._timer = client.node.create_timer(0.01, self._tick)
 
     def good(self, stamp: object) -> JointState:
+        self.first_with.setdefault(tuple(self.q), stamp.sec * 1_000_000_000 + stamp.nanosec)
         return JointState(name=ARM + FINGERS, position=list(self.q) + [0.04, 0.04], velocity=[0.0] * 9,
                           header=_header(stamp))
 
@@ -402,8 +404,13 @@ def test_auto_resume_after_stale_releases_silence_by_itself_but_not_a_malformed_
             source.make = source.good
             n = len(telemetry.snapshot())
             msgs = telemetry.wait_for(lambda m: any(x.safety_state != HOLD for x in m[n:]), 3.0, 'self-release')
-            first = next(x for x in msgs[n:] if x.safety_state != HOLD)
-            assert np.max(np.abs(np.array(first.command) - np.array(source.q))) <= STEP + 1e-9
+            k = next(i for i in range(n, len(msgs)) if msgs[i].safety_state != HOLD)
+            first = msgs[k]
+            moved_at = source.first_with[tuple(source.q)]
+            seen = first.observation_stamp.sec * 1_000_000_000 + first.observation_stamp.nanosec
+            assert np.max(np.abs(np.array(first.command) - np.array(source.q))) <= STEP + 1e-9, (
+                f'released on the observation stamped {(seen - moved_at) / 1e6:+.1f} ms from the first reading of '
+                f'the moved arm; {k - n} hold messages before it, the last: {msgs[k - 1].safety_reason!r}')
             # A malformed message is a fault, not staleness: it still waits for ~/resume.
             source.make = _bad('NaN')
             time.sleep(0.3)
