@@ -74,9 +74,13 @@ fi
 
 if has eval; then
   stage "evaluation"
-  $RUN lps-train evaluate --decoder "$MODELS/decoder.onnx" --head none lpds lpds_paper lps dsrl --episodes "$EPISODES" \
+  # Every head in the heads folder: those the heads stage exported, or those shipped.
+  heads=$(cd "$MODELS/heads" && ls -- *.onnx | sed 's/\.onnx$//')
+  # shellcheck disable=SC2086 # one word per head
+  $RUN lps-train evaluate --decoder "$MODELS/decoder.onnx" --head none $heads --episodes "$EPISODES" \
     --profile nominal --record --out "$RUNS/eval_nominal.json"
-  $RUN lps-train evaluate --decoder "$MODELS/decoder.onnx" --head none lpds lpds_paper lps dsrl --episodes "$EPISODES" \
+  # shellcheck disable=SC2086
+  $RUN lps-train evaluate --decoder "$MODELS/decoder.onnx" --head none $heads --episodes "$EPISODES" \
     --profile sim2real --out "$RUNS/eval_sim2real.json"
 fi
 stage "done"

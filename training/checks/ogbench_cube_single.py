@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     # Through the decoder the LPS run used, as a frozen checkpoint.
                     cfg = dataclasses.replace(cfg, algo="dsrl", out=str(run_dir / "dsrl"), decoder_training="frozen",
                                               decoder_checkpoint=str(run_dir / "decoder.pt"), action_bound=0.0,
-                                              dsrl_steps=args.train_steps)
+                                              dsrl_steps=args.train_steps, device="cpu")
                     cfg.dsrl = dataclasses.replace(cfg.dsrl, seed=seed, hidden=args.dsrl_hidden,
                                                    eval_every=args.eval_every,
                                                    log_every=max(1, min(cfg.dsrl.log_every, args.eval_every)))

@@ -348,7 +348,7 @@ def _projection(head_type: str, config: dict, geometry: str) -> str:
         return "none"
     if head_type == "lps":
         return "sphere"
-    # Heads trained before `project` existed composed their latents unprojected.
+    # A config without `project` composed its latents unprojected.
     return "sphere" if config.get("project", False) else "none"
 
 

@@ -254,7 +254,8 @@ class DSRLAgent:
         return (self.qw if self.qw is not None else self.critic)(s, self.on_decoder(w)).min(0).values
 
     def gradient_step(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One SAC step, in Stable-Baselines3's order: temperature, critic, actor, targets."""
+        """One SAC step: temperature, critic, actor, targets (Stable-Baselines3's order; the critic and
+        the actor read the temperature after its step)."""
         s = b["obs"]
         w, logp = self.actor.sample(s)
         temp_loss = -(self.log_temp * (logp.detach() + self.cfg.target_entropy)).mean()
@@ -369,7 +370,8 @@ def train_offline(cfg: DSRLConfig, data: Any, decoder: nn.Module, steps: int, pr
     giving obs, actions, rewards, next_obs, dones, discounts in normalised units, e.g.
     `lps_train.offline.chunks.ChunkDataset`), and `steps` gradient steps come in training calls of
     `utd` steps with `distill_steps` of Q^W after each, as online. Only the noise-aliased variant
-    can learn offline: the dataset holds actions, not the latents that DSRL-SAC's critic reads."""
+    can learn offline: the dataset holds actions, not the latents that DSRL-SAC's critic reads. The
+    data's own discounts apply (`ChunkDataset`: gamma per action, gamma^H per chunk)."""
     if cfg.variant != "na":
         raise ValueError(f"offline DSRL is the noise-aliased variant ('na'), got {cfg.variant!r}")
     dims = (decoder.obs_dim, decoder.action_dim, decoder.chunk_length)
@@ -379,6 +381,7 @@ def train_offline(cfg: DSRLConfig, data: Any, decoder: nn.Module, steps: int, pr
     rng = seed_everything(cfg.seed, cfg.torch_threads)
     logger = logger if logger is not None else Logger()
     agent = DSRLAgent(cfg, decoder)
+    agent.eval_wall_s = 0.0  # evaluation time, which the caller leaves out of the training time
     done = 0
     bar = trange(steps, desc="dsrl-na offline", disable=not progress, mininterval=1.0)
     while done < steps:
@@ -389,6 +392,8 @@ def train_offline(cfg: DSRLConfig, data: Any, decoder: nn.Module, steps: int, pr
         if _crossed(cfg.log_every, before, done) or done == steps:
             logger.log(done, **info)
         if eval_fn is not None and (_crossed(cfg.eval_every, before, done) or (cfg.eval_every and done == steps)):
+            t_eval = time.perf_counter()
             logger.log(done, **eval_fn(done, agent))
+            agent.eval_wall_s += time.perf_counter() - t_eval
     bar.close()
     return agent, logger

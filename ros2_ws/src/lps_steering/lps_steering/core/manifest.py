@@ -180,8 +180,8 @@ class Manifest:
     head_type: str | None = None
     trust_region_delta: float | None = None
     decoder_sha256: str | None = None
-    # Heads only. Absent: what the head type always did (lps heads onto a sphere decoder's sphere,
-    # the others unprojected); `latent_projection_of` resolves it.
+    # Heads only. Absent: the head type's default (lps heads onto a sphere decoder's sphere, the
+    # others unprojected); `latent_projection_of` resolves it.
     latent_projection: str | None = None
     # Heads only: the head samples its latent from standard-normal `noise` the runtime feeds it
     # (an extra input [B, latent_dim]), as a stochastic DSRL actor is evaluated.
