@@ -292,8 +292,7 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
             agent, log = lpds.train(cfg, env, dec, logger=log,
                                     action_features=critic_features(cfg.critic_steps or dec.chunk_length))
         else:
-            agent, log = dsrl.train(cfg, env, dec, logger=log,
-                                    action_features=critic_features(cfg.critic_steps or dec.chunk_length))
+            agent, log = dsrl.train(cfg, env, dec, logger=log)
     wall = time.perf_counter() - t0
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"head_type": a.algo, "head": agent.actor, "decoder": str(a.decoder), "task": task,
@@ -626,7 +625,7 @@ def train_offline(a: TrainOffline, command: str, eval_fn: Any = None, progress: 
                                            progress=progress, logger=log, decoder=given, action_bounds=bounds,
                                            device=a.device, eval_fn=hook)
         head_cfg, head_steps, seed = a.lps, a.lps.steps, a.lps.seed
-    wall = time.perf_counter() - t0 - getattr(agent, "eval_wall_s", 0.0)
+    wall = time.perf_counter() - t0 - agent.eval_wall_s
     steps = head_steps + (a.decoder_steps if a.decoder_training == "frozen" and a.decoder_checkpoint == "" else 0)
     extra = {"env": data.source.get("converter", ""), "dataset": a.dataset, "rows": len(chunks), "command": command,
              "train_wall_s": round(wall, 1)}

@@ -51,6 +51,7 @@ from lps_train.nets import (
     freeze,
     mlp,
     project_to_sphere,
+    projects_onto_sphere,
     seed_everything,
     soft_update,
 )
@@ -206,7 +207,7 @@ class DSRLAgent:
         o, d = decoder.obs_dim, decoder.latent_dim
         self.latent_dim = d
         self.magnitude = cfg.magnitude
-        self.projects = cfg.project and getattr(decoder, "latent_geometry", "gaussian") == "sphere"
+        self.projects = projects_onto_sphere(decoder, cfg.project)
         self.actor = LatentPolicy(o, d, cfg.hidden, cfg.actor_layers, self.magnitude, cfg.stochastic_head)
         if cfg.variant == "na":
             if cfg.critic_steps > decoder.chunk_length:

@@ -48,6 +48,7 @@ from lps_train.nets import (
     freeze,
     mlp,
     project_to_sphere,
+    projects_onto_sphere,
     seed_everything,
     soft_update,
 )
@@ -180,7 +181,7 @@ class LPDSAgent:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.alpha = float(cfg.alpha_init)
         self._sample_latent = getattr(decoder, "sample_latent", None)
-        self.projects = cfg.project and getattr(decoder, "latent_geometry", "gaussian") == "sphere"
+        self.projects = projects_onto_sphere(decoder, cfg.project)
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Base noise eps [n, latent_dim], drawn like the decoder's (and the runtime's) prior."""

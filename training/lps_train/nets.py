@@ -94,5 +94,10 @@ def project_to_sphere(w: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return w * (math.sqrt(d) / w.norm(dim=-1, keepdim=True).clamp_min(eps))
 
 
+def projects_onto_sphere(decoder: nn.Module, enabled: bool) -> bool:
+    """Whether a head's latents go onto the decoder's sphere: asked for, and the decoder samples there."""
+    return enabled and getattr(decoder, "latent_geometry", "gaussian") == "sphere"
+
+
 def sample_sphere(n: int, d: int, generator: torch.Generator | None = None) -> torch.Tensor:
     return project_to_sphere(torch.randn(n, d, generator=generator))
