@@ -545,3 +545,30 @@ def test_lps_trains_with_the_configured_torch_threads():
             assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
+
+
+def test_dsrl_goes_on_from_its_snapshot_as_if_it_had_not_stopped(tmp_path):
+    cfg, dec = small_dsrl(total_steps=400), ScaledLatentDecoder()
+    ref, ref_log = dsrl.train(cfg, TargetChunkEnv(), dec, progress=False)
+
+    class DiesAt250(TargetChunkEnv):  # the machine going down mid-run
+        steps = 0
+
+        def step(self, chunk):
+            DiesAt250.steps += 1
+            if DiesAt250.steps > 250:
+                raise RuntimeError("killed")
+            return super().step(chunk)
+
+    state = tmp_path / "dsrl.state.pt"
+    with pytest.raises(RuntimeError, match="killed"):
+        dsrl.train(cfg, DiesAt250(), dec, progress=False, state_path=state, state_every=100)
+    assert state.is_file() and not state.with_name(state.name + ".tmp").exists()
+    resumed, log = dsrl.train(cfg, TargetChunkEnv(), dec, progress=False, state_path=state, state_every=100)
+    for a, b in zip(ref.actor.parameters(), resumed.actor.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert resumed.temperature == pytest.approx(ref.temperature, abs=1e-6)
+    np.testing.assert_allclose(log.series("charts/episodic_return")[1], ref_log.series("charts/episodic_return")[1],
+                               atol=1e-6)  # the curves run on across the stop
+    with pytest.raises(ValueError, match="other settings \\(total_steps\\)"):
+        dsrl.train(small_dsrl(total_steps=500), TargetChunkEnv(), dec, progress=False, state_path=state)

@@ -14,11 +14,15 @@ The script reports what it measures. The variant decides what the objective rewa
 
     scripts/with-env python training/checks/four_modes_check.py --variant unequal --steps 3000
     scripts/with-env python training/checks/four_modes_check.py --variant symmetric --steps 3000
+
+`--methods dsrl` retrains DSRL alone and reads the LP-DS runs back from the results folder (refused
+unless their variant, steps, seed and base policy are this run's).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -50,8 +54,28 @@ def dsrl_policy(agent: dsrl.DSRLAgent):
     return policy
 
 
+METHODS = ("lpds", "dsrl")
+
+
+def earlier_runs(out: Path, results: dict, keep: tuple[str, ...]) -> dict[str, Logger]:
+    """The runs of methods not retrained now, from the results in `out` of the same settings."""
+    old = json.loads((out / "results.json").read_text())
+    for key in ("variant", "steps", "seed"):
+        if old[key] != results[key]:
+            raise SystemExit(f"{out / 'results.json'} has {key}={old[key]!r}, this run {results[key]!r}: "
+                             "retrain every method (--methods lpds dsrl)")
+    if old["runs"]["base"] != results["runs"]["base"]:
+        raise SystemExit("the base policy differs from the one the earlier runs steered: retrain every method")
+    logs = {}
+    for name, run in old["runs"].items():
+        if name != "base" and name.split("_")[0] in keep:
+            results["runs"][name] = run
+            logs[name] = Logger.load_csv(out / f"{name}.csv")
+    return logs
+
+
 def run(variant: str, steps: int, deltas: list[float], seed: int, eval_every: int, eval_episodes: int,
-        base_steps: int, progress: bool, out: Path | None = None) -> dict:
+        base_steps: int, progress: bool, out: Path | None = None, methods: tuple[str, ...] = METHODS) -> dict:
     out = out or RESULTS / f"four_modes_{variant}"
     out.mkdir(parents=True, exist_ok=True)
     env = toy_env(variant)
@@ -62,19 +86,22 @@ def run(variant: str, steps: int, deltas: list[float], seed: int, eval_every: in
     results["runs"]["base"] = {"final": mode_metrics(env, base_policy(dec), eval_episodes, seed=seed + 1)}
     common = dict(seed=seed, total_steps=steps, learning_starts=min(500, steps // 4), hidden=128,
                   batch_size=128, eval_every=eval_every, gamma=env.cfg.discount)
-    logs: dict[str, Logger] = {}
-    for delta in deltas:
+    kept = tuple(m for m in METHODS if m not in methods)
+    logs: dict[str, Logger] = earlier_runs(out, results, kept) if kept else {}
+    for delta in deltas if "lpds" in methods else []:
         name = f"lpds_delta{delta:g}"
         cfg = lpds.LPDSConfig(delta=delta, **common)
         agent, log = lpds.train(cfg, env, dec, progress=progress,
                                 eval_fn=lambda s, a: mode_metrics(env, lpds_policy(a), eval_episodes, seed=seed + 1))
         logs[name] = log
         results["runs"][name] = {"final": mode_metrics(env, lpds_policy(agent), eval_episodes, seed=seed + 2)}
-    cfg = dsrl.DSRLConfig(**common)
-    agent, log = dsrl.train(cfg, env, dec, progress=progress,
-                            eval_fn=lambda s, a: mode_metrics(env, dsrl_policy(a), eval_episodes, seed=seed + 1))
-    logs["dsrl"] = log
-    results["runs"]["dsrl"] = {"final": mode_metrics(env, dsrl_policy(agent), eval_episodes, seed=seed + 2)}
+    if "dsrl" in methods:
+        cfg = dsrl.DSRLConfig(**common)
+        agent, log = dsrl.train(cfg, env, dec, progress=progress,
+                                eval_fn=lambda s, a: mode_metrics(env, dsrl_policy(a), eval_episodes, seed=seed + 1))
+        logs["dsrl"] = log
+        results["runs"]["dsrl"] = {"final": mode_metrics(env, dsrl_policy(agent), eval_episodes, seed=seed + 2)}
+        results["dsrl_config"] = dataclasses.asdict(cfg)
     for name, log in logs.items():
         log.save_csv(out / f"{name}.csv")
         results["runs"][name]["latent_norm"] = log.series("latent/norm")[1].tolist()
@@ -133,9 +160,11 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--base-steps", type=int, default=2000)
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                   help="methods to train; the others' runs are read back from the results folder")
     args = p.parse_args()
     res = run(args.variant, args.steps, args.deltas, args.seed, args.eval_every, args.eval_episodes,
-              args.base_steps, progress=True)
+              args.base_steps, progress=True, methods=tuple(args.methods))
     summary = {n: {k.split("/")[1]: round(v, 3) for k, v in r["final"].items()} for n, r in res["runs"].items()}
     print(json.dumps(summary, indent=1))
 

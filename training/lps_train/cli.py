@@ -292,13 +292,16 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
             agent, log = lpds.train(cfg, env, dec, logger=log,
                                     action_features=critic_features(cfg.critic_steps or dec.chunk_length))
         else:
-            agent, log = dsrl.train(cfg, env, dec, logger=log)
-    wall = time.perf_counter() - t0
+            # Long on 2 cores (about 80 min): the run keeps a snapshot beside its output and goes on
+            # from it when started again with the same command.
+            agent, log = dsrl.train(cfg, env, dec, logger=log, state_path=Path(a.out).with_suffix(".state.pt"))
+    wall = agent.wall_s if a.algo == "dsrl" else time.perf_counter() - t0
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"head_type": a.algo, "head": agent.actor, "decoder": str(a.decoder), "task": task,
                 "decoder_onnx": a.decoder_onnx, "config": a.recorded_config(), "run": dataclasses.asdict(a),
                 "command": command, "train_wall_s": round(wall, 1), "seed": cfg.seed}, a.out)
     write_run_config(a.out, a, command)
+    Path(a.out).with_suffix(".state.pt").unlink(missing_ok=True)  # the run is done: nothing to go on from
     log.save_csv(Path(a.out).with_suffix(".csv"))
     keys = [k for k in log.history if k.split("/")[0] in ("charts", "lagrange", "constraint", "values", "losses",
                                                           "latent", "entropy")]

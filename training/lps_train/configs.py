@@ -330,7 +330,7 @@ PRESETS_TRAIN_HEAD: dict[str, TrainHead] = {
     "shipped-dsrl": TrainHead(
         preset="shipped-dsrl", algo="dsrl", decoder=f"{RUNS}/decoder_shipped.pt", decoder_onnx=f"{MODELS}/decoder.onnx",
         task="pick_place", terminate_on_hold=True, out=f"{RUNS}/dsrl.pt",
-        dsrl=DSRLConfig(seed=1, total_steps=17_800, hidden=256)),
+        dsrl=DSRLConfig(seed=1, total_steps=17_800, hidden=256, torch_threads=2)),
     # LP-DS at the paper's settings (delta 0.35, one-step TD on the whole chunk), latents on the
     # decoder's sphere, with the shipped run's env-step budget and episode ending.
     "paper-lpds": TrainHead(

@@ -32,10 +32,12 @@ baseline beside LPS. Nothing anchors w to the base noise: that is what LP-DS add
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -309,11 +311,64 @@ class DSRLAgent:
         return info
 
 
+# The parts of a run's state a snapshot holds (`state_dict` of each).
+_STATE_PARTS = ("actor", "critic", "critic_target", "qw", "critic_opt", "actor_opt", "temp_opt", "qw_opt")
+_BUFFER_ARRAYS = ("obs", "next_obs", "actions", "latents", "rewards", "dones", "discounts")
+
+
+def save_state(path: Path, cfg: DSRLConfig, agent: DSRLAgent, buf: ReplayBuffer, step: int, episode: int,
+               rng: np.random.Generator, gen: torch.Generator, logger: Logger, elapsed_s: float,
+               since_log: tuple[list, list, dict]) -> None:
+    """Everything a run needs to go on from the start of episode `episode` after env step `step`."""
+    n = buf.size
+    state = {"config": dataclasses.asdict(cfg), "step": step, "episode": episode, "elapsed_s": elapsed_s,
+             "parts": {k: getattr(agent, k).state_dict() for k in _STATE_PARTS if getattr(agent, k, None) is not None},
+             "log_temp": agent.log_temp.detach().clone(),
+             "buffer": {k: getattr(buf, k)[:n].copy() for k in _BUFFER_ARRAYS} | {"next": buf._next, "size": n},
+             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "gen": gen.get_state(),
+             "history": dict(logger.history), "since_log": since_log}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # never a half-written snapshot, even if the run is killed while saving
+
+
+def load_state(path: Path, cfg: DSRLConfig, agent: DSRLAgent, buf: ReplayBuffer, rng: np.random.Generator,
+               gen: torch.Generator, logger: Logger) -> tuple[int, int, float, tuple[list, list, dict]]:
+    """Restore a `save_state` snapshot into a fresh agent; (step, episode, elapsed_s, what was
+    gathered since the last logged point) of it."""
+    state = torch.load(path, weights_only=False)
+    if state["config"] != dataclasses.asdict(cfg):
+        differ = sorted(k for k, v in dataclasses.asdict(cfg).items() if state["config"].get(k) != v)
+        raise ValueError(f"{path} is a snapshot of a run with other settings ({', '.join(differ)}): delete it "
+                         "to start afresh, or run with its settings")
+    for k, sd in state["parts"].items():
+        getattr(agent, k).load_state_dict(sd)
+    with torch.no_grad():
+        agent.log_temp.copy_(state["log_temp"])
+    n = state["buffer"]["size"]
+    for k in _BUFFER_ARRAYS:
+        getattr(buf, k)[:n] = state["buffer"][k]
+    buf.size, buf._next = n, state["buffer"]["next"]
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    gen.set_state(state["gen"])
+    logger.history.update(state["history"])
+    return state["step"], state["episode"], state["elapsed_s"], state["since_log"]
+
+
 def train(cfg: DSRLConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = True,
           logger: Logger | None = None,
           eval_fn: Callable[[int, DSRLAgent], dict[str, float]] | None = None,
-          action_features: nn.Module | None = None) -> tuple[DSRLAgent, Logger]:
-    """Train a DSRL latent policy online in `env` (normalised units) against the frozen `decoder`."""
+          action_features: nn.Module | None = None, state_path: Path | None = None,
+          state_every: int = 1000) -> tuple[DSRLAgent, Logger]:
+    """Train a DSRL latent policy online in `env` (normalised units) against the frozen `decoder`.
+
+    With `state_path`, the run's whole state (networks, optimisers, replay, random generators,
+    curves) is written there at the first episode start after every `state_every` env steps, and a
+    run that finds a snapshot of its own settings there goes on from it: a run stopped (a session
+    ending, a machine going down) loses at most `state_every` steps plus an episode. The episode
+    starts are seeded, so the run goes on as if it had not stopped, up to the order of floating-point
+    sums."""
     check_decoder_matches_env(decoder, env)
     rng = seed_everything(cfg.seed, cfg.torch_threads)
     logger = logger if logger is not None else Logger()
@@ -321,12 +376,18 @@ def train(cfg: DSRLConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
     buf = ReplayBuffer(env.obs_dim, env.chunk_length, env.action_dim, agent.latent_dim, cfg.buffer_size)
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    obs, ep_ret, ep_len, episode = env.reset(cfg.seed), 0.0, 0, 0
+    first, episode, elapsed = 0, 0, 0.0
     recent: list[tuple[float, int, dict]] = []
     w_norms: list[float] = []
     info: dict[str, float] = {}
-    bar = trange(cfg.total_steps, desc=f"dsrl-{cfg.variant}", disable=not progress, mininterval=1.0)
-    t_start = time.perf_counter()
+    if state_path is not None and state_path.is_file():
+        first, episode, elapsed, (recent, w_norms, info) = load_state(state_path, cfg, agent, buf, rng, gen, logger)
+        print(f"dsrl: going on from {state_path} at env step {first} (episode {episode})", flush=True)
+    obs, ep_ret, ep_len = env.reset(cfg.seed + 7919 * episode if episode else cfg.seed), 0.0, 0
+    next_state = (first // state_every + 1) * state_every
+    bar = trange(first, cfg.total_steps, initial=first, total=cfg.total_steps, desc=f"dsrl-{cfg.variant}",
+                 disable=not progress, mininterval=1.0)
+    t_start = time.perf_counter() - elapsed
     for step in bar:
         if cfg.time_budget_s and time.perf_counter() - t_start > cfg.time_budget_s:
             logger.log(step, **{"charts/stopped_at_step": step})
@@ -356,6 +417,11 @@ def train(cfg: DSRLConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
             bar.set_postfix(ret=f"{logger.last('charts/episodic_return'):.3f}", temp=f"{agent.temperature:.3f}")
         if eval_fn is not None and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
             logger.log(step + 1, **eval_fn(step + 1, agent))
+        if state_path is not None and done and step + 1 >= next_state and step + 1 < cfg.total_steps:
+            save_state(state_path, cfg, agent, buf, step + 1, episode, rng, gen, logger,
+                       time.perf_counter() - t_start, (recent, w_norms, info))
+            next_state = ((step + 1) // state_every + 1) * state_every
+    agent.wall_s = time.perf_counter() - t_start  # over every part of a run that went on from a snapshot
     return agent, logger
 
 

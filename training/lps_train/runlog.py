@@ -40,6 +40,15 @@ class Logger:
             for k, h in sorted(self.history.items()):
                 w.writerows((k, s, v) for s, v in h)
 
+    @classmethod
+    def load_csv(cls, path: str | Path) -> Logger:
+        """The curves `save_csv` wrote."""
+        log = cls()
+        with Path(path).open(newline="") as f:
+            for row in csv.DictReader(f):
+                log.history[row["key"]].append((int(row["step"]), float(row["value"])))
+        return log
+
     def plot(self, path: str | Path, keys: list[str] | None = None, title: str = "") -> None:
         import matplotlib
 
