@@ -11,9 +11,11 @@ setup:
 	@ORT=$(ORT) scripts/bootstrap.sh
 
 # The main job: frozen base vs LP-DS vs LPS on pick_place through the ROS path (sim bridge +
-# policy node in lock-step), nominal and one gap profile; report in runs/demo_eval/.
+# policy node in lock-step), nominal and one gap profile; report in runs/demo_eval/. Then base and
+# LP-DS with perception in the loop, beside their ground-truth twins: runs/demo_eval_perception/.
 demo: setup
 	@$(RUN) python -m lps_steering.evaluation --config launch/evaluations/demo.yaml
+	@$(RUN) python -m lps_steering.evaluation --config launch/evaluations/demo_perception.yaml
 
 # The policy node's loop statistics against a kinematic fake arm and a tiny model.
 demo-node: setup

@@ -11,6 +11,10 @@ nothing. Every process runs with loopback-only discovery in a domain of its own.
      JointTrajectory holding the measured position): the bridge + transport alone.
   3. the task stepped in this process with no ROS at all (``FrankaTask.step``): the physics ceiling.
   4. real-time mode, responder attached: achieved real-time factor from /clock against the wall clock.
+  5. the rendering cost: lock-step with the responder and the camera on (30 Hz colour + depth), then
+     with perception in the loop (``object_pose_from_camera``: each frame waits for
+     ``object_perception``'s report), at 640 x 480 (the D435's stream on the robot) and 320 x 240,
+     against the responder without a camera (2).
 
 Targets: lock-step with the policy >= 100 steps/s (faster than real time at 100 Hz control, so
 evaluation is never the bottleneck); real-time mode factor >= 0.95.
@@ -32,14 +36,13 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lps_msgs.msg import TaskStatus  # noqa: E402
 from lps_msgs.srv import ResetEpisode  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
-from ros_util import Collector, NodeProcess, RosClient  # noqa: E402
+from ros_util import Collector, NodeProcess, RosClient, stack_node_parameters  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 
 SECONDS = float(os.environ.get("LPS_BENCH_SECONDS", "10"))
@@ -84,10 +87,11 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def bench_lockstep(client: RosClient, topics: dict[str, Collector], tmp: Path, name: str, seconds: float,
-                   start_peer) -> dict:
+                   start_peer, **bridge_params: object) -> dict:
     """Steps per wall second of a lock-step bridge driven by the peer ``start_peer()`` starts."""
     status, diag = topics["status"], topics["diag"]
-    with _bridge(tmp, f"bridge_{name}", clock_mode="lockstep", lockstep_timeout_s=1.0) as bridge:
+    params = {"clock_mode": "lockstep", "lockstep_timeout_s": 1.0, **bridge_params}
+    with _bridge(tmp, f"bridge_{name.replace(' ', '_')}", **params) as bridge:
         stop_peer = start_peer()
         try:
             # The reset publishes the episode's first observation: the loop runs from here on.
@@ -110,8 +114,10 @@ def bench_lockstep(client: RosClient, topics: dict[str, Collector], tmp: Path, n
             stop_peer()
     steps = int(after["steps"]) - int(before["steps"])
     missed = int(after["missed_steps"]) - int(before["missed_steps"])
+    frames = int(after.get("frames", 0)) - int(before.get("frames", 0))
+    timeouts = int(after.get("perception_timeouts", 0)) - int(before.get("perception_timeouts", 0))
     return {"rate": steps / wall, "steps": steps, "missed": missed, "rtf": steps / CONTROL_HZ / wall,
-            "reset_ok": res.success}
+            "reset_ok": res.success, "frames": frames, "perception_timeouts": timeouts}
 
 
 def bench_raw_task(seconds: float) -> dict:
@@ -176,6 +182,20 @@ def main() -> None:
                           f"{str(exc).splitlines()[0]} (logs in {tmp})")
         echo = bench_lockstep(client, topics, tmp, "responder", SECONDS, start_responder)
         raw = bench_raw_task(min(SECONDS, 5.0))
+        camera = {}
+        for w, h in ((640, 480), (320, 240)):
+            size = dict(camera_width=w, camera_height=h)
+            camera[(w, h, False)] = bench_lockstep(client, topics, tmp, f"responder camera {w}x{h}", SECONDS,
+                                                   start_responder, camera_enabled=True, **size)
+
+            def start_loop(w: int = w):
+                stop = start_responder()
+                perception = NodeProcess("lps_franka_hw.perception_node", tmp / f"perception_{w}.log",
+                                         params=stack_node_parameters("eval", "object_perception", perception="true"))
+                return lambda: (perception.stop(), stop())
+
+            camera[(w, h, True)] = bench_lockstep(client, topics, tmp, f"perception {w}x{h}", SECONDS, start_loop,
+                                                  object_pose_from_camera=True, **size)
         rt = bench_realtime(client, topics, tmp, SECONDS)
 
     table = Table(title="sim bridge (lock-step: control steps per wall second)")
@@ -197,12 +217,11 @@ def main() -> None:
                   ">= 0.95")
     table.add_row("  node's own factor (last ~2 s), overruns", f"{rt['rtf_node']:.3f}, {rt['overruns']}", "", "",
                   "")
+    for (w, h, loop), r in camera.items():
+        what = "camera + object_perception in the loop" if loop else "camera on, no perception"
+        table.add_row(f"lock-step, responder + {what}, {w}x{h}", f"{r['rate']:.0f} steps/s",
+                      f"{echo['rate']:.0f} (no camera)", f"{r['rate'] / echo['rate']:.2f}", "")
+        table.add_row("  frames, perception time-outs, missed steps", f"{r['frames']}, {r['perception_timeouts']}, "
+                      f"{r['missed']}", "", "", "-, 0, 0")
     console.print(table)
-    console.print(f"peer measured: {'policy node' if policy is not None else 'responder only'}. "
-                  "peers: the policy node runs the tiny decoder (no head) with trigger=observation and "
-                  "use_sim_time; the responder answers each joint state with a hold command at once.")
 
-
-if __name__ == "__main__":
-    rclpy.logging.set_logger_level("lps_bench_bridge", rclpy.logging.LoggingSeverity.WARN)
-    main()

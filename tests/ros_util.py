@@ -316,3 +316,28 @@ class JointStateSource:
     def close(self) -> None:
         self._timer.cancel()
         self._node.destroy_timer(self._timer)
+
+
+REPO = Path(__file__).resolve().parents[1]
+# Where this repository's packages keep their `config/` in the source tree.
+PACKAGE_SOURCES = {'lps_steering': REPO / 'ros2_ws' / 'src' / 'lps_steering',
+                   'lps_franka_hw': REPO / 'ros2_ws' / 'src' / 'lps_franka_hw', 'lps_sim': REPO / 'sim'}
+
+
+def stack_node_parameters(stack: str, node: str, **arguments: str) -> dict[str, Any]:
+    """A node's parameters as `launch/stacks.yaml` starts it: its parameter files in order (from the
+    source tree), then the stack's overrides, for these launch argument values."""
+    import yaml
+
+    sys.path.insert(0, str(REPO / 'launch'))
+    import lps_stacks
+
+    nodes, _ = lps_stacks.resolve(lps_stacks.load().stack(stack), arguments,
+                                  lambda pkg: str(PACKAGE_SOURCES[pkg]))
+    spec = next(n for n in nodes if n.name == node)
+    params: dict[str, Any] = {}
+    for path in spec.parameter_files:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        for key in ('/**', '**', node, f'/{node}', f'/**/{node}'):
+            params.update((data.get(key) or {}).get('ros__parameters', {}))
+    return params | spec.parameters

@@ -8,6 +8,7 @@ to the runner, which must stop every process it started and exit 0.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -287,3 +288,33 @@ def test_a_stack_that_dies_at_start_ends_the_wait(domain, tiny_models, tmp_path:
                                   decoder=str(tiny_models.decoder), out_dir=str(tmp_path / "eval")))
     assert time.monotonic() - started < 90.0
     assert "no_such_task" in (tmp_path / "eval" / "stack.log").read_text()
+
+
+def test_perception_in_the_loop_beside_its_ground_truth_twin(domain, tiny_models, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`perception: true` starts object_perception in the stack and the sim stops publishing the
+    object's pose; every episode then carries perception's frames and errors, and the report pairs
+    the run with its ground-truth twin. Run twice: lock-step through perception repeats itself."""
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(int(os.environ["ROS_DOMAIN_ID"]) + 20))
+    common = dict(heads={"base": "none"}, profiles=["nominal"], episodes=2, seed=31, episode_timeout_s=TIMEOUT_S,
+                  launch=True, decoder=str(tiny_models.decoder))
+    truth = run_evaluation(EvalConfig(**common, out_dir=str(tmp_path / "truth")))
+    assert all(e.frames == 0 for e in truth.episodes)
+    perceived = [run_evaluation(EvalConfig(**common, out_dir=str(tmp_path / f"perception{k}"), perception=True,
+                                           camera_size=[160, 120],
+                                           ground_truth=str(tmp_path / "truth" / "results.json")))
+                 for k in range(2)]
+    log = (tmp_path / "perception0" / "stack.log").read_text()
+    assert "object perception: camera/camera -> object_pose" in log, log[-3000:]
+    for e in perceived[0].episodes:
+        # 0.3 s at 30 Hz: the reset's frame and 9 more, one each 3-4 control periods.
+        assert e.frames >= 9 and e.frames_unseen == 0, (e.frames, e.frames_unseen)
+        assert len(e.perception_error_mm) == e.frames and max(e.perception_error_mm) < 25.0, e.perception_error_mm
+        assert e.longest_blind_s < 0.05
+    a, b = perceived[0].episodes, perceived[1].episodes
+    assert [e.perception_error_mm for e in a] == [e.perception_error_mm for e in b]
+    assert [e.perception_error_mm for e in a][0] != [e.perception_error_mm for e in a][1]  # seeds differ
+    results = json.loads((tmp_path / "perception0" / "results.json").read_text())
+    assert results["ground_truth_twins"][0]["pairs"] == 2
+    text = perceived[0].report.read_text()
+    assert "## Perception in the loop" in text and "ground-truth twin" in text

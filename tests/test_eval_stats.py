@@ -283,6 +283,11 @@ def test_shipped_evaluation_configs_load(monkeypatch: pytest.MonkeyPatch) -> Non
     assert demo.reference_head() == "base" and "lpds" in demo.heads
     assert demo.episodes_of("lpds", "nominal") == demo.episodes_of("base", "nominal")
     assert demo.episodes_of("lpds", "nominal") >= max(n for h, p, n in demo.runs() if p != "nominal")
+    # The perception run is paired with the demo's own runs: every seed of it has a twin there.
+    twin = configs["demo_perception"]
+    assert twin.perception and Path(twin.ground_truth) == Path(demo.out_dir) / "results.json"
+    assert twin.seed == demo.seed and set(twin.heads) <= set(demo.heads)
+    assert all(n <= demo.episodes_of(h, p) for h, p, n in twin.runs())
 
 
 def test_command_line_overrides_of_a_config_with_run_episodes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -329,3 +334,56 @@ def test_progress_outside_a_terminal_is_one_line_per_episode() -> None:
     assert lines[1] == "2 episodes"
     assert lines[2].startswith("[1/2]") and lines[2].endswith("lpds/nominal seed 100000: success (412 steps)")
     assert lines[3].startswith("[2/2]") and "seed 100001" in lines[3]
+
+
+def test_perception_record_errors_blind_stretches_and_window() -> None:
+    from lps_steering.evaluation.stats import perception_record
+
+    truth = {round(0.1 * k, 6): (0.5, 0.0, 0.02) for k in range(12)}
+    frames = [(round(0.1 * k, 6), k not in (3, 4, 5), (0.5 + 0.001 * k, 0.0, 0.02)) for k in range(12)]
+    frames.append((9.0, True, (0.0, 0.0, 0.0)))  # another episode's frame: outside the window
+    rec = perception_record(frames, truth, t_start=0.0, t_end=1.1)
+    assert rec["frames"] == 12 and rec["frames_unseen"] == 3
+    assert rec["perception_error_mm"] == pytest.approx([float(k) for k in range(12) if k not in (3, 4, 5)])
+    assert rec["longest_blind_s"] == pytest.approx(0.4)  # last seen at 0.2 s, next at 0.6 s
+    never = perception_record([(0.0, False, (math.nan,) * 3)], truth, 0.0, 2.0)
+    assert never["perception_error_mm"] == [] and never["longest_blind_s"] == pytest.approx(2.0)
+    assert perception_record([], truth, 0.0, 1.0)["frames"] == 0
+
+
+def test_ground_truth_twins_in_the_report(tmp_path: Path) -> None:
+    from lps_steering.evaluation.report import load_episodes
+    from lps_steering.evaluation.stats import twin_comparisons
+
+    truth = [_episode("lpds", True, s, [1.0]) for s in range(6)]
+    perceived = [_episode("lpds", s >= 3, s, [1.0]) for s in range(6)]
+    for e in perceived:
+        e.frames, e.frames_unseen, e.perception_error_mm, e.longest_blind_s = 10, 2, [4.0, 6.0], 0.2
+        e.stale_holds = 1
+    config = {"task": "pick_place", "episodes": 6, "seed": 0, "heads": {"lpds": "h.onnx"}}
+    write_report(tmp_path / "truth", config, [summarise("lpds", "nominal", truth)], truth)
+    loaded = load_episodes(tmp_path / "truth" / "results.json")
+    assert [(e.head, e.seed, e.success) for e in loaded] == [(e.head, e.seed, e.success) for e in truth]
+    twins = twin_comparisons(loaded, perceived)
+    assert len(twins) == 1 and (twins[0].only_reference, twins[0].only_head, twins[0].pairs) == (3, 0, 6)
+    summary = summarise("lpds", "nominal", perceived)
+    assert summary.unseen_fraction == pytest.approx(0.2) and summary.stale_holds == 6
+    assert summary.perception_error_mm_p50 == pytest.approx(5.0)
+    text = write_report(tmp_path / "perceived", config, [summary], perceived, twins=twins).read_text()
+    assert "| lpds | nominal | 60 | 20.0% | 5.0 / 6.0 / 6.0 | 0.20 | 6 |" in text
+    assert "| lpds | nominal | 6 | 1.00 / 0.50 | 3 / 0 | -50.0 pt |" in text
+    assert (tmp_path / "perceived" / "perception.png").read_bytes()[:4] == b"\x89PNG"
+    # No perception and no twin for another head: no twin row.
+    assert twin_comparisons(loaded, [_episode("base", True, 0, [1.0])]) == []
+
+
+def test_perception_config_refusals(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="`camera_size` must be"):
+        load_config(perception=True, camera_size=[640])
+    from lps_steering.evaluation.runner import run_evaluation
+
+    with pytest.raises(FileNotFoundError, match="none.json does not exist"):
+        run_evaluation(load_config(perception=True, ground_truth=str(tmp_path / "none.json")))
+    (tmp_path / "r.json").write_text("{}")
+    with pytest.raises(ValueError, match="`ground_truth` must be empty unless `perception`"):
+        load_config(ground_truth=str(tmp_path / "r.json"))

@@ -124,3 +124,45 @@ def test_a_quiet_subscription_is_taken_but_never_ends_a_wait(two_contexts) -> No
         inputs.destroy()
         owner.destroy_node()
         sender.destroy_node()
+
+
+def test_a_late_pose_does_not_replace_a_newer_one(two_contexts) -> None:
+    """Poses arrive from other processes (perception) in any order: one stamped before the pose
+    kept is dropped, as an out-of-order joint state is; an equal stamp (a repeat) is taken."""
+    from geometry_msgs.msg import PoseStamped
+    from lps_steering.core.startup import StateWatchdog
+    from lps_steering.nodes.policy.inputs import ObservationInputs
+
+    pub_ctx, sub_ctx = two_contexts
+    sender = rclpy.create_node('pose_sender', context=pub_ctx)
+    owner = rclpy.create_node('pose_owner', context=sub_ctx)
+    inputs = ObservationInputs(owner, 'fr3', 'joint_states_order_test', {'object_position': 'pose_order_test'},
+                               StateWatchdog(1.0), time.monotonic, sim_time=False)
+    pub = sender.create_publisher(PoseStamped, 'pose_order_test', 10)
+    deadline = time.monotonic() + 10.0
+    while pub.get_subscription_count() < 1:
+        assert time.monotonic() < deadline, 'subscription not matched'
+        time.sleep(0.05)
+
+    def send(stamp_s: float, x: float) -> None:
+        msg = PoseStamped()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp_s), int(round(stamp_s % 1 * 1e9))
+        msg.pose.position.x = x
+        pub.publish(msg)
+        assert inputs.wait(5.0), 'the pose did not arrive'
+        inputs.take()
+
+    try:
+        send(2.0, 0.5)
+        assert inputs.poses['object_position'][0][0] == pytest.approx(0.5)
+        send(1.0, 0.7)  # late: a frame of before
+        assert inputs.poses['object_position'][0][0] == pytest.approx(0.5)
+        send(2.0, 0.6)  # the same instant again
+        assert inputs.poses['object_position'][0][0] == pytest.approx(0.6)
+        send(3.0, 0.8)
+        assert inputs.poses['object_position'][0][0] == pytest.approx(0.8)
+        inputs.reset()  # a restart forgets the order too
+        send(1.0, 0.9)
+        assert inputs.poses['object_position'][0][0] == pytest.approx(0.9)
+    finally:
+        inputs.destroy()

@@ -37,6 +37,8 @@ EXPECTED_CHANGES = {
     "control_latency": set(),
     "observation_noise": set(),
     "camera_lighting": {"cam_pos", "cam_quat", "light"},
+    "camera_calibration": {"cam_pos", "cam_quat"},
+    "camera_stream": set(),  # frame losses and latency: the sim bridge's camera path
     "sim2real": {"mass", "size", "friction", "kp", "kv", "gripper_kp", "cam_pos", "cam_quat", "light"},
 }
 
@@ -138,3 +140,29 @@ def test_unknown_profile_name_lists_the_available(tmp_path):
     bad.write_text("name: bad\nlighting: {brightness: [1, 2]}\n")
     with pytest.raises(ProfileError, match=r"bad.yaml: `lighting`.brightness: unknown key"):
         load_profile(bad)
+
+
+def test_camera_stream_draws_a_latency_in_its_range_and_the_rest_keeps_its_episodes(task):
+    p = load_profile("camera_stream")
+    latencies = []
+    for seed in range(6):
+        task.reset(seed=seed, profile=p)
+        latencies.append(task.sampled.camera_latency_s)
+        assert task.sampled.camera.frame_drop_prob == p.camera.frame_drop_prob
+    assert all(p.camera.latency_s[0] <= x <= p.camera.latency_s[1] for x in latencies)
+    assert len(set(latencies)) == 6
+    # A profile without frame latency draws none: its episodes are what they were before it existed.
+    task.reset(seed=3, profile="camera_lighting")
+    assert task.sampled.camera_latency_s == 0.0
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"frame_drop_prob": 1.0}, "probability in \\[0, 1\\)"),
+    ({"frame_drop_prob": -0.1}, "probability"),
+    ({"latency_s": [0.1, 0.05]}, "0 <= low <= high <= 1 s"),
+    ({"latency_s": [0.0, 2.0]}, "0 <= low <= high <= 1 s"),
+    ({"latency_s": 0.1}, "\\[low, high\\] seconds"),
+])
+def test_camera_stream_keys_are_validated(section, message):
+    with pytest.raises(ProfileError, match=message):
+        parse_profile({"name": "bad", "camera": section})

@@ -10,6 +10,7 @@ The policy node must not be able to tell this node from the real robot except th
 | ``franka_robot_state_broadcaster/measured_joint_states`` | sensor_msgs/JointState | best effort, 10 | ``robot_state_rate_hz`` |
 | ``franka_robot_state_broadcaster/current_pose`` | geometry_msgs/PoseStamped (TCP) | best effort, 10 | ``robot_state_rate_hz`` |
 | ``object_pose``, ``target_pose`` | geometry_msgs/PoseStamped | reliable, 10 | with every joint state |
+| ``object_pose_truth`` | geometry_msgs/PoseStamped | reliable, 10 | instead of ``object_pose`` with ``object_pose_from_camera`` |
 | ``camera/camera/color/image_raw`` (rgb8) + ``.../color/camera_info`` | sensor_msgs | system default | ``camera_rate_hz`` if ``camera_enabled`` |
 | ``camera/camera/aligned_depth_to_color/image_raw`` (16UC1 mm) + its camera_info | sensor_msgs | system default | same |
 | ``task_status`` | lps_msgs/TaskStatus | reliable, 10 | every control period and on reset |
@@ -19,6 +20,16 @@ The policy node must not be able to tell this node from the real robot except th
 ``object_pose`` / ``target_pose`` stand in for the perception front-end: the task's positions
 (ground truth plus the profile's observation noise, none under ``nominal``), identity orientation.
 The arm part of ``joint_states`` carries the profile's joint noise the same way.
+
+Perception in the loop (``object_pose_from_camera``): the camera is on, ``object_pose`` is left to
+the robot's own ``object_perception`` node (lps_franka_hw), and the truth goes out on
+``object_pose_truth`` for the record instead. The profile's ``camera`` section acts on that path:
+the camera's true pose moves while perception keeps its calibration (an extrinsic error), frames
+are lost with ``frame_drop_prob`` and reach perception ``latency_s`` after their stamp. In lock-step
+a period whose frame went out does not end before perception has reported that frame on
+``perception_frames_topic`` (lps_msgs/PerceptionFrame), so the policy's observation of the period
+holds the pose from it and results do not depend on machine load; after ``lockstep_timeout_s``
+without the report the bridge goes on and counts a perception time-out.
 
 Commands, as the real robot takes them: trajectory_msgs/JointTrajectory on ``command_topic`` (the
 last point is reached at ``time_from_start``, linear interpolation at the control rate; wrong joint
@@ -35,7 +46,8 @@ sent after the trajectory of the same cycle may act one period late. In lockstep
 observation is the one ``reset_episode`` publishes (before it answers): reset once the policy is up.
 
 Time: every stamp and ``/clock`` is simulated time, starting at 0 when the node starts and running on
-across resets (``task_status.sim_time`` restarts at 0 each episode). A zero trajectory stamp means
+across resets (``task_status.sim_time`` restarts at 0 each episode); with perception in the loop a
+reset moves it on by ``RESET_GAP_S``. A zero trajectory stamp means
 "start on receipt", as for a joint trajectory controller.
 
 Threads: one physics thread owns the task (stepping, rendering, resets: MuJoCo's GL context stays in
@@ -60,7 +72,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
-from lps_msgs.msg import TaskStatus
+from lps_msgs.msg import PerceptionFrame, TaskStatus
 from lps_msgs.srv import ResetEpisode
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -83,6 +95,10 @@ RELIABLE_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, histo
 BEST_EFFORT_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
 CLOCK_MODES = ("realtime", "lockstep")
 OPTICAL_FRAME = "camera_color_optical_frame"  # realsense2_camera's, for colour and aligned depth
+# With perception in the loop a reset takes this much sim time, so that every frame and pose of the
+# previous episode is older than the new one's (a late one is then dropped as out of order, and is
+# too old to pass a policy's age check) instead of sharing its stamp.
+RESET_GAP_S = 1.0
 
 
 def _desc(text: str, lo: float | None = None, hi: float | None = None, integer: bool = False) -> ParameterDescriptor:
@@ -122,6 +138,11 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
         "vertical field of view of the rendered camera (D435 colour: 69 x 42 deg, square pixels)",
         10.0, 120.0)),
     "camera_namespace": ("camera", _desc("realsense2_camera's camera_namespace")),
+    "object_pose_from_camera": (False, _desc(
+        "perception in the loop: camera on, no object_pose (object_perception publishes it), the truth "
+        "on object_pose_truth; lock-step waits for each frame's perception report")),
+    "perception_frames_topic": ("object_perception/frames", _desc(
+        "lps_msgs/PerceptionFrame reports of object_perception (with object_pose_from_camera)")),
     "camera_name": ("camera", _desc("realsense2_camera's camera_name")),
     "joint_states_topic": ("joint_states", _desc("sensor_msgs/JointState output")),
     "command_topic": ("fr3_arm_controller/joint_trajectory", _desc("trajectory_msgs/JointTrajectory input")),
@@ -144,6 +165,9 @@ class _Counters:
     commands: int = 0  # JointTrajectory messages accepted
     refused: int = 0  # JointTrajectory / gripper messages refused
     missed: int = 0  # lockstep periods advanced without a command
+    frames: int = 0  # camera frames published
+    frames_dropped: int = 0  # camera frames the profile lost before they were published
+    perception_timeouts: int = 0  # lockstep frames whose perception report never came
     overruns: int = 0  # realtime periods that started late by more than a period
 
 
@@ -157,6 +181,8 @@ class SimBridge(Node):
         self._p = p
         self._robot = p["robot_type"]
         self._lockstep = p["clock_mode"] == "lockstep"
+        self._perception = bool(p["object_pose_from_camera"])
+        self._camera_on = bool(p["camera_enabled"]) or self._perception
         self._period = 1.0 / p["control_rate_hz"]
         self._task_overrides = {"robot": self._robot, "control_period_s": self._period}
 
@@ -180,6 +206,9 @@ class SimBridge(Node):
         self._stop = threading.Event()
         self._rtf = math.nan
         self._last_error_log = 0.0
+        self._reported: set[int] = set()  # frame stamps (ns) perception has reported, not yet waited on
+        self._in_flight: deque[tuple[float, int, Any, Any]] = deque()  # (due, stamp ns, rgb, depth)
+        self._frame_rng = np.random.default_rng([int(p["seed"]), 2])
 
         self._build_io()
         self._next_pub = {"joint": 0.0, "robot": 0.0, "camera": 0.0}
@@ -188,7 +217,8 @@ class SimBridge(Node):
         self.get_logger().info(
             f"sim bridge: task={p['task']} robot={self._robot} profile={p['profile']} seed={p['seed']} "
             f"clock_mode={p['clock_mode']} control={p['control_rate_hz']:g} Hz "
-            f"camera={'on' if p['camera_enabled'] else 'off'}")
+            f"camera={'on' if self._camera_on else 'off'}"
+            f"{' object_pose from the camera (perception in the loop)' if self._perception else ''}")
 
     # ============================================================== set-up
     @staticmethod
@@ -216,7 +246,8 @@ class SimBridge(Node):
             JointState, "franka_robot_state_broadcaster/measured_joint_states", BEST_EFFORT_10)
         self._tcp_pub = self.create_publisher(PoseStamped, "franka_robot_state_broadcaster/current_pose",
                                               BEST_EFFORT_10)
-        self._object_pub = self.create_publisher(PoseStamped, "object_pose", RELIABLE_10)
+        self._object_pub = self.create_publisher(
+            PoseStamped, "object_pose_truth" if self._perception else "object_pose", RELIABLE_10)
         self._target_pub = self.create_publisher(PoseStamped, "target_pose", RELIABLE_10)
         self._status_pub = self.create_publisher(TaskStatus, "task_status", RELIABLE_10)
         self._clock_pub = self.create_publisher(Clock, "/clock", RELIABLE_10)
@@ -231,7 +262,7 @@ class SimBridge(Node):
         self._target_msg = PoseStamped()
         self._target_msg.header.frame_id = self._base_frame
 
-        if p["camera_enabled"]:
+        if self._camera_on:
             root = f"{p['camera_namespace']}/{p['camera_name']}"
             self._color_pub = self.create_publisher(Image, f"{root}/color/image_raw", qos_profile_system_default)
             self._color_info_pub = self.create_publisher(CameraInfo, f"{root}/color/camera_info",
@@ -250,6 +281,8 @@ class SimBridge(Node):
         # (the policy node publishes it just before) must already be in place.
         self.create_subscription(Float64, p["gripper_command_topic"], self._on_gripper, 10)
         self.create_subscription(JointTrajectory, p["command_topic"], self._on_trajectory, 10)
+        if self._perception:
+            self.create_subscription(PerceptionFrame, p["perception_frames_topic"], self._on_perception_frame, 10)
         self.create_service(ResetEpisode, "reset_episode", self._on_reset)
         self.create_timer(1.0, self._publish_diagnostics)
         self._serve_franka_gripper_actions()
@@ -291,6 +324,11 @@ class SimBridge(Node):
             self._log_refusal(f"JointTrajectory refused, arm holds: {exc}")
         with self._cv:
             self._commands.append(item)
+            self._cv.notify_all()
+
+    def _on_perception_frame(self, msg: PerceptionFrame) -> None:
+        with self._cv:
+            self._reported.add(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
             self._cv.notify_all()
 
     def _on_gripper(self, msg: Float64) -> None:
@@ -446,6 +484,8 @@ class SimBridge(Node):
             except Exception as exc:  # noqa: BLE001 - report it to the caller, keep the node alive
                 req.result = (False, f"reset failed: {type(exc).__name__}: {exc}", self._episode.episode_id, [])
             else:
+                if self._perception:
+                    self._sim_time += RESET_GAP_S
                 self._episode = _Episode(req.task, req.profile, req.seed, self._episode.episode_id + 1,
                                          t0=self._sim_time)
                 self._follower.reset(self._task.data.ctrl[self._task.ids.arm_actuators])
@@ -456,6 +496,8 @@ class SimBridge(Node):
                 req.result = (True, f"episode {self._episode.episode_id}: {req.task} seed {req.seed} "
                               f"profile {req.profile}", self._episode.episode_id, [float(v) for v in q])
                 self._next_pub = {"joint": self._sim_time, "robot": self._sim_time, "camera": self._sim_time}
+                self._in_flight.clear()  # frames of the previous episode
+                self._frame_rng = np.random.default_rng([req.seed, 2])
                 # Publish before answering: a caller that activates a policy on the answer must find
                 # the new episode's joint state there, not the previous episode's last one (both
                 # carry the same sim-time stamp, so no age check can tell them apart).
@@ -480,8 +522,12 @@ class SimBridge(Node):
         """Everything of one instant; joint_states last, as policies trigger on it."""
         p, task = self._p, self._task
         stamp = ros_io.time_msg(self._sim_time)
-        if p["camera_enabled"] and self._due("camera", p["camera_rate_hz"], first):
-            self._publish_camera(stamp)
+        if self._camera_on:
+            if self._due("camera", p["camera_rate_hz"], first):
+                # The scene stood still while the episode was set up, as the camera kept streaming
+                # it: the first frame is neither lost nor late.
+                self._render_frame(first)
+            self._deliver_frames()
 
         obs = task.observation()
         self._object_msg.header.stamp = self._target_msg.header.stamp = stamp
@@ -507,16 +553,50 @@ class SimBridge(Node):
         if self._lockstep or self._due("joint", p["joint_state_rate_hz"], first):
             self._joint_pub.publish(js)
 
-    def _publish_camera(self, stamp: Any) -> None:
+    def _render_frame(self, first: bool = False) -> None:
+        """Expose a frame now; it reaches the wire after the profile's latency, unless it is lost."""
         p, task = self._p, self._task
+        gap = task.sampled.camera if task.sampled is not None and not first else None
+        if gap is not None and gap.frame_drop_prob > 0 and self._frame_rng.random() < gap.frame_drop_prob:
+            self.counters.frames_dropped += 1
+            return
         h, w = p["camera_height"], p["camera_width"]
         rgb = task.render("front", height=h, width=w)
-        depth = task.render("front", height=h, width=w, depth=True)
-        self._color_msg.header.stamp = self._depth_msg.header.stamp = self._info_msg.header.stamp = stamp
-        self._color_pub.publish(ros_io.fill_image(self._color_msg, rgb, "rgb8"))
-        self._color_info_pub.publish(self._info_msg)
-        self._depth_pub.publish(ros_io.fill_image(self._depth_msg, ros_io.depth_to_mm(depth), "16UC1"))
-        self._depth_info_pub.publish(self._info_msg)
+        depth = ros_io.depth_to_mm(task.render("front", height=h, width=w, depth=True))
+        latency = task.sampled.camera_latency_s if gap is not None else 0.0
+        stamp_ns = round(self._sim_time * 1e9)
+        self._in_flight.append((self._sim_time + latency, stamp_ns, rgb, depth))
+
+    def _deliver_frames(self) -> None:
+        """Publish the frames due by now; in lock-step with perception, wait for their reports."""
+        delivered = []
+        while self._in_flight and self._in_flight[0][0] <= self._sim_time + 1e-9:
+            _, stamp_ns, rgb, depth = self._in_flight.popleft()
+            stamp = ros_io.time_msg(stamp_ns * 1e-9)
+            self._color_msg.header.stamp = self._depth_msg.header.stamp = self._info_msg.header.stamp = stamp
+            self._color_pub.publish(ros_io.fill_image(self._color_msg, rgb, "rgb8"))
+            self._color_info_pub.publish(self._info_msg)
+            self._depth_pub.publish(ros_io.fill_image(self._depth_msg, depth, "16UC1"))
+            self._depth_info_pub.publish(self._info_msg)
+            self.counters.frames += 1
+            delivered.append(stamp_ns)
+        if self._perception and self._lockstep and delivered:
+            self._await_perception(delivered)
+
+    def _await_perception(self, stamps: list[int]) -> None:
+        timeout = self._p["lockstep_timeout_s"] or None
+        with self._cv:
+            done = self._cv.wait_for(lambda: self._stop.is_set() or all(s in self._reported for s in stamps),
+                                     timeout)
+            missing = [s for s in stamps if s not in self._reported]
+            self._reported.difference_update(stamps)
+            # Reports of frames nobody waits for any more (late ones) must not pile up.
+            self._reported = {s for s in self._reported if s > max(stamps)}
+        if not done or missing:
+            self.counters.perception_timeouts += len(missing)
+            self._log_refusal(f"lockstep: no perception report of {len(missing)} frame(s) within {timeout} s "
+                              f"({self.counters.perception_timeouts} so far): is object_perception running?",
+                              warning=True)
 
     def _status_msg(self, stamp: Any) -> TaskStatus:
         ep = self._episode
@@ -535,10 +615,11 @@ class SimBridge(Node):
         c = self.counters
         status = DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{self.get_name()}: sim bridge",
                                   message=self._p["clock_mode"], hardware_id="mujoco")
-        if c.missed or c.refused:
+        if c.missed or c.refused or c.perception_timeouts:
             status.level = DiagnosticStatus.WARN
         values = {"steps": c.steps, "commands": c.commands, "refused": c.refused, "missed_steps": c.missed,
-                  "overruns": c.overruns, "real_time_factor": f"{self._rtf:.3f}",
+                  "overruns": c.overruns, "frames": c.frames, "frames_dropped": c.frames_dropped,
+                  "perception_timeouts": c.perception_timeouts, "real_time_factor": f"{self._rtf:.3f}",
                   "episode_id": self._episode.episode_id, "sim_time": f"{self._sim_time:.3f}"}
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])

@@ -4,8 +4,8 @@
     scripts/with-env python -m lps_sim.experts_report --episodes 20 --tasks pick_place \
         --profiles nominal sim2real --expert noisy --png docs/img/experts.png
 
-Seeds are 0..N-1, so a run is reproducible. ``camera_lighting`` is left out by default: it only
-changes images, which scripted experts do not look at.
+Seeds are 0..N-1, so a run is reproducible. The ``camera_*`` profiles are left out by default: they only
+change images and the camera stream, which scripted experts do not look at.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def plot(rows: list[dict], path: Path, expert: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    default_profiles = [p for p in available_profiles() if p != "camera_lighting"]
+    default_profiles = [p for p in available_profiles() if not p.startswith("camera_")]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=100, help="seeded episodes per task and profile")
     parser.add_argument("--tasks", nargs="+", default=sorted(TASKS), choices=sorted(TASKS))

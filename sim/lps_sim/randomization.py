@@ -12,7 +12,8 @@ actuator:    {kp_scale: [1, 1], kv_scale: [1, 1], gripper_kp_scale: [1, 1]}   # 
 control:     {latency_steps: [0, 0]}   # commands applied k control periods late (int range)
 observation: {joint_position_std: 0, joint_velocity_std: 0, gripper_width_std: 0,
               object_position_std: 0, target_position_std: 0}   # rad, rad/s, m
-camera:      {position_std_m: 0, rotation_std_rad: 0}             # fixed "front" camera pose
+camera:      {position_std_m: 0, rotation_std_rad: 0,              # fixed "front" camera pose
+              frame_drop_prob: 0, latency_s: [0, 0]}              # its frames (sim bridge)
 lighting:    {diffuse_scale: [1, 1]}
 ```
 
@@ -90,6 +91,10 @@ class CameraGap:
     """Gaussian offset of the fixed camera's position per episode, m (extrinsic calibration error)."""
     rotation_std_rad: float = 0.0
     """Gaussian rotation of the fixed camera per axis per episode, rad."""
+    frame_drop_prob: float = 0.0
+    """Probability that a camera frame is lost before it reaches perception (sim bridge)."""
+    latency_s: tuple[float, float] = (0.0, 0.0)
+    """Delay from a frame's exposure (its stamp) to its delivery, drawn per episode, s (sim bridge)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,8 @@ class Profile:
             # World-frame rotation of the camera: dq * q.
             mujoco.mju_mulQuat(quat, dq, targets.cam_quat)
             model.cam_quat[targets.camera] = quat
+        # Drawn only when set, so that the profiles without it keep their episodes.
+        cam_latency = float(uni(self.camera.latency_s)) if self.camera.latency_s[1] > 0 else 0.0
         light = float(uni(self.lighting.diffuse_scale))
         model.light_diffuse[:] = targets.light_diffuse * light
         # Masses changed: the constraint solver's per-body inverse weights must follow, or a heavier
@@ -166,7 +173,7 @@ class Profile:
         return SampledParams(profile=self.name, mass_scale=mass, friction_scale=friction, size_scale=size,
                              kp_scale=kp, kv_scale=kv, gripper_kp_scale=gkp, latency_steps=latency,
                              camera_offset_m=cam_offset, camera_rotation_rad=cam_rot, light_scale=light,
-                             observation=self.observation)
+                             observation=self.observation, camera=self.camera, camera_latency_s=cam_latency)
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,8 @@ class SampledParams:
     camera_rotation_rad: np.ndarray
     light_scale: float
     observation: ObservationGap
+    camera: CameraGap = field(default_factory=CameraGap)
+    camera_latency_s: float = 0.0
 
 
 @dataclass
@@ -280,6 +289,18 @@ def _parse_section(where: str, cls: type, raw) -> object:
             lo, hi = (_number(here, v, integer=True) for v in value)
             if lo < 0 or hi < lo:
                 raise ProfileError(f"{here}: expected 0 <= low <= high, got {value!r}")
+            values[key] = (lo, hi)
+        elif key == "frame_drop_prob":
+            v = float(_number(here, value))
+            if not 0.0 <= v < 1.0:
+                raise ProfileError(f"{here}: expected a probability in [0, 1), got {value!r}")
+            values[key] = v
+        elif key == "latency_s":
+            if not isinstance(value, list | tuple) or len(value) != 2:
+                raise ProfileError(f"{here}: expected [low, high] seconds, got {value!r}")
+            lo, hi = (float(_number(here, v)) for v in value)
+            if lo < 0 or hi < lo or hi > 1.0:
+                raise ProfileError(f"{here}: expected 0 <= low <= high <= 1 s, got {value!r}")
             values[key] = (lo, hi)
         elif key.endswith("_std") or key.endswith("_std_m") or key.endswith("_std_rad"):
             v = _number(here, value)

@@ -67,6 +67,18 @@ def lookat_xyaxes(pos: np.ndarray, target: np.ndarray, up: tuple[float, float, f
     return [*x, *y]
 
 
+def front_camera_optical_pose() -> list[float]:
+    """The front camera's optical frame (x right, y down, z forward) in the robot base frame (the
+    world here), [x, y, z, qx, qy, qz, qw]: an exact hand-eye calibration of the nominal scene."""
+    xyaxes = np.asarray(lookat_xyaxes(FRONT_CAMERA_POS, FRONT_CAMERA_LOOKAT))
+    x, y = xyaxes[:3], xyaxes[3:]
+    # MuJoCo's camera frame looks along -z with y up; the optical frame flips y and z.
+    rot = np.stack([x, -y, -np.cross(x, y)], axis=1)
+    wxyz = np.empty(4)
+    mujoco.mju_mat2Quat(wxyz, rot.reshape(-1))
+    return [*map(float, FRONT_CAMERA_POS), *map(float, wxyz[1:]), float(wxyz[0])]
+
+
 def _check_robot(robot: str) -> None:
     if robot not in ROBOTS:
         raise ValueError(f"`robot` must be one of {ROBOTS}, got {robot!r}")

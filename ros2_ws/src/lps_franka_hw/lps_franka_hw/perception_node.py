@@ -8,19 +8,36 @@ orientation, the images' stamp). Nothing is published when the object is not see
 staleness check then holds the arm rather than act on an old position.
 The camera's extrinsics come from the ``camera_pose`` parameter (optical frame in the base frame,
 from a hand-eye calibration).
+
+Every processed pair is also reported on ``~/frames`` (lps_msgs/PerceptionFrame: seen or not,
+the position, the processing time, and the node's frame counters), so that losses and misses are
+visible from outside; a lock-step sim bridge waits for it before it advances.
+
+Pairing: colour and depth arrive on two topics, in either order and not always both. Each is kept
+by stamp until its partner comes, while its stamp is among the last `pair_window` distinct stamps
+seen; a half that falls out of that window unpaired is counted lost (`frames_unpaired`). Keeping only the newest of each would
+lose every pair whose two halves arrive interleaved with the next frame's. The image subscriptions
+keep `image_queue_depth` frames (reliable by default, as realsense2_camera's system-default
+publishers offer; `image_reliability: best_effort` for a camera set to SENSOR_DATA): the
+middleware's own default depth of 1 loses frames whenever a segmentation takes longer than a frame
+period.
 """
 
 from __future__ import annotations
 
+import math
 import sys
+import time
+from collections import deque
 from typing import Any
 
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
+from lps_msgs.msg import PerceptionFrame
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import qos_profile_system_default
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default
 from sensor_msgs.msg import CameraInfo, Image
 
 from .perception import RED, CameraModel, HsvRange, PerceptionConfig, locate
@@ -36,6 +53,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "min_area_px": (PerceptionConfig.min_area_px, "smallest blob taken for the object"),
     "center_offset_m": (PerceptionConfig.center_offset_m, "visible surface -> centre along the ray"),
     "max_depth_m": (PerceptionConfig.max_depth_m, "depth beyond this is ignored"),
+    "pair_window": (8, "colour or depth frames kept by stamp while their partner is awaited"),
+    "image_queue_depth": (10, "queue depth of the image subscriptions"),
+    "image_reliability": ("reliable", "image subscriptions: 'reliable' (realsense2_camera's default "
+                                      "publishers) or 'best_effort' (its SENSOR_DATA QoS)"),
 }
 
 
@@ -66,60 +87,103 @@ class PerceptionNode(Node):
                                        max_depth_m=float(p["max_depth_m"]))
         self._pose_param = list(p["camera_pose"])
         CameraModel.from_params([1, 0, 0, 0, 1, 0, 0, 0, 1], [], self._pose_param)  # validate now
+        if p["image_reliability"] not in ("reliable", "best_effort"):
+            raise ValueError(f"`image_reliability` must be 'reliable' or 'best_effort', got {p['image_reliability']!r}")
+        if int(p["pair_window"]) < 1 or int(p["image_queue_depth"]) < 1:
+            raise ValueError(f"`pair_window` and `image_queue_depth` must be >= 1, got {p['pair_window']} "
+                             f"and {p['image_queue_depth']}")
         self.camera: CameraModel | None = None
-        self._color: Image | None = None
-        self._depth: Image | None = None
+        self._window = int(p["pair_window"])
+        # stamp (ns) -> (image, arrival time)
+        self._pending: dict[str, dict[int, tuple[Image, float]]] = {"color": {}, "depth": {}}
+        self._recent: deque[int] = deque(maxlen=self._window)  # the newest distinct stamps seen
         self.detections = 0
         self.misses = 0
+        self.paired = 0
+        self.unpaired = 0
+        self.refused = 0
         root = p["camera_root"].rstrip("/")
-        qos = qos_profile_system_default
-        self.create_subscription(CameraInfo, f"{root}/color/camera_info", self._on_info, qos)
-        self.create_subscription(Image, f"{root}/color/image_raw", self._on_color, qos)
-        self.create_subscription(Image, f"{root}/aligned_depth_to_color/image_raw", self._on_depth, qos)
+        images = QoSProfile(depth=int(p["image_queue_depth"]), history=HistoryPolicy.KEEP_LAST,
+                            reliability=(ReliabilityPolicy.RELIABLE if p["image_reliability"] == "reliable"
+                                         else ReliabilityPolicy.BEST_EFFORT))
+        self.create_subscription(CameraInfo, f"{root}/color/camera_info", self._on_info, qos_profile_system_default)
+        self.create_subscription(Image, f"{root}/color/image_raw", lambda m: self._on_image("color", m), images)
+        self.create_subscription(Image, f"{root}/aligned_depth_to_color/image_raw",
+                                 lambda m: self._on_image("depth", m), images)
         self._pub = self.create_publisher(PoseStamped, p["output_topic"], 10)
+        self._frames_pub = self.create_publisher(PerceptionFrame, "~/frames", 10)
         self._msg = PoseStamped()
         self._msg.header.frame_id = p["base_frame"]
         self._msg.pose.orientation.w = 1.0
+        self._base_frame = p["base_frame"]
         self._last_warn = 0.0
         self.get_logger().info(f"object perception: {root} -> {p['output_topic']} ({p['base_frame']})")
 
     def _on_info(self, msg: CameraInfo) -> None:
         if self.camera is None or not np.allclose(self.camera.k.reshape(-1), msg.k):
-            self.camera = CameraModel.from_params(list(msg.k), list(msg.d), self._pose_param)
+            try:
+                self.camera = CameraModel.from_params(list(msg.k), list(msg.d), self._pose_param)
+            except ValueError as exc:  # the last good intrinsics stay (none: frames are refused)
+                self._warn(f"camera_info refused: {exc}")
 
-    def _on_color(self, msg: Image) -> None:
-        self._color = msg
-        self._try_pair()
+    def _on_image(self, kind: str, msg: Image) -> None:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        other = self._pending["depth" if kind == "color" else "color"]
+        if stamp in other:
+            partner, _ = other.pop(stamp)
+            color, depth = (msg, partner) if kind == "color" else (partner, msg)
+            self._measure(color, depth, time.monotonic())
+        else:
+            mine = self._pending[kind]
+            if stamp in mine:  # a duplicate of a frame still waiting: count the older one lost
+                self.unpaired += 1
+            mine[stamp] = (msg, time.monotonic())
+        if stamp not in self._recent:
+            self._recent.append(stamp)
+        self._expire()
 
-    def _on_depth(self, msg: Image) -> None:
-        self._depth = msg
-        self._try_pair()
+    def _expire(self) -> None:
+        """A half whose stamp is not among the last `pair_window` stamps seen will not be paired."""
+        for pending in self._pending.values():
+            for stamp in [s for s in pending if s not in self._recent]:
+                del pending[stamp]
+                self.unpaired += 1
 
-    def _try_pair(self) -> None:
-        c, d = self._color, self._depth
-        if c is None or d is None or self.camera is None or c.header.stamp != d.header.stamp:
-            return
-        self._color = self._depth = None
+    def _measure(self, c: Image, d: Image, paired_at: float) -> None:
+        self.paired += 1
+        det = None
         try:
+            if self.camera is None:
+                raise ValueError("no camera_info received yet")
             det = locate(_image_array(c), _image_array(d), self.camera, self.config)
         except ValueError as exc:
+            self.refused += 1
             self._warn(f"frame refused: {exc}")
-            return
-        if det is None:
-            self.misses += 1
-            self._warn("object not seen (no blob in the colour range with valid depth): nothing published")
-            return
-        self.detections += 1
-        self._msg.header.stamp = c.header.stamp
-        pos = self._msg.pose.position
-        pos.x, pos.y, pos.z = (float(v) for v in det.position)
-        self._pub.publish(self._msg)
+        else:
+            if det is None:
+                self.misses += 1
+                self._warn("object not seen (no blob in the colour range with valid depth): nothing published")
+            else:
+                self.detections += 1
+                self._msg.header.stamp = c.header.stamp
+                pos = self._msg.pose.position
+                pos.x, pos.y, pos.z = (float(v) for v in det.position)
+                self._pub.publish(self._msg)
+        report = PerceptionFrame()
+        report.header.stamp = c.header.stamp
+        report.header.frame_id = self._base_frame
+        report.seen = det is not None
+        report.position = [float(v) for v in det.position] if det is not None else [math.nan] * 3
+        report.processing_ms = float((time.monotonic() - paired_at) * 1e3)
+        report.frames_paired, report.frames_seen = self.paired, self.detections
+        report.frames_unpaired, report.frames_refused = self.unpaired, self.refused
+        self._frames_pub.publish(report)
 
     def _warn(self, text: str) -> None:
         now = self.get_clock().now().nanoseconds * 1e-9
         if now - self._last_warn > 1.0:
             self._last_warn = now
-            self.get_logger().warn(text)
+            self.get_logger().warning(text)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -54,6 +54,10 @@ def config_from_args(argv: list[str] | None = None) -> EvalConfig:
                      help="start the eval stack (scripts/launch_stack.py eval) for the run")
     cli.add_argument("--decoder", help="decoder .onnx for --launch")
     cli.add_argument("--workers", type=int, help="eval stacks side by side (with --launch), one ROS domain each")
+    cli.add_argument("--perception", action="store_true", default=None,
+                     help="perception in the loop: the object's position from object_perception, not the sim")
+    cli.add_argument("--ground-truth", dest="ground_truth",
+                     help="results.json of the same runs without --perception, paired seed by seed in the report")
     opts = cli.parse_args(argv)
     heads = _assignments(opts.head, "--head must be LABEL=PATH (or LABEL=none)")
     counts = _assignments(opts.run_episodes, "--run-episodes must be HEAD/PROFILE=N (fnmatch patterns)",
@@ -65,7 +69,8 @@ def config_from_args(argv: list[str] | None = None) -> EvalConfig:
                        run_episodes=run_episodes, reference=opts.reference, seed=opts.seed, task=opts.task,
                        episode_timeout_s=opts.episode_timeout_s, out_dir=opts.out_dir,
                        record_mcap=opts.record_mcap, namespace=opts.namespace, launch=opts.launch,
-                       decoder=opts.decoder, workers=opts.workers)
+                       decoder=opts.decoder, workers=opts.workers, perception=opts.perception,
+                       ground_truth=opts.ground_truth)
 
 
 def _progress(console: Any) -> Any:
@@ -116,8 +121,9 @@ class _LineProgress:
 
     def episode(self, e: Any, done: int, total: int) -> None:
         elapsed = time.monotonic() - self.t0
+        seen = f", object not seen in {e.frames_unseen}/{e.frames} frames" if e.frames else ""
         self.console.print(f"[{done}/{total}] {elapsed:5.0f} s  {e.head}/{e.profile} seed {e.seed}: {e.termination} "
-                           f"({e.steps} steps)")
+                           f"({e.steps} steps{seen})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,16 @@ class EvalConfig:
     """start the eval stack (scripts/launch_stack.py eval) for this run and stop it afterwards"""
     decoder: str = ""
     """decoder .onnx, only used with `launch` (passed to the stack as decoder:=...)"""
+    perception: bool = False
+    """perception in the loop: the stack's `perception:=true` (the sim publishes camera images and
+    not the object's pose; the robot's object_perception node closes the loop). Each episode then
+    records the perception error against the sim's truth, the frames the object was not seen in and
+    the holds a stale object position caused"""
+    camera_size: list[int] = field(default_factory=lambda: [640, 480])
+    """[width, height] of the sim camera with `perception` (the stack's camera_width/height)"""
+    ground_truth: str = ""
+    """results.json of an evaluation of the same heads, profiles and seeds with the sim's own object
+    pose: the report pairs each (head, profile) run with its ground-truth twin seed by seed"""
     workers: int = 1
     """eval stacks run side by side (needs `launch`), each in a ROS domain of its own; episode i
     of the r-th run goes to worker (i + r) mod workers, with the same per-seed results as one stack. A
@@ -100,6 +110,12 @@ class EvalConfig:
             raise bad("workers", f"an integer in [1, {MAX_WORKERS}]", self.workers)
         if self.workers > 1 and not self.launch:
             raise bad("workers", "1 unless `launch` is set (each worker starts its own stack)", self.workers)
+        if (not isinstance(self.camera_size, list) or len(self.camera_size) != 2
+                or not all(isinstance(v, int) and 16 <= v <= 1280 for v in self.camera_size)):
+            raise bad("camera_size", "[width, height], integers in [16, 1280]", self.camera_size)
+        if self.ground_truth and not self.perception:
+            raise bad("ground_truth", "empty unless `perception` is set (it names the twin without perception)",
+                      self.ground_truth)
         if self.launch and not Path(self.decoder).is_file():
             raise bad("decoder", "an existing decoder .onnx when `launch` is set", self.decoder)
 

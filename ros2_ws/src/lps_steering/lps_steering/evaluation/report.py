@@ -28,7 +28,8 @@ def episode_dict(e: EpisodeRecord, tcp_stride: int = 10) -> dict[str, Any]:
 
 
 def write_json(path: Path, config: dict[str, Any], summaries: Sequence[RunSummary],
-               episodes: Sequence[EpisodeRecord], comparisons: Sequence[PairedComparison] = ()) -> None:
+               episodes: Sequence[EpisodeRecord], comparisons: Sequence[PairedComparison] = (),
+               twins: Sequence[PairedComparison] = ()) -> None:
     def clean(v: Any) -> Any:  # JSON has no NaN: write null
         if isinstance(v, float) and not math.isfinite(v):
             return None
@@ -40,8 +41,18 @@ def write_json(path: Path, config: dict[str, Any], summaries: Sequence[RunSummar
 
     data = {"config": config, "summaries": [asdict(s) for s in summaries],
             "comparisons": [dict(asdict(c), separated=c.separated) for c in comparisons],
+            "ground_truth_twins": [dict(asdict(c), separated=c.separated) for c in twins],
             "episodes": [episode_dict(e) for e in episodes]}
     path.write_text(json.dumps(clean(data), indent=1))
+
+
+def load_episodes(path: str | Path) -> list[EpisodeRecord]:
+    """The episodes of a results.json (what pairing needs: head, profile, seed, outcome, holds)."""
+    data = json.loads(Path(path).read_text())
+    keep = {"head", "head_id", "profile", "seed", "episode_id", "success", "termination", "steps", "sim_time",
+            "holds", "stale_holds"}
+    return [EpisodeRecord(time_to_success=math.nan, mean_sq_jerk=math.nan,
+                          **{k: v for k, v in e.items() if k in keep}) for e in data["episodes"]]
 
 
 def plot_success(path: Path, summaries: Sequence[RunSummary]) -> None:
@@ -113,6 +124,30 @@ def plot_latency(path: Path, episodes: Sequence[EpisodeRecord]) -> None:
     plt.close(fig)
 
 
+def plot_perception(path: Path, episodes: Sequence[EpisodeRecord]) -> None:
+    """Distribution of the perception error per (head, profile), and the share of frames not seen."""
+    import matplotlib.pyplot as plt
+
+    runs = list(dict.fromkeys((e.head, e.profile) for e in episodes))
+    errors = [[x for e in episodes if (e.head, e.profile) == r for x in e.perception_error_mm] or [math.nan]
+              for r in runs]
+    unseen = [sum(e.frames_unseen for e in episodes if (e.head, e.profile) == r)
+              / max(1, sum(e.frames for e in episodes if (e.head, e.profile) == r)) for r in runs]
+    labels = [f"{h}\n{p}" for h, p in runs]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(4 + 1.6 * len(runs), 3.6))
+    a.boxplot(errors, whis=(5, 95), showfliers=False)
+    a.set_xticks(range(1, len(runs) + 1), labels, fontsize=8)
+    a.set_ylabel("perceived - true position (mm)")
+    a.set_title("perception error (whiskers p5-p95)")
+    b.bar(range(len(runs)), [100 * u for u in unseen])
+    b.set_xticks(range(len(runs)), labels, fontsize=8)
+    b.set_ylabel("% of frames")
+    b.set_title("object not seen")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_tcp(path: Path, episodes: Sequence[EpisodeRecord], per_run: int) -> None:
     import matplotlib.pyplot as plt
 
@@ -162,8 +197,38 @@ def comparison_lines(comparisons: Sequence[PairedComparison]) -> list[str]:
     return lines + [""]
 
 
+def perception_lines(summaries: Sequence[RunSummary], twins: Sequence[PairedComparison]) -> list[str]:
+    if not any(s.frames for s in summaries):
+        return []
+    lines = ["## Perception in the loop", "",
+             "The object's position came from object_perception (colour segmentation + depth of the sim "
+             "camera's images, the robot's node and parameters), not from the sim. Error: distance from the "
+             "sim's true position at the frame's stamp, over the frames the object was seen in; blind: the "
+             "longest sim time between two sightings; stale holds: cycles held because the object's position "
+             "was too old or missing.", "",
+             "| head | profile | frames | not seen | error p50 / p95 / max (mm) | longest blind (s) | stale holds |",
+             "|---|---|---|---|---|---|---|"]
+    for s in summaries:
+        lines.append(f"| {s.head} | {s.profile} | {s.frames} | {_fmt(s.unseen_fraction * 100, '.1f')}% | "
+                     f"{_fmt(s.perception_error_mm_p50, '.1f')} / {_fmt(s.perception_error_mm_p95, '.1f')} / "
+                     f"{_fmt(s.perception_error_mm_max, '.1f')} | {_fmt(s.longest_blind_s_max, '.2f')} | "
+                     f"{s.stale_holds} |")
+    if twins:
+        lines += ["", "Each run beside its ground-truth twin (the same head, profile and seeds with the sim's "
+                  "own object pose); difference = with perception minus with the truth.", "",
+                  "| head | profile | pairs | truth / perception | only truth / only perception | difference | "
+                  "95% CI | McNemar p | separated |", "|---|---|---|---|---|---|---|---|---|"]
+        for c in twins:
+            truth, perceived = (c.both + c.only_reference) / c.pairs, (c.both + c.only_head) / c.pairs
+            lines.append(f"| {c.head} | {c.profile} | {c.pairs} | {truth:.2f} / {perceived:.2f} | "
+                         f"{c.only_reference} / {c.only_head} | {c.difference * 100:+.1f} pt | "
+                         f"[{c.low * 100:+.1f}, {c.high * 100:+.1f}] | {c.mcnemar_p:.3g} | "
+                         f"{'yes' if c.separated else 'no'} |")
+    return lines + [""]
+
+
 def markdown(config: dict[str, Any], summaries: Sequence[RunSummary], images: dict[str, str],
-             comparisons: Sequence[PairedComparison] = ()) -> str:
+             comparisons: Sequence[PairedComparison] = (), twins: Sequence[PairedComparison] = ()) -> str:
     longest = max((s.episodes for s in summaries), default=1)
     counts = sorted({s.episodes for s in summaries})
     lines = [
@@ -186,7 +251,7 @@ def markdown(config: dict[str, Any], summaries: Sequence[RunSummary], images: di
             f"{_fmt(s.mean_time_to_success, '.2f')} | {_fmt(s.mean_sq_jerk)} | "
             f"{_fmt(s.inference_ms_p50, '.2f')} / {_fmt(s.inference_ms_p99, '.2f')} | "
             f"{_fmt(s.delta_sq_norm_mean)} / {_fmt(s.delta_sq_norm_p95)} | {s.holds} |")
-    lines += ["", *comparison_lines(comparisons), "Heads:", ""]
+    lines += ["", *comparison_lines(comparisons), *perception_lines(summaries, twins), "Heads:", ""]
     lines += [f"- `{label}`: `{path}`" for label, path in config.get("heads", {}).items()]
     lines += ["", "Definitions: the 95% interval is Wilson's score interval; jerk is the third finite "
               "difference of the commanded joint positions at the command period, squared norm over the "
@@ -204,10 +269,10 @@ def markdown(config: dict[str, Any], summaries: Sequence[RunSummary], images: di
 
 def write_report(out_dir: Path, config: dict[str, Any], summaries: Sequence[RunSummary],
                  episodes: Sequence[EpisodeRecord], tcp_plots: int = 3,
-                 comparisons: Sequence[PairedComparison] = ()) -> Path:
+                 comparisons: Sequence[PairedComparison] = (), twins: Sequence[PairedComparison] = ()) -> Path:
     """Everything into `out_dir`; returns the path of report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "results.json", config, summaries, episodes, comparisons)
+    write_json(out_dir / "results.json", config, summaries, episodes, comparisons, twins)
     plot_success(out_dir / "success.png", summaries)
     images = {"Success per head and profile": "success.png"}
     if comparisons:
@@ -216,8 +281,11 @@ def write_report(out_dir: Path, config: dict[str, Any], summaries: Sequence[RunS
     plot_latency(out_dir / "latency.png", episodes)
     plot_tcp(out_dir / "tcp.png", episodes, tcp_plots)
     images |= {"Inference latency": "latency.png", "TCP trajectories": "tcp.png"}
+    if any(e.frames for e in episodes):
+        plot_perception(out_dir / "perception.png", episodes)
+        images["Perception error"] = "perception.png"
     path = out_dir / "report.md"
-    path.write_text(markdown(config, summaries, images, comparisons))
+    path.write_text(markdown(config, summaries, images, comparisons, twins))
     return path
 
 

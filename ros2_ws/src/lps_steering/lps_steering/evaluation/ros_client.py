@@ -29,7 +29,7 @@ import rclpy
 from geometry_msgs.msg import PoseStamped
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from lps_msgs.msg import SteeringTelemetry, TaskStatus
+from lps_msgs.msg import PerceptionFrame, SteeringTelemetry, TaskStatus
 from lps_msgs.srv import ResetEpisode
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
@@ -41,7 +41,7 @@ from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory
 
 from .config import EvalConfig
-from .stats import EpisodeRecord, mean_squared_jerk
+from .stats import EpisodeRecord, mean_squared_jerk, perception_record
 
 SAFETY_HOLD = 2
 # franka_robot_state_broadcaster's convenience topics are best effort (franka_ros2 >= 2.4.0).
@@ -51,7 +51,14 @@ SERVICE_TIMEOUT_S = 30.0
 # Everything `lps-train convert --source mcap` needs to rebuild observations, actions and outcomes.
 RECORDED = (("task_status", TaskStatus), ("joint_states", JointState),
             ("fr3_arm_controller/joint_trajectory", JointTrajectory), ("object_pose", PoseStamped),
-            ("target_pose", PoseStamped), ("gripper_command", Float64))
+            ("target_pose", PoseStamped), ("gripper_command", Float64), ("object_pose_truth", PoseStamped))
+# A hold for this reason is perception's doing (stale or missing object position).
+OBJECT_SOURCE = "object_position"
+
+
+def _stamp_s(stamp: Any) -> float:
+    """Stamps as dictionary keys: seconds rounded to the microsecond (sim stamps are whole periods)."""
+    return round(stamp.sec + 1e-9 * stamp.nanosec, 6)
 
 
 class EvaluationError(RuntimeError):
@@ -94,6 +101,10 @@ class EvaluationClient:
         self._watch: tuple[int, float] | None = None
         self._end: TaskStatus | None = None
         self._first_success = math.nan
+        # Perception in the loop: frame reports (stamp, seen, xyz) and the truth by stamp, kept from
+        # before each reset (the reset's own frame is reported before reset_episode answers).
+        self._frames: list[tuple[float, bool, tuple[float, ...]]] = []
+        self._truth: dict[float, tuple[float, float, float]] = {}
         self.recorder: Any = None
         if config.record_mcap:
             from .recording import McapRecorder
@@ -105,6 +116,9 @@ class EvaluationClient:
         n.create_subscription(SteeringTelemetry, f"{self.policy}/telemetry", self._on_telemetry, 1000)
         n.create_subscription(PoseStamped, _join(ns, "franka_robot_state_broadcaster/current_pose"),
                               self._on_tcp, BEST_EFFORT)
+        if config.perception:
+            n.create_subscription(PerceptionFrame, _join(ns, "object_perception/frames"), self._on_frame, 1000)
+            n.create_subscription(PoseStamped, _join(ns, "object_pose_truth"), self._on_truth, 1000)
         self._clients: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._spin, name="evaluator-executor", daemon=True)
         self._thread.start()
@@ -185,6 +199,15 @@ class EvaluationClient:
         with self._cond:
             self._telemetry.append(msg)
 
+    def _on_frame(self, msg: PerceptionFrame) -> None:
+        with self._cond:
+            self._frames.append((_stamp_s(msg.header.stamp), bool(msg.seen), tuple(msg.position)))
+
+    def _on_truth(self, msg: PoseStamped) -> None:
+        p = msg.pose.position
+        with self._cond:
+            self._truth[_stamp_s(msg.header.stamp)] = (p.x, p.y, p.z)
+
     def _on_tcp(self, msg: PoseStamped) -> None:
         p, t = msg.pose.position, msg.header.stamp
         with self._cond:
@@ -228,6 +251,9 @@ class EvaluationClient:
         # Our subscriptions must be matched before the first episode: the lock-step sim does not
         # wait for late subscribers.
         topics = [_join(self.config.namespace, "task_status"), f"{self.policy}/telemetry"]
+        if self.config.perception:  # the perception node must be up before the first reset's frame
+            topics += [_join(self.config.namespace, "object_perception/frames"),
+                       _join(self.config.namespace, "object_pose_truth")]
         deadline = time.monotonic() + SERVICE_TIMEOUT_S
         while not all(self.node.count_publishers(t) > 0 for t in topics):
             if time.monotonic() > deadline:
@@ -285,6 +311,9 @@ class EvaluationClient:
             before = self._status_count
             self.transition(Transition.TRANSITION_DEACTIVATE, "deactivate")
             self._settle(before)
+        with self._cond:
+            self._frames.clear()
+            self._truth.clear()
         res = self._call(ResetEpisode, _join(cfg.namespace, "reset_episode"),
                          ResetEpisode.Request(task=cfg.task, seed=seed, profile=profile), 60.0)
         if not res.success:
@@ -297,6 +326,8 @@ class EvaluationClient:
         # policy node's copy the same time before the activation below takes its start state.
         self._wait(lambda: self._status is not None and self._status.episode_id >= episode_id, 10.0,
                    f"task_status of episode {episode_id} after reset_episode")
+        with self._cond:
+            t_start = _stamp_s(self._status.header.stamp)
         limit = cfg.episode_timeout_s if cfg.episode_timeout_s > 0 else math.inf
         with self._cond:
             self._telemetry.clear()
@@ -338,6 +369,7 @@ class EvaluationClient:
             self._watch = None
             first_success = self._first_success
             telemetry, tcp = list(self._telemetry), np.asarray(self._tcp, dtype=np.float64).reshape(-1, 4)
+            frames, truth = list(self._frames), dict(self._truth)
         # Only what happened up to the end: cycles that acted on observations stamped no later.
         t_end = end.header.stamp.sec + 1e-9 * end.header.stamp.nanosec
         telemetry = [t for t in telemetry
@@ -359,7 +391,9 @@ class EvaluationClient:
             delta_sq_norm=[float(t.delta_sq_norm) for t in telemetry
                            if t.replanned and math.isfinite(t.delta_sq_norm)],
             holds=sum(t.safety_state == SAFETY_HOLD for t in telemetry), tcp=tcp,
-            start_q=[float(v) for v in res.joint_positions], wall_s=time.monotonic() - started)
+            start_q=[float(v) for v in res.joint_positions], wall_s=time.monotonic() - started,
+            stale_holds=sum(t.safety_state == SAFETY_HOLD and OBJECT_SOURCE in t.safety_reason for t in telemetry),
+            **(perception_record(frames, truth, t_start, round(t_end, 6)) if cfg.perception else {}))
 
 
 def _value_text(value: ParameterValue) -> str:

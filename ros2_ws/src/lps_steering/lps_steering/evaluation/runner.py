@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .config import EvalConfig
-from .report import write_report
-from .stats import EpisodeRecord, PairedComparison, RunSummary, paired_comparison, summarise
+from .report import load_episodes, write_report
+from .stats import EpisodeRecord, PairedComparison, RunSummary, paired_comparison, summarise, twin_comparisons
 
 Progress = Callable[[EpisodeRecord, int, int], None]
 STACK_STARTUP_S = 180.0  # a stack launched here may take this long to answer (loaded machine)
@@ -54,6 +54,9 @@ def eval_stack(config: EvalConfig, log_path: Path, domain_id: int | None = None)
             f"profile:={config.profiles[0]}", f"seed:={config.seed}"]
     if config.namespace:
         args.append(f"namespace:={config.namespace}")
+    if config.perception:
+        args += ["perception:=true", f"camera_width:={config.camera_size[0]}",
+                 f"camera_height:={config.camera_size[1]}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
@@ -98,6 +101,10 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
                    on_start: Callable[[int], None] | None = None) -> EvaluationResult:
     """Run every (head, profile) pair, then write the report."""
     out_dir = Path(config.out_dir)
+    if config.ground_truth and not Path(config.ground_truth).is_file():
+        # Before any episode: the twin is an earlier evaluation's output (make demo runs it first).
+        raise FileNotFoundError(f"`ground_truth`: {config.ground_truth} does not exist; run the evaluation "
+                                "without perception first (same heads, profiles and seeds)")
     total = sum(n for _, _, n in config.runs())
     if on_start is not None:
         on_start(total)
@@ -152,10 +159,11 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
     reference = config.reference_head()
     comparisons = [paired_comparison(by_run[(reference, p)], by_run[(h, p)])
                    for h, p in order if h != reference]
+    twins = (twin_comparisons(load_episodes(config.ground_truth), episodes) if config.ground_truth else [])
     meta: dict[str, Any] = config.to_dict()
     meta["reference"] = reference
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    report = write_report(out_dir, meta, summaries, episodes, config.tcp_plots, comparisons)
+    report = write_report(out_dir, meta, summaries, episodes, config.tcp_plots, comparisons, twins)
     return EvaluationResult(summaries, comparisons, episodes, report)
 
 

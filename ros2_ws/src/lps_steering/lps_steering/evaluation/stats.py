@@ -150,6 +150,27 @@ class EpisodeRecord:
     tcp: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # measured TCP path (m)
     start_q: list[float] = field(default_factory=list)  # arm joints after reset (rad)
     wall_s: float = 0.0
+    # Perception in the loop (object_perception's frame reports against the sim's truth; empty and 0
+    # when the object's pose came from the sim):
+    perception_error_mm: list[float] = field(default_factory=list)  # per frame the object was seen
+    frames: int = 0            # camera frames perception reported in the episode
+    frames_unseen: int = 0     # of which the object was not found
+    longest_blind_s: float = 0.0  # longest sim time between two sightings (episode start and end count)
+    stale_holds: int = 0       # held cycles whose reason is the object's position (stale or missing)
+
+
+def perception_record(frames: Sequence[tuple[float, bool, Sequence[float]]], truth: dict[float, Sequence[float]],
+                      t_start: float, t_end: float) -> dict[str, float | int | list[float]]:
+    """Per-episode perception figures from (stamp, seen, xyz) frame reports and the truth by stamp
+    (stamps in seconds, rounded to the microsecond by the caller); only frames in [t_start, t_end]."""
+    # One report per stamp (the last): a frame reported twice is one frame.
+    mine = sorted({t: (t, seen, xyz) for t, seen, xyz in frames if t_start - 1e-9 <= t <= t_end + 1e-9}.values())
+    errors = [1e3 * float(np.linalg.norm(np.subtract(xyz, truth[t]))) for t, seen, xyz in mine
+              if seen and t in truth]
+    sightings = [t_start] + [t for t, seen, _ in mine if seen] + [t_end]
+    return {"perception_error_mm": errors, "frames": len(mine),
+            "frames_unseen": sum(not seen for _, seen, _ in mine),
+            "longest_blind_s": float(np.max(np.diff(sightings))) if mine else 0.0}
 
 
 @dataclass
@@ -171,6 +192,13 @@ class RunSummary:
     delta_sq_norm_mean: float
     delta_sq_norm_p95: float
     holds: int
+    stale_holds: int = 0
+    frames: int = 0
+    unseen_fraction: float = math.nan
+    perception_error_mm_p50: float = math.nan
+    perception_error_mm_p95: float = math.nan
+    perception_error_mm_max: float = math.nan
+    longest_blind_s_max: float = math.nan
 
 
 @dataclass
@@ -239,4 +267,29 @@ def summarise(head: str, profile: str, episodes: Sequence[EpisodeRecord]) -> Run
         mean_sq_jerk=finite_mean([e.mean_sq_jerk for e in episodes]),
         inference_ms_p50=percentile(latency, 50), inference_ms_p99=percentile(latency, 99),
         delta_sq_norm_mean=finite_mean(delta), delta_sq_norm_p95=percentile(delta, 95),
-        holds=sum(e.holds for e in episodes))
+        holds=sum(e.holds for e in episodes), **_perception_summary(episodes))
+
+
+def _perception_summary(episodes: Sequence[EpisodeRecord]) -> dict[str, float | int]:
+    frames = sum(e.frames for e in episodes)
+    out: dict[str, float | int] = {"stale_holds": sum(e.stale_holds for e in episodes), "frames": frames}
+    if frames:
+        errors = [x for e in episodes for x in e.perception_error_mm]
+        out |= {"unseen_fraction": sum(e.frames_unseen for e in episodes) / frames,
+                "perception_error_mm_p50": percentile(errors, 50), "perception_error_mm_p95": percentile(errors, 95),
+                "perception_error_mm_max": max(errors, default=math.nan),
+                "longest_blind_s_max": max(e.longest_blind_s for e in episodes)}
+    return out
+
+
+def twin_comparisons(truth: Sequence[EpisodeRecord], perceived: Sequence[EpisodeRecord]) -> list[PairedComparison]:
+    """Each (head, profile) run with perception against its ground-truth twin, seed by seed (the twin
+    is the reference: a negative difference is what perception costs)."""
+    runs = list(dict.fromkeys((e.head, e.profile) for e in perceived))
+    out = []
+    for head, profile in runs:
+        mine = [e for e in perceived if (e.head, e.profile) == (head, profile)]
+        twin = [e for e in truth if (e.head, e.profile) == (head, profile)]
+        if twin and {e.seed for e in twin} & {e.seed for e in mine}:
+            out.append(paired_comparison(twin, mine))
+    return out

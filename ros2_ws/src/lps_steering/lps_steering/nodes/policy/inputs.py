@@ -2,7 +2,8 @@
 
 Messages are taken by the control thread itself (`control_input`: no executor pass), decoded
 (`decoding`), time-checked by the watchdog (future, out-of-order and frozen stamps, silence) and
-kept as the newest good sample. A message that fails any of that leaves the last good sample in
+kept as the newest good sample; a pose stamped before the one kept (late, out of order) is dropped
+like an out-of-order joint state. A message that fails any of that leaves the last good sample in
 place and sets an error (message and field) until a good one from the same topic arrives; the
 node then holds. Each pose topic has its own error: a good target pose says nothing about a bad
 object pose. A refusal is also kept until the next cycle has seen it (`fault`), so a bad message
@@ -69,6 +70,7 @@ class ObservationInputs:
         self.error = ''                            # why the newest joint state was refused
         self.pose_errors: dict[str, str] = {}      # per pose source: why its newest pose was refused
         self.poses: dict[str, tuple[np.ndarray, float]] = {}
+        self.pose_stamps: dict[str, float] = {}    # per pose source: the kept pose's header stamp (s)
         self.refused = 0                           # refused messages since the last good one
         self._unseen = ''                          # newest refusal no cycle has reported yet
 
@@ -140,8 +142,12 @@ class ObservationInputs:
                 except InputError as exc:
                     self.pose_errors[source] = self._unseen = str(exc)
                     continue
+                stamp = seconds(msg.header.stamp)
+                if stamp < self.pose_stamps.get(source, -math.inf):
+                    continue  # older than the pose kept: a late message, not news (as for joint states)
                 self.pose_errors.pop(source, None)
-                self.poses[source] = (xyz, self._received_at(seconds(msg.header.stamp), age))
+                self.pose_stamps[source] = stamp
+                self.poses[source] = (xyz, self._received_at(stamp, age))
         took = False
         while (taken := self._joint.take()) is not None:
             took = self._on_joint_state(*taken) or took
