@@ -340,13 +340,16 @@ def test_perception_record_errors_blind_stretches_and_window() -> None:
     from lps_steering.evaluation.stats import perception_record
 
     truth = {round(0.1 * k, 6): (0.5, 0.0, 0.02) for k in range(12)}
-    frames = [(round(0.1 * k, 6), k not in (3, 4, 5), (0.5 + 0.001 * k, 0.0, 0.02)) for k in range(12)]
-    frames.append((9.0, True, (0.0, 0.0, 0.0)))  # another episode's frame: outside the window
+    frames = [(round(0.1 * k, 6), k not in (3, 4, 5), (0.5 + 0.001 * k, 0.0, 0.02), 10.0 * k) for k in range(12)]
+    frames.append((9.0, True, (0.0, 0.0, 0.0), 0.0))  # another episode's frame: outside the window
+    frames.append((0.2, True, (0.5, 0.0, 0.02), 20.0))  # frame 2 reported twice: counted once
     rec = perception_record(frames, truth, t_start=0.0, t_end=1.1)
     assert rec["frames"] == 12 and rec["frames_unseen"] == 3
-    assert rec["perception_error_mm"] == pytest.approx([float(k) for k in range(12) if k not in (3, 4, 5)])
+    # Frame 2's second report (at the truth exactly) replaces its first.
+    assert rec["perception_error_mm"] == pytest.approx([0.0, 1.0, 0.0] + [float(k) for k in range(6, 12)])
+    assert rec["frame_age_ms"] == pytest.approx([10.0 * k for k in range(12)])
     assert rec["longest_blind_s"] == pytest.approx(0.4)  # last seen at 0.2 s, next at 0.6 s
-    never = perception_record([(0.0, False, (math.nan,) * 3)], truth, 0.0, 2.0)
+    never = perception_record([(0.0, False, (math.nan,) * 3, 0.0)], truth, 0.0, 2.0)
     assert never["perception_error_mm"] == [] and never["longest_blind_s"] == pytest.approx(2.0)
     assert perception_record([], truth, 0.0, 1.0)["frames"] == 0
 
@@ -359,7 +362,7 @@ def test_ground_truth_twins_in_the_report(tmp_path: Path) -> None:
     perceived = [_episode("lpds", s >= 3, s, [1.0]) for s in range(6)]
     for e in perceived:
         e.frames, e.frames_unseen, e.perception_error_mm, e.longest_blind_s = 10, 2, [4.0, 6.0], 0.2
-        e.stale_holds = 1
+        e.stale_holds, e.frame_age_ms = 1, [0.0] * 9 + [40.0]
     config = {"task": "pick_place", "episodes": 6, "seed": 0, "heads": {"lpds": "h.onnx"}}
     write_report(tmp_path / "truth", config, [summarise("lpds", "nominal", truth)], truth)
     loaded = load_episodes(tmp_path / "truth" / "results.json")
@@ -370,7 +373,7 @@ def test_ground_truth_twins_in_the_report(tmp_path: Path) -> None:
     assert summary.unseen_fraction == pytest.approx(0.2) and summary.stale_holds == 6
     assert summary.perception_error_mm_p50 == pytest.approx(5.0)
     text = write_report(tmp_path / "perceived", config, [summary], perceived, twins=twins).read_text()
-    assert "| lpds | nominal | 60 | 20.0% | 5.0 / 6.0 / 6.0 | 0.20 | 6 |" in text
+    assert "| lpds | nominal | 60 | 20.0% | 5.0 / 6.0 / 6.0 | 0.20 | 0 / 40 | 6 |" in text
     assert "| lpds | nominal | 6 | 1.00 / 0.50 | 3 / 0 | -50.0 pt |" in text
     assert (tmp_path / "perceived" / "perception.png").read_bytes()[:4] == b"\x89PNG"
     # No perception and no twin for another head: no twin row.

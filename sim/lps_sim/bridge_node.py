@@ -10,7 +10,7 @@ The policy node must not be able to tell this node from the real robot except th
 | ``franka_robot_state_broadcaster/measured_joint_states`` | sensor_msgs/JointState | best effort, 10 | ``robot_state_rate_hz`` |
 | ``franka_robot_state_broadcaster/current_pose`` | geometry_msgs/PoseStamped (TCP) | best effort, 10 | ``robot_state_rate_hz`` |
 | ``object_pose``, ``target_pose`` | geometry_msgs/PoseStamped | reliable, 10 | with every joint state |
-| ``object_pose_truth`` | geometry_msgs/PoseStamped | reliable, 10 | instead of ``object_pose`` with ``object_pose_from_camera`` |
+| ``object_pose_truth`` | geometry_msgs/PoseStamped | reliable, transient local, 10 | instead of ``object_pose`` with ``object_pose_from_camera`` |
 | ``camera/camera/color/image_raw`` (rgb8) + ``.../color/camera_info`` | sensor_msgs | system default | ``camera_rate_hz`` if ``camera_enabled`` |
 | ``camera/camera/aligned_depth_to_color/image_raw`` (16UC1 mm) + its camera_info | sensor_msgs | system default | same |
 | ``task_status`` | lps_msgs/TaskStatus | reliable, 10 | every control period and on reset |
@@ -77,7 +77,7 @@ from lps_msgs.srv import ResetEpisode
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default
 from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -93,6 +93,8 @@ from lps_sim.tasks import TASKS, FrankaTask, make_task
 # best effort since 2.4.0 (a default reliable subscriber receives nothing from them).
 RELIABLE_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 BEST_EFFORT_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+LATCHED_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 CLOCK_MODES = ("realtime", "lockstep")
 OPTICAL_FRAME = "camera_color_optical_frame"  # realsense2_camera's, for colour and aligned depth
 # With perception in the loop a reset takes this much sim time, so that every frame and pose of the
@@ -246,8 +248,9 @@ class SimBridge(Node):
             JointState, "franka_robot_state_broadcaster/measured_joint_states", BEST_EFFORT_10)
         self._tcp_pub = self.create_publisher(PoseStamped, "franka_robot_state_broadcaster/current_pose",
                                               BEST_EFFORT_10)
-        self._object_pub = self.create_publisher(
-            PoseStamped, "object_pose_truth" if self._perception else "object_pose", RELIABLE_10)
+        # The truth is for the record: its last ten also reach a subscriber that matched late.
+        self._object_pub = (self.create_publisher(PoseStamped, "object_pose_truth", LATCHED_10) if self._perception
+                            else self.create_publisher(PoseStamped, "object_pose", RELIABLE_10))
         self._target_pub = self.create_publisher(PoseStamped, "target_pose", RELIABLE_10)
         self._status_pub = self.create_publisher(TaskStatus, "task_status", RELIABLE_10)
         self._clock_pub = self.create_publisher(Clock, "/clock", RELIABLE_10)
@@ -522,6 +525,8 @@ class SimBridge(Node):
         """Everything of one instant; joint_states last, as policies trigger on it."""
         p, task = self._p, self._task
         stamp = ros_io.time_msg(self._sim_time)
+        # The clock first: a node on sim time (perception) then reads this instant when the frame comes.
+        self._clock_pub.publish(Clock(clock=stamp))
         if self._camera_on:
             if self._due("camera", p["camera_rate_hz"], first):
                 # The scene stood still while the episode was set up, as the camera kept streaming
@@ -549,7 +554,6 @@ class SimBridge(Node):
             self._measured_pub.publish(js)
 
         self._status_pub.publish(self._status_msg(stamp))
-        self._clock_pub.publish(Clock(clock=stamp))
         if self._lockstep or self._due("joint", p["joint_state_rate_hz"], first):
             self._joint_pub.publish(js)
 

@@ -10,8 +10,9 @@ The camera's extrinsics come from the ``camera_pose`` parameter (optical frame i
 from a hand-eye calibration).
 
 Every processed pair is also reported on ``~/frames`` (lps_msgs/PerceptionFrame: seen or not,
-the position, the processing time, and the node's frame counters), so that losses and misses are
-visible from outside; a lock-step sim bridge waits for it before it advances.
+the position, the processing time, the frame's age at the result, and the node's frame counters),
+so that losses, misses and latency are visible from outside; a lock-step sim bridge waits for it
+before it advances.
 
 Pairing: colour and depth arrive on two topics, in either order and not always both. Each is kept
 by stamp until its partner comes, while its stamp is among the last `pair_window` distinct stamps
@@ -37,10 +38,15 @@ from geometry_msgs.msg import PoseStamped
 from lps_msgs.msg import PerceptionFrame
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default
 from sensor_msgs.msg import CameraInfo, Image
 
 from .perception import RED, CameraModel, HsvRange, PerceptionConfig, locate
+
+# Frame reports keep their last ten for late subscribers: an evaluator that has just matched must
+# still get the report of the frame a reset published a moment before.
+LATCHED_10 = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "camera_root": ("camera/camera", "realsense2_camera namespace/name of the input topics"),
@@ -111,7 +117,7 @@ class PerceptionNode(Node):
         self.create_subscription(Image, f"{root}/aligned_depth_to_color/image_raw",
                                  lambda m: self._on_image("depth", m), images)
         self._pub = self.create_publisher(PoseStamped, p["output_topic"], 10)
-        self._frames_pub = self.create_publisher(PerceptionFrame, "~/frames", 10)
+        self._frames_pub = self.create_publisher(PerceptionFrame, "~/frames", LATCHED_10)
         self._msg = PoseStamped()
         self._msg.header.frame_id = p["base_frame"]
         self._msg.pose.orientation.w = 1.0
@@ -175,6 +181,8 @@ class PerceptionNode(Node):
         report.seen = det is not None
         report.position = [float(v) for v in det.position] if det is not None else [math.nan] * 3
         report.processing_ms = float((time.monotonic() - paired_at) * 1e3)
+        stamp_ns = c.header.stamp.sec * 1_000_000_000 + c.header.stamp.nanosec
+        report.age_ms = float((self.get_clock().now().nanoseconds - stamp_ns) * 1e-6)
         report.frames_paired, report.frames_seen = self.paired, self.detections
         report.frames_unpaired, report.frames_refused = self.unpaired, self.refused
         self._frames_pub.publish(report)

@@ -204,15 +204,16 @@ def perception_lines(summaries: Sequence[RunSummary], twins: Sequence[PairedComp
              "The object's position came from object_perception (colour segmentation + depth of the sim "
              "camera's images, the robot's node and parameters), not from the sim. Error: distance from the "
              "sim's true position at the frame's stamp, over the frames the object was seen in; blind: the "
-             "longest sim time between two sightings; stale holds: cycles held because the object's position "
-             "was too old or missing.", "",
-             "| head | profile | frames | not seen | error p50 / p95 / max (mm) | longest blind (s) | stale holds |",
-             "|---|---|---|---|---|---|---|"]
+             "longest sim time between two sightings; age: from the frame's stamp to perception's result; stale "
+             "holds: cycles held because the object's position was too old or missing.", "",
+             "| head | profile | frames | not seen | error p50 / p95 / max (mm) | longest blind (s) | "
+             "age p50 / p95 (ms) | stale holds |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         lines.append(f"| {s.head} | {s.profile} | {s.frames} | {_fmt(s.unseen_fraction * 100, '.1f')}% | "
                      f"{_fmt(s.perception_error_mm_p50, '.1f')} / {_fmt(s.perception_error_mm_p95, '.1f')} / "
                      f"{_fmt(s.perception_error_mm_max, '.1f')} | {_fmt(s.longest_blind_s_max, '.2f')} | "
-                     f"{s.stale_holds} |")
+                     f"{_fmt(s.frame_age_ms_p50, '.0f')} / {_fmt(s.frame_age_ms_p95, '.0f')} | {s.stale_holds} |")
     if twins:
         lines += ["", "Each run beside its ground-truth twin (the same head, profile and seeds with the sim's "
                   "own object pose); difference = with perception minus with the truth.", "",

@@ -34,7 +34,7 @@ from lps_msgs.srv import ResetEpisode
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
@@ -46,6 +46,7 @@ from .stats import EpisodeRecord, mean_squared_jerk, perception_record
 SAFETY_HOLD = 2
 # franka_robot_state_broadcaster's convenience topics are best effort (franka_ros2 >= 2.4.0).
 BEST_EFFORT = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
+LATCHED = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SERVICE_TIMEOUT_S = 30.0
 # Topics written to MCAP when recording: what a reviewer needs to replay an episode.
 # Everything `lps-train convert --source mcap` needs to rebuild observations, actions and outcomes.
@@ -103,7 +104,7 @@ class EvaluationClient:
         self._first_success = math.nan
         # Perception in the loop: frame reports (stamp, seen, xyz) and the truth by stamp, kept from
         # before each reset (the reset's own frame is reported before reset_episode answers).
-        self._frames: list[tuple[float, bool, tuple[float, ...]]] = []
+        self._frames: list[tuple[float, bool, tuple[float, ...], float]] = []
         self._truth: dict[float, tuple[float, float, float]] = {}
         self.recorder: Any = None
         if config.record_mcap:
@@ -117,8 +118,9 @@ class EvaluationClient:
         n.create_subscription(PoseStamped, _join(ns, "franka_robot_state_broadcaster/current_pose"),
                               self._on_tcp, BEST_EFFORT)
         if config.perception:
-            n.create_subscription(PerceptionFrame, _join(ns, "object_perception/frames"), self._on_frame, 1000)
-            n.create_subscription(PoseStamped, _join(ns, "object_pose_truth"), self._on_truth, 1000)
+            # Transient local, as both are published: the reports just before this node matched come too.
+            n.create_subscription(PerceptionFrame, _join(ns, "object_perception/frames"), self._on_frame, LATCHED)
+            n.create_subscription(PoseStamped, _join(ns, "object_pose_truth"), self._on_truth, LATCHED)
         self._clients: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._spin, name="evaluator-executor", daemon=True)
         self._thread.start()
@@ -201,7 +203,7 @@ class EvaluationClient:
 
     def _on_frame(self, msg: PerceptionFrame) -> None:
         with self._cond:
-            self._frames.append((_stamp_s(msg.header.stamp), bool(msg.seen), tuple(msg.position)))
+            self._frames.append((_stamp_s(msg.header.stamp), bool(msg.seen), tuple(msg.position), float(msg.age_ms)))
 
     def _on_truth(self, msg: PoseStamped) -> None:
         p = msg.pose.position

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -153,23 +154,24 @@ class EpisodeRecord:
     # Perception in the loop (object_perception's frame reports against the sim's truth; empty and 0
     # when the object's pose came from the sim):
     perception_error_mm: list[float] = field(default_factory=list)  # per frame the object was seen
+    frame_age_ms: list[float] = field(default_factory=list)  # per frame: its stamp to perception's result
     frames: int = 0            # camera frames perception reported in the episode
     frames_unseen: int = 0     # of which the object was not found
     longest_blind_s: float = 0.0  # longest sim time between two sightings (episode start and end count)
     stale_holds: int = 0       # held cycles whose reason is the object's position (stale or missing)
 
 
-def perception_record(frames: Sequence[tuple[float, bool, Sequence[float]]], truth: dict[float, Sequence[float]],
-                      t_start: float, t_end: float) -> dict[str, float | int | list[float]]:
-    """Per-episode perception figures from (stamp, seen, xyz) frame reports and the truth by stamp
-    (stamps in seconds, rounded to the microsecond by the caller); only frames in [t_start, t_end]."""
+def perception_record(frames: Sequence[tuple[float, bool, Sequence[float], float]],
+                      truth: dict[float, Sequence[float]], t_start: float, t_end: float) -> dict[str, Any]:
+    """Per-episode perception figures from (stamp, seen, xyz, age_ms) frame reports and the truth by
+    stamp (stamps in seconds, rounded to the microsecond by the caller); only frames in [t_start, t_end]."""
     # One report per stamp (the last): a frame reported twice is one frame.
-    mine = sorted({t: (t, seen, xyz) for t, seen, xyz in frames if t_start - 1e-9 <= t <= t_end + 1e-9}.values())
-    errors = [1e3 * float(np.linalg.norm(np.subtract(xyz, truth[t]))) for t, seen, xyz in mine
+    mine = sorted({f[0]: f for f in frames if t_start - 1e-9 <= f[0] <= t_end + 1e-9}.values())
+    errors = [1e3 * float(np.linalg.norm(np.subtract(xyz, truth[t]))) for t, seen, xyz, _ in mine
               if seen and t in truth]
-    sightings = [t_start] + [t for t, seen, _ in mine if seen] + [t_end]
-    return {"perception_error_mm": errors, "frames": len(mine),
-            "frames_unseen": sum(not seen for _, seen, _ in mine),
+    sightings = [t_start] + [t for t, seen, _, _ in mine if seen] + [t_end]
+    return {"perception_error_mm": errors, "frames": len(mine), "frame_age_ms": [f[3] for f in mine],
+            "frames_unseen": sum(not f[1] for f in mine),
             "longest_blind_s": float(np.max(np.diff(sightings))) if mine else 0.0}
 
 
@@ -199,6 +201,8 @@ class RunSummary:
     perception_error_mm_p95: float = math.nan
     perception_error_mm_max: float = math.nan
     longest_blind_s_max: float = math.nan
+    frame_age_ms_p50: float = math.nan
+    frame_age_ms_p95: float = math.nan
 
 
 @dataclass
@@ -278,7 +282,9 @@ def _perception_summary(episodes: Sequence[EpisodeRecord]) -> dict[str, float | 
         out |= {"unseen_fraction": sum(e.frames_unseen for e in episodes) / frames,
                 "perception_error_mm_p50": percentile(errors, 50), "perception_error_mm_p95": percentile(errors, 95),
                 "perception_error_mm_max": max(errors, default=math.nan),
-                "longest_blind_s_max": max(e.longest_blind_s for e in episodes)}
+                "longest_blind_s_max": max(e.longest_blind_s for e in episodes),
+                "frame_age_ms_p50": percentile([x for e in episodes for x in e.frame_age_ms], 50),
+                "frame_age_ms_p95": percentile([x for e in episodes for x in e.frame_age_ms], 95)}
     return out
 
 
