@@ -38,7 +38,13 @@ from geometry_msgs.msg import PoseStamped
 from lps_msgs.msg import PerceptionFrame
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_system_default,
+)
 from sensor_msgs.msg import CameraInfo, Image
 
 from .perception import RED, CameraModel, HsvRange, PerceptionConfig, locate
