@@ -351,7 +351,8 @@ def test_perception_record_errors_blind_stretches_and_window() -> None:
     assert rec["longest_blind_s"] == pytest.approx(0.4)  # last seen at 0.2 s, next at 0.6 s
     never = perception_record([(0.0, False, (math.nan,) * 3, 0.0)], truth, 0.0, 2.0)
     assert never["perception_error_mm"] == [] and never["longest_blind_s"] == pytest.approx(2.0)
-    assert perception_record([], truth, 0.0, 1.0)["frames"] == 0
+    nothing = perception_record([], truth, 0.0, 1.0)  # perception silent all episode: blind all episode
+    assert nothing["frames"] == 0 and nothing["longest_blind_s"] == pytest.approx(1.0)
 
 
 def test_ground_truth_twins_in_the_report(tmp_path: Path) -> None:
@@ -387,6 +388,21 @@ def test_perception_config_refusals(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="none.json does not exist"):
         run_evaluation(load_config(perception=True, ground_truth=str(tmp_path / "none.json")))
+    twin = tmp_path / "twin.json"
+    twin.write_text(json.dumps({"config": {"task": "pick_place", "perception": True}, "episodes": []}))
+    with pytest.raises(ValueError, match="not a ground-truth twin.*perception True"):
+        run_evaluation(load_config(perception=True, ground_truth=str(twin)))
     (tmp_path / "r.json").write_text("{}")
     with pytest.raises(ValueError, match="`ground_truth` must be empty unless `perception`"):
         load_config(ground_truth=str(tmp_path / "r.json"))
+
+
+def test_perception_options_on_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lps_steering.evaluation.__main__ import config_from_args
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    cfg = config_from_args(["--config", "launch/evaluations/perception.yaml", "--camera-size", "320", "240",
+                            "--episodes", "3"])
+    assert cfg.perception and cfg.camera_size == [320, 240] and cfg.episodes == 3
+    plain = config_from_args(["--head", "base=none", "--perception"])
+    assert plain.perception and plain.camera_size == [640, 480] and not plain.ground_truth

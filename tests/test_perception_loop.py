@@ -136,7 +136,10 @@ def test_the_only_object_pose_is_perceptions_and_it_is_near_the_truth(loop):
 
 def test_every_frame_is_seen_by_the_period_it_belongs_to(loop):
     """Lock-step through perception: a frame's pose is there before the joint state of its period."""
+    timeouts = int(loop.counters()["perception_timeouts"])
     loop.run(seed=4, periods=40)
+    # No frame, the reset's included, went on without its report.
+    assert int(loop.counters()["perception_timeouts"]) == timeouts
     frames = [f for f in loop.frames.snapshot() if ros_io.time_s(f.header.stamp) >= loop.t0 - 1e-9]
     images = loop.images()
     assert len(frames) == len(images) == 13, (len(frames), len(images))
@@ -151,8 +154,9 @@ def test_every_frame_is_seen_by_the_period_it_belongs_to(loop):
     assert (frames[-1].frames_unpaired, frames[-1].frames_refused) == (frames[0].frames_unpaired,
                                                                        frames[0].frames_refused)
     assert frames[-1].frames_paired - frames[0].frames_paired == len(frames) - 1
-    # Perception runs on the sim's clock, which stands still while the bridge waits for it.
-    assert all(abs(f.age_ms) < 1e-3 for f in frames), [f.age_ms for f in frames]
+    # Perception runs on the sim's clock, which stands still while the bridge waits for it (the
+    # clock goes out before the frame, but on another topic: it may be taken a period late).
+    assert all(-10.0 - 1e-3 <= f.age_ms <= 1e-3 for f in frames), [f.age_ms for f in frames]
 
 
 def test_the_same_seed_gives_the_same_perceived_episode(loop):
@@ -192,7 +196,7 @@ def test_frame_drops_and_latency_of_the_stream_profile(loop):
     assert poses[0][0] == pytest.approx(loop.t0)
     # Perception's own report of the frames' age (its sim clock minus the stamp) says the same.
     ages = [f.age_ms for f in loop.frames.snapshot() if ros_io.time_s(f.header.stamp) > loop.t0 + 1e-6]
-    assert ages and min(ages) >= 30.0 - 1e-3 and max(ages) <= 100.0 + 10.0 + 1e-3, ages
+    assert ages and min(ages) >= 30.0 - 10.0 - 1e-3 and max(ages) <= 100.0 + 10.0 + 1e-3, ages
     # 1.5 s at 30 Hz, 10% lost, the last ones still in flight.
     assert 30 <= len(poses) <= 45, len(poses)
 
@@ -204,8 +208,12 @@ def test_bridge_goes_on_without_perception_and_counts_it(tmp_path):
             NodeProcess("lps_sim.bridge_node", tmp_path / "bridge.log", params,
                         extra_args=["--ros-args", "-r", "__ns:=/absent"]) as bridge:
         lp = Loop(client, bridge, None, ns="/absent")
+        lp.run(seed=1, periods=1)  # up and answering
+        before = lp.counters()
         lp.run(seed=1, periods=8)
-        counters = lp.counters()
-        assert int(counters["perception_timeouts"]) >= 1, counters
+        after = lp.counters()
+        # Every frame of the episode (the reset's and those of 8 periods at 30 Hz) went out unreported.
+        frames = int(after["frames"]) - int(before["frames"])
+        assert frames >= 3 and int(after["perception_timeouts"]) - int(before["perception_timeouts"]) == frames
         assert lp.pose.snapshot() == []
         assert "is object_perception running?" in bridge.log()

@@ -572,3 +572,5 @@ def test_dsrl_goes_on_from_its_snapshot_as_if_it_had_not_stopped(tmp_path):
                                atol=1e-6)  # the curves run on across the stop
     with pytest.raises(ValueError, match="other settings \\(total_steps\\)"):
         dsrl.train(small_dsrl(total_steps=500), TargetChunkEnv(), dec, progress=False, state_path=state)
+    with pytest.raises(ValueError, match="another run \\(task differ"):
+        dsrl.train(cfg, TargetChunkEnv(), dec, progress=False, state_path=state, run={"task": "peg_ring"})

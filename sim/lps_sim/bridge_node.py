@@ -11,7 +11,7 @@ The policy node must not be able to tell this node from the real robot except th
 | ``franka_robot_state_broadcaster/current_pose`` | geometry_msgs/PoseStamped (TCP) | best effort, 10 | ``robot_state_rate_hz`` |
 | ``object_pose``, ``target_pose`` | geometry_msgs/PoseStamped | reliable, 10 | with every joint state |
 | ``object_pose_truth`` | geometry_msgs/PoseStamped | reliable, transient local, 10 | instead of ``object_pose`` with ``object_pose_from_camera`` |
-| ``camera/camera/color/image_raw`` (rgb8) + ``.../color/camera_info`` | sensor_msgs | system default | ``camera_rate_hz`` if ``camera_enabled`` |
+| ``camera/camera/color/image_raw`` (rgb8) + ``.../color/camera_info`` | sensor_msgs | system default | ``camera_rate_hz`` if ``camera_enabled`` or ``object_pose_from_camera`` |
 | ``camera/camera/aligned_depth_to_color/image_raw`` (16UC1 mm) + its camera_info | sensor_msgs | system default | same |
 | ``task_status`` | lps_msgs/TaskStatus | reliable, 10 | every control period and on reset |
 | ``/clock`` | rosgraph_msgs/Clock | reliable, 10 | every control period |
@@ -290,8 +290,19 @@ class SimBridge(Node):
         # (the policy node publishes it just before) must already be in place.
         self.create_subscription(Float64, p["gripper_command_topic"], self._on_gripper, 10)
         self.create_subscription(JointTrajectory, p["command_topic"], self._on_trajectory, 10)
-        if self._perception:
-            self.create_subscription(PerceptionFrame, p["perception_frames_topic"], self._on_perception_frame, 10)
+        self._reports_node: Node | None = None
+        if self._perception and self._lockstep:
+            # Perception's reports come on a node of their own, spun by a thread of their own: the
+            # reset service waits in this node's executor while the physics thread waits for the
+            # report of the reset's frame.
+            self._reports_node = rclpy.create_node(f"{self.get_name()}_perception_reports",
+                                                   namespace=self.get_namespace(), context=self.context)
+            self._reports_node.create_subscription(PerceptionFrame, p["perception_frames_topic"],
+                                                   self._on_perception_frame, 10)
+            self._reports_executor = SingleThreadedExecutor(context=self.context)
+            self._reports_executor.add_node(self._reports_node)
+            self._reports_thread = threading.Thread(target=self._spin_reports, name="perception-reports", daemon=True)
+            self._reports_thread.start()
         self.create_service(ResetEpisode, "reset_episode", self._on_reset)
         self.create_timer(1.0, self._publish_diagnostics)
         self._serve_franka_gripper_actions()
@@ -334,6 +345,13 @@ class SimBridge(Node):
         with self._cv:
             self._commands.append(item)
             self._cv.notify_all()
+
+    def _spin_reports(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._reports_executor.spin_once(timeout_sec=0.1)
+            except (ExternalShutdownException, rclpy.executors.ShutdownException):
+                return
 
     def _on_perception_frame(self, msg: PerceptionFrame) -> None:
         with self._cv:
@@ -595,6 +613,13 @@ class SimBridge(Node):
 
     def _await_perception(self, stamps: list[int]) -> None:
         timeout = self._p["lockstep_timeout_s"] or None
+        if not self._reports_node.count_publishers(self._p["perception_frames_topic"]):
+            # Nobody to report (perception not up yet, or gone): waiting could only time out.
+            self.counters.perception_timeouts += len(stamps)
+            self._log_refusal(f"lockstep: no publisher on {self._p['perception_frames_topic']}: frames go "
+                              f"unreported ({self.counters.perception_timeouts} so far): is object_perception "
+                              "running?", warning=True)
+            return
         with self._cv:
             done = self._cv.wait_for(lambda: self._stop.is_set() or all(s in self._reported for s in stamps),
                                      timeout)
@@ -641,6 +666,10 @@ class SimBridge(Node):
         with self._cv:
             self._cv.notify_all()
         self._thread.join(5.0)
+        if self._reports_node is not None:
+            self._reports_thread.join(2.0)
+            self._reports_executor.shutdown(timeout_sec=1.0)
+            self._reports_node.destroy_node()
 
 
 @dataclass

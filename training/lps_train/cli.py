@@ -294,7 +294,10 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
         else:
             # Long on 2 cores (about 80 min): the run keeps a snapshot beside its output and goes on
             # from it when started again with the same command.
-            agent, log = dsrl.train(cfg, env, dec, logger=log, state_path=Path(a.out).with_suffix(".state.pt"))
+            agent, log = dsrl.train(cfg, env, dec, logger=log, state_path=Path(a.out).with_suffix(".state.pt"),
+                                    run={"decoder_sha256": sha256_file(a.decoder), "decoder_onnx": a.decoder_onnx,
+                                         "task": a.task, "env": a.env, "profile": a.profile,
+                                         "terminate_on_hold": a.terminate_on_hold, "lift_bonus": a.lift_bonus})
     wall = agent.wall_s if a.algo == "dsrl" else time.perf_counter() - t0
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"head_type": a.algo, "head": agent.actor, "decoder": str(a.decoder), "task": task,

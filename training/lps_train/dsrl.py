@@ -318,10 +318,11 @@ _BUFFER_ARRAYS = ("obs", "next_obs", "actions", "latents", "rewards", "dones", "
 
 def save_state(path: Path, cfg: DSRLConfig, agent: DSRLAgent, buf: ReplayBuffer, step: int, episode: int,
                rng: np.random.Generator, gen: torch.Generator, logger: Logger, elapsed_s: float,
-               since_log: tuple[list, list, dict]) -> None:
-    """Everything a run needs to go on from the start of episode `episode` after env step `step`."""
+               since_log: tuple[list, list, dict], run: dict | None = None) -> None:
+    """Everything a run needs to go on from the start of episode `episode` after env step `step`;
+    `run`: what else makes the run this run (decoder, task), compared on load like the config."""
     n = buf.size
-    state = {"config": dataclasses.asdict(cfg), "step": step, "episode": episode, "elapsed_s": elapsed_s,
+    state = {"config": dataclasses.asdict(cfg), "run": run, "step": step, "episode": episode, "elapsed_s": elapsed_s,
              "parts": {k: getattr(agent, k).state_dict() for k in _STATE_PARTS if getattr(agent, k, None) is not None},
              "log_temp": agent.log_temp.detach().clone(),
              "buffer": {k: getattr(buf, k)[:n].copy() for k in _BUFFER_ARRAYS} | {"next": buf._next, "size": n},
@@ -333,7 +334,8 @@ def save_state(path: Path, cfg: DSRLConfig, agent: DSRLAgent, buf: ReplayBuffer,
 
 
 def load_state(path: Path, cfg: DSRLConfig, agent: DSRLAgent, buf: ReplayBuffer, rng: np.random.Generator,
-               gen: torch.Generator, logger: Logger) -> tuple[int, int, float, tuple[list, list, dict]]:
+               gen: torch.Generator, logger: Logger,
+               run: dict | None = None) -> tuple[int, int, float, tuple[list, list, dict]]:
     """Restore a `save_state` snapshot into a fresh agent; (step, episode, elapsed_s, what was
     gathered since the last logged point) of it."""
     state = torch.load(path, weights_only=False)
@@ -341,6 +343,11 @@ def load_state(path: Path, cfg: DSRLConfig, agent: DSRLAgent, buf: ReplayBuffer,
         differ = sorted(k for k, v in dataclasses.asdict(cfg).items() if state["config"].get(k) != v)
         raise ValueError(f"{path} is a snapshot of a run with other settings ({', '.join(differ)}): delete it "
                          "to start afresh, or run with its settings")
+    if state["run"] != run:
+        differ = sorted(k for k in set(state["run"] or {}) | set(run or {})
+                        if (state["run"] or {}).get(k) != (run or {}).get(k))
+        raise ValueError(f"{path} is a snapshot of another run ({', '.join(differ)} differ): delete it to "
+                         "start afresh")
     for k, sd in state["parts"].items():
         getattr(agent, k).load_state_dict(sd)
     with torch.no_grad():
@@ -360,12 +367,12 @@ def train(cfg: DSRLConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
           logger: Logger | None = None,
           eval_fn: Callable[[int, DSRLAgent], dict[str, float]] | None = None,
           action_features: nn.Module | None = None, state_path: Path | None = None,
-          state_every: int = 1000) -> tuple[DSRLAgent, Logger]:
+          state_every: int = 1000, run: dict | None = None) -> tuple[DSRLAgent, Logger]:
     """Train a DSRL latent policy online in `env` (normalised units) against the frozen `decoder`.
 
     With `state_path`, the run's whole state (networks, optimisers, replay, random generators,
     curves) is written there at the first episode start after every `state_every` env steps, and a
-    run that finds a snapshot of its own settings there goes on from it: a run stopped (a session
+    run that finds a snapshot of its own settings (`cfg` and `run`) there goes on from it: a run stopped (a session
     ending, a machine going down) loses at most `state_every` steps plus an episode. The episode
     starts are seeded, so the run goes on as if it had not stopped, up to the order of floating-point
     sums."""
@@ -381,7 +388,7 @@ def train(cfg: DSRLConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
     w_norms: list[float] = []
     info: dict[str, float] = {}
     if state_path is not None and state_path.is_file():
-        first, episode, elapsed, (recent, w_norms, info) = load_state(state_path, cfg, agent, buf, rng, gen, logger)
+        first, episode, elapsed, (recent, w_norms, info) = load_state(state_path, cfg, agent, buf, rng, gen, logger, run)
         print(f"dsrl: going on from {state_path} at env step {first} (episode {episode})", flush=True)
     obs, ep_ret, ep_len = env.reset(cfg.seed + 7919 * episode if episode else cfg.seed), 0.0, 0
     next_state = (first // state_every + 1) * state_every
@@ -419,7 +426,7 @@ def train(cfg: DSRLConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
             logger.log(step + 1, **eval_fn(step + 1, agent))
         if state_path is not None and done and step + 1 >= next_state and step + 1 < cfg.total_steps:
             save_state(state_path, cfg, agent, buf, step + 1, episode, rng, gen, logger,
-                       time.perf_counter() - t_start, (recent, w_norms, info))
+                       time.perf_counter() - t_start, (recent, w_norms, info), run)
             next_state = ((step + 1) // state_every + 1) * state_every
     agent.wall_s = time.perf_counter() - t_start  # over every part of a run that went on from a snapshot
     return agent, logger

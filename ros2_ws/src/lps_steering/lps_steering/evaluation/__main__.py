@@ -56,6 +56,8 @@ def config_from_args(argv: list[str] | None = None) -> EvalConfig:
     cli.add_argument("--workers", type=int, help="eval stacks side by side (with --launch), one ROS domain each")
     cli.add_argument("--perception", action="store_true", default=None,
                      help="perception in the loop: the object's position from object_perception, not the sim")
+    cli.add_argument("--camera-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), dest="camera_size",
+                     help="sim camera resolution with --perception")
     cli.add_argument("--ground-truth", dest="ground_truth",
                      help="results.json of the same runs without --perception, paired seed by seed in the report")
     opts = cli.parse_args(argv)
@@ -70,6 +72,7 @@ def config_from_args(argv: list[str] | None = None) -> EvalConfig:
                        episode_timeout_s=opts.episode_timeout_s, out_dir=opts.out_dir,
                        record_mcap=opts.record_mcap, namespace=opts.namespace, launch=opts.launch,
                        decoder=opts.decoder, workers=opts.workers, perception=opts.perception,
+                       camera_size=opts.camera_size,
                        ground_truth=opts.ground_truth)
 
 
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     with _progress(console) as progress:
         try:
             result = run_evaluation(config, progress.episode, progress.start)
-        except (EvaluationError, FileNotFoundError) as exc:
+        except (EvaluationError, FileNotFoundError, ValueError) as exc:
             console.print(f"[red]evaluation failed: {exc}")
             return 1
     console.print(rich_table(result.summaries))

@@ -46,6 +46,21 @@ def write_json(path: Path, config: dict[str, Any], summaries: Sequence[RunSummar
     path.write_text(json.dumps(clean(data), indent=1))
 
 
+def load_twin(path: str | Path, task: str) -> list[EpisodeRecord]:
+    """The episodes of a ground-truth twin's results.json, checked to be one: the same task, the
+    sim's own object pose, one episode per (head, profile, seed)."""
+    data = json.loads(Path(path).read_text())
+    config = data.get("config", {})
+    if config.get("task") != task or config.get("perception"):
+        raise ValueError(f"{path} is not a ground-truth twin of this evaluation: task {config.get('task')!r} "
+                         f"(this one: {task!r}), perception {bool(config.get('perception'))} (a twin has none)")
+    episodes = load_episodes(path)
+    keys = [(e.head, e.profile, e.seed) for e in episodes]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{path}: a (head, profile, seed) appears more than once")
+    return episodes
+
+
 def load_episodes(path: str | Path) -> list[EpisodeRecord]:
     """The episodes of a results.json (what pairing needs: head, profile, seed, outcome, holds)."""
     data = json.loads(Path(path).read_text())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .config import EvalConfig
-from .report import load_episodes, write_report
+from .report import load_twin, write_report
 from .stats import EpisodeRecord, PairedComparison, RunSummary, paired_comparison, summarise, twin_comparisons
 
 Progress = Callable[[EpisodeRecord, int, int], None]
@@ -105,6 +105,7 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
         # Before any episode: the twin is an earlier evaluation's output (make demo runs it first).
         raise FileNotFoundError(f"`ground_truth`: {config.ground_truth} does not exist; run the evaluation "
                                 "without perception first (same heads, profiles and seeds)")
+    twin = load_twin(config.ground_truth, config.task) if config.ground_truth else []
     total = sum(n for _, _, n in config.runs())
     if on_start is not None:
         on_start(total)
@@ -159,7 +160,7 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
     reference = config.reference_head()
     comparisons = [paired_comparison(by_run[(reference, p)], by_run[(h, p)])
                    for h, p in order if h != reference]
-    twins = (twin_comparisons(load_episodes(config.ground_truth), episodes) if config.ground_truth else [])
+    twins = twin_comparisons(twin, episodes) if twin else []
     meta: dict[str, Any] = config.to_dict()
     meta["reference"] = reference
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")

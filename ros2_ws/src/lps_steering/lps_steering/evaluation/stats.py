@@ -172,7 +172,7 @@ def perception_record(frames: Sequence[tuple[float, bool, Sequence[float], float
     sightings = [t_start] + [t for t, seen, _, _ in mine if seen] + [t_end]
     return {"perception_error_mm": errors, "frames": len(mine), "frame_age_ms": [f[3] for f in mine],
             "frames_unseen": sum(not f[1] for f in mine),
-            "longest_blind_s": float(np.max(np.diff(sightings))) if mine else 0.0}
+            "longest_blind_s": float(np.max(np.diff(sightings)))}
 
 
 @dataclass
