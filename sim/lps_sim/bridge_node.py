@@ -104,8 +104,7 @@ LATCHED_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, histor
 CLOCK_MODES = ("realtime", "lockstep")
 OPTICAL_FRAME = "camera_color_optical_frame"  # realsense2_camera's, for colour and aligned depth
 # With perception in the loop a reset takes this much sim time, so that every frame and pose of the
-# previous episode is older than the new one's (a late one is then dropped as out of order, and is
-# too old to pass a policy's age check) instead of sharing its stamp.
+# previous episode is older than the new one's instead of sharing its stamp.
 RESET_GAP_S = 1.0
 
 

@@ -290,9 +290,6 @@ class PolicyNode(LifecycleNode):
         self.faults.clear()
         self.inputs.restart_fault()  # the checks just passed on states from this simulation
         self.inputs.restart = ''
-        # The order of poses restarts too: a source that went back in time (a restarted camera
-        # driver) must be able to deliver again after a re-activation.
-        self.inputs.pose_stamps.clear()
         self._applied_faults = self.faults.generation
         with self._pending_lock:
             self._pending_resume = False

@@ -2,9 +2,7 @@
 
 Messages are taken by the control thread itself (`control_input`: no executor pass), decoded
 (`decoding`), time-checked by the watchdog (future, out-of-order and frozen stamps, silence) and
-kept as the newest good sample; a pose stamped before the one kept (late, out of order) is dropped
-(without a hold: the age check holds if no newer one comes). A message that fails any of that leaves
-the last good sample in
+kept as the newest good sample. A message that fails any of that leaves the last good sample in
 place and sets an error (message and field) until a good one from the same topic arrives; the
 node then holds. Each pose topic has its own error: a good target pose says nothing about a bad
 object pose. A refusal is also kept until the next cycle has seen it (`fault`), so a bad message
@@ -13,8 +11,7 @@ followed by a good one within one period still holds.
 Receipt times are on the node's clock. Under sim time that clock follows /clock through the
 executor, which lags (and stands still while a lifecycle transition runs in it); so these inputs
 also take /clock themselves and stamp receipts with the newest /clock they saw, never earlier
-than the message's own stamp (wall-clock age means nothing while a lock-step sim waits). A pose's
-age under sim time is its stamp's: a late camera frame is as old as it is. A
+than the message's own stamp (wall-clock age means nothing while a lock-step sim waits). A
 /clock that goes back is a restarted simulation: everything received before it (samples, poses,
 the watchdog's history) is forgotten and `restart` says why until a joint state and every pose
 arrived again. The future-stamp check (off under sim time, where the node's clock lags the sim's
@@ -72,7 +69,6 @@ class ObservationInputs:
         self.error = ''                            # why the newest joint state was refused
         self.pose_errors: dict[str, str] = {}      # per pose source: why its newest pose was refused
         self.poses: dict[str, tuple[np.ndarray, float]] = {}
-        self.pose_stamps: dict[str, float] = {}    # per pose source: the kept pose's header stamp (s)
         self.refused = 0                           # refused messages since the last good one
         self._unseen = ''                          # newest refusal no cycle has reported yet
 
@@ -144,14 +140,8 @@ class ObservationInputs:
                 except InputError as exc:
                     self.pose_errors[source] = self._unseen = str(exc)
                     continue
-                stamp = seconds(msg.header.stamp)
-                if stamp < self.pose_stamps.get(source, -math.inf):
-                    continue  # older than the pose kept: a late message, not news (as for joint states)
                 self.pose_errors.pop(source, None)
-                self.pose_stamps[source] = stamp
-                # Under sim time a pose is as old as its stamp: a camera's frame (perception in the
-                # loop) was taken when it was stamped, not when the lock-step clock let it through.
-                self.poses[source] = (xyz, stamp if self._sim_time else self._received_at(stamp, age))
+                self.poses[source] = (xyz, self._received_at(seconds(msg.header.stamp), age))
         took = False
         while (taken := self._joint.take()) is not None:
             took = self._on_joint_state(*taken) or took
