@@ -42,7 +42,7 @@ from lps_msgs.srv import ResetEpisode  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
-from ros_util import Collector, NodeProcess, RosClient, stack_node_parameters  # noqa: E402
+from ros_util import Collector, NodeProcess, RosClient, bridge_counters, stack_node_parameters  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 
 SECONDS = float(os.environ.get("LPS_BENCH_SECONDS", "10"))
@@ -61,11 +61,6 @@ def _progress(seconds: float, what: str) -> None:
         while (left := seconds - (time.monotonic() - t0)) > 0:
             time.sleep(min(0.25, left))
             progress.update(task, completed=time.monotonic() - t0)
-
-
-def _counters(diag: Collector) -> dict[str, str]:
-    diag.clear()
-    return {kv.key: kv.value for kv in diag.wait_count(1, 5.0)[-1].status[0].values}
 
 
 def _bridge(tmp: Path, name: str, **params: object) -> NodeProcess:
@@ -105,10 +100,10 @@ def bench_lockstep(client: RosClient, topics: dict[str, Collector], tmp: Path, n
                 except TimeoutError:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"no steps from the {name} loop:\n{bridge.log()}") from None
-            before = _counters(diag)
+            before = bridge_counters(diag)
             t0 = time.monotonic()
             _progress(seconds, f"lock-step with {name}")
-            after = _counters(diag)
+            after = bridge_counters(diag)
             wall = time.monotonic() - t0
         finally:
             stop_peer()
@@ -145,7 +140,7 @@ def bench_realtime(client: RosClient, topics: dict[str, Collector], tmp: Path, s
             sim0, wall0 = clock.snapshot()[-1].clock, time.monotonic()
             _progress(seconds, "real-time mode")
             sim1, wall1 = clock.snapshot()[-1].clock, time.monotonic()
-            c = _counters(diag)
+            c = bridge_counters(diag)
         finally:
             _stop(peer)
     sim = (sim1.sec - sim0.sec) + (sim1.nanosec - sim0.nanosec) * 1e-9

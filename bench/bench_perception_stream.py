@@ -33,17 +33,12 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lps_msgs.msg import PerceptionFrame  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from ros_util import Collector, NodeProcess, RosClient, stack_node_parameters  # noqa: E402
+from ros_util import Collector, NodeProcess, RosClient, bridge_counters, stack_node_parameters  # noqa: E402
 
 SECONDS = float(os.environ.get("LPS_BENCH_SECONDS", "10"))
 SETTINGS = ((640, 480, 30.0), (320, 240, 60.0), (1280, 720, 15.0))
 BASELINE = {"image_queue_depth": 1, "pair_window": 1}
 console = Console()
-
-
-def _counters(diag: Collector) -> dict[str, str]:
-    diag.clear()
-    return {kv.key: kv.value for kv in diag.wait_count(1, 10.0)[-1].status[0].values}
 
 
 def measure(client: RosClient, tmp: Path, w: int, h: int, rate: float, perception_overrides: dict) -> dict:
@@ -59,10 +54,10 @@ def measure(client: RosClient, tmp: Path, w: int, h: int, rate: float, perceptio
             frames.wait_count(3, 60.0)  # both up and matched: frames are flowing
         except TimeoutError:
             raise RuntimeError(f"no frames reported for {name}:\n{node.log()[-2000:]}\n{bridge.log()[-2000:]}") from None
-        before, first = _counters(diag), frames.snapshot()[-1]
+        before, first = bridge_counters(diag, 10.0), frames.snapshot()[-1]
         t0 = time.monotonic()
         time.sleep(SECONDS)
-        after = _counters(diag)
+        after = bridge_counters(diag, 10.0)
         time.sleep(0.5)  # the last frames' reports
         last = frames.snapshot()[-1]
         wall = time.monotonic() - t0

@@ -341,3 +341,9 @@ def stack_node_parameters(stack: str, node: str, **arguments: str) -> dict[str, 
         for key in ('/**', '**', node, f'/{node}', f'/**/{node}'):
             params.update((data.get(key) or {}).get('ros__parameters', {}))
     return params | spec.parameters
+
+
+def bridge_counters(diagnostics: Collector, timeout: float = 5.0) -> dict[str, str]:
+    """The sim bridge's counters (`diagnostics` key -> value) from its next 1 Hz message."""
+    diagnostics.clear()
+    return {kv.key: kv.value for kv in diagnostics.wait_count(1, timeout)[-1].status[0].values}

@@ -17,7 +17,7 @@ from lps_msgs.srv import ResetEpisode
 from lps_sim import ros_io
 from lps_sim import scene as sc
 from lps_sim.tasks import make_task
-from ros_util import Collector, NodeProcess, RosClient, stack_node_parameters
+from ros_util import Collector, NodeProcess, RosClient, bridge_counters, stack_node_parameters
 from sensor_msgs.msg import Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -96,8 +96,7 @@ class Loop:
         return [m for m in self.color.snapshot() if ros_io.time_s(m.header.stamp) >= self.t0 - 1e-9]
 
     def counters(self) -> dict[str, str]:
-        self.diag.clear()
-        return {kv.key: kv.value for kv in self.diag.wait_count(1, 5.0)[-1].status[0].values}
+        return bridge_counters(self.diag)
 
 
 BRIDGE = {"clock_mode": "lockstep", "lockstep_timeout_s": 5.0, "object_pose_from_camera": True,
