@@ -617,7 +617,11 @@ def robot_restart_probe() -> Probe:
         s.robot.stop(2.0)
         s.robot = None
         time.sleep(0.5)
-        s.start_robot()          # comes back at its initial pose: the arm is elsewhere now
+        # It comes back at its initial pose, elsewhere than the arm it replaces: the node's first
+        # command to it starts a stream, judged against its measured pose.
+        t_restart = time.time()
+        s.starts.append(t_restart)
+        s.start_robot()
         clear = time.time()
         time.sleep(0.6)
         claim = _claim(s, onset)
@@ -625,8 +629,19 @@ def robot_restart_probe() -> Probe:
         time.sleep(0.8)
         v = s.stop_and_judge(t_act, [Window(onset, t_res, LATENCY_STALE, 'robot gone', clear)], resume_at=t_res)
         res.observed = f'holds ({claim}); {how}'
-        return _finish(res, v, [claim, how])
+        _, states = s.recorded(t_act)
+        return _finish(res, v, [claim, how] + _still_until_resume(states, t_restart, t_res))
     return Probe('robot_killed_restarted', 'resume', run)
+
+
+def _still_until_resume(states: list, restart: float, t_res: float) -> list[str]:
+    """Until the resume, a restarted arm stays where it came up: nothing the node meant for the
+    arm before the restart may move it."""
+    fresh = [q for t, q in states if restart < t < t_res]
+    moved = max((float(np.max(np.abs(q - fresh[0]))) for q in fresh), default=0.0)
+    if not fresh:
+        return ['FAIL: no joint state from the restarted arm before ~/resume']
+    return [f'FAIL: the restarted arm moved {moved:.4f} rad before ~/resume'] if moved > MEASURED_TOL else []
 
 
 def _reconfigure(s: Suite, **params: Any) -> str:
@@ -1052,7 +1067,8 @@ def sim_bridge_probe() -> Probe:
             extra.append(f'FAIL: no hold reported on ~/status in the clock outage ({len(st)} status messages)')
         # The restarted simulation's arm is elsewhere: the node's first command to it starts a
         # new stream, judged against its measured pose.
-        s.starts.append(time.time())
+        t_restart = time.time()
+        s.starts.append(t_restart)
         s.bridge = s._proc('lps_sim.bridge_node', 'sim_bridge', bridge_params)
         n = len(s.states.snapshot())
         s.states.wait_for(lambda m: len(m) > n + 5, 60.0, 'sim bridge joint states')
@@ -1074,6 +1090,7 @@ def sim_bridge_probe() -> Probe:
             extra.append(f'FAIL: shutdown with a stalled clock took {took:.1f} s, exit code {rc}'
                          + (', control thread did not stop' if 'did not stop within' in log else ''))
         cmds, states = s.recorded(t_act - 0.05)
+        extra += _still_until_resume(states, t_restart, t_res)
         v = judge(cmds, states, s.starts, [Window(onset, t_res, LATENCY_STALE, 'clock outage', clear,
                                                   brake=False)], resume_at=t_res)
         if v.resumed is not None and not [t for t, _ in cmds if t >= t_res]:

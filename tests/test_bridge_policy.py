@@ -142,5 +142,9 @@ def test_sim_time_moving_on_without_joint_states_still_makes_the_node_hold(tmp_p
             held = [m for m in telemetry.snapshot() if m.safety_state == SteeringTelemetry.SAFETY_HOLD]
         finally:
             bridge.proc.send_signal(signal.SIGCONT)
-        assert len(commands.snapshot()) >= 3, policy.log()[-2000:]
-        assert held and "no joint_states" in held[-1].safety_reason, [m.safety_reason for m in telemetry.snapshot()]
+        assert len(held) >= 3, policy.log()[-2000:]
+        assert "no joint_states" in held[-1].safety_reason, [m.safety_reason for m in telemetry.snapshot()]
+        # The brake runs to rest; then nothing goes to a robot side that does not answer.
+        sent = commands.snapshot()
+        if sent:
+            assert list(sent[-1].points[0].velocities) == [0.0] * 7, sent[-1].points[0]

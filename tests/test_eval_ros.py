@@ -194,11 +194,33 @@ def test_parallel_workers_give_the_same_episodes(domain, tiny_models, tmp_path: 
         np.testing.assert_allclose(a.start_q, b.start_q, atol=1e-12)
         # The same commands, so the same path, whatever worker ran the seed. The TCP topic is
         # best effort and its recording starts at the reset, so the paths may start a sample
-        # apart; the evaluator's time-out ends them a few periods after the limit.
+        # apart; the evaluator's time-out ends them a few periods after the limit. A micrometre:
+        # far below the difference between seeds (asserted below), above the nanometre
+        # differences two runs can show on a loaded machine.
         shift = min(range(-2, 3), key=lambda k: _path_gap(a.tcp, b.tcp, k))
-        assert _path_gap(a.tcp, b.tcp, shift) < 1e-9, (a.head, a.seed, shift)
+        assert _path_gap(a.tcp, b.tcp, shift) < 1e-6, (a.head, a.seed, shift)
     assert not np.allclose(single[0].tcp[:25], single[1].tcp[:25])  # seeds differ, so the check can fail
     assert "| lpds | nominal | 0/3 |" in report.read_text()
+
+
+def test_a_resumed_evaluation_runs_only_the_missing_episodes(stack, tiny_models, tmp_path: Path) -> None:
+    heads = {"base": "none", "lpds": str(tiny_models.heads["lpds"])}
+    common = dict(heads=heads, profiles=["nominal"], seed=40, episode_timeout_s=TIMEOUT_S, out_dir=str(tmp_path / "e"))
+    first = run_evaluation(EvalConfig(**common, episodes=2)).episodes
+    ran: list[tuple[str, int]] = []
+    more = run_evaluation(EvalConfig(**common, episodes=3, resume=True),
+                          progress=lambda e, done, total: ran.append((e.head, e.seed))).episodes
+    assert ran == [("base", 42), ("lpds", 42)]
+    assert [(e.head, e.seed) for e in more] == [(h, 40 + i) for h in heads for i in range(3)]
+    kept = [e for e in more if e.seed < 42]
+    for a, b in zip(first, kept, strict=True):
+        assert (a.head, a.seed, a.termination, a.steps) == (b.head, b.seed, b.termination, b.steps)
+        np.testing.assert_array_equal(a.tcp, b.tcp)
+    results = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert len(results["episodes"]) == 6
+    # Without resume the folder starts afresh; with another first seed the journal is refused.
+    with pytest.raises(ValueError, match="seed 40 -> 41"):
+        run_evaluation(EvalConfig(**dict(common, seed=41), episodes=1, resume=True))
 
 
 def test_runner_forwards_ctrl_c(stack) -> None:
@@ -320,3 +342,4 @@ def test_perception_in_the_loop_beside_its_ground_truth_twin(domain, tiny_models
     assert results["ground_truth_twins"][0]["pairs"] == 2
     text = perceived[0].report.read_text()
     assert "## Perception in the loop" in text and "ground-truth twin" in text
+

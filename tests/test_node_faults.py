@@ -1,7 +1,8 @@
 """The policy node under faults, over real DDS: a real node process with real tiny ONNX models,
 inputs sent the way they go wrong in practice, and what the node commands in answer.
 
-Every fault must end in a hold WITH a brake command every period (never silence), a reason naming
+Every fault must end in a hold WITH a brake command every period (never silence; a driver that went
+silent gets its brake to rest, then nothing until it talks again), a reason naming
 the message and field, no motion again until `~/resume` is accepted (refused while the cause
 lasts), and a first command after resume within one allowed step of the measured pose.
 """
@@ -363,9 +364,14 @@ def test_joint_state_publisher_killed_and_restarted_resumes_from_the_measured_po
             source.enabled = False  # the driver dies
             n = len(telemetry.snapshot())
             telemetry.wait_for(lambda m: any(x.safety_state == HOLD for x in m[n:]), 3.0, 'stale hold')
-            n_c = len(commands.snapshot())
+            # The brake runs to rest, then nothing goes out while nobody listens.
+            time.sleep(0.5)
+            sent = commands.snapshot()
+            velocities = np.array(sent[-1].points[0].velocities)
+            np.testing.assert_array_equal(velocities, np.zeros(7))
             time.sleep(0.3)
-            assert len(commands.snapshot()) - n_c >= 10, 'no brake commands while the driver is gone'
+            assert len(commands.snapshot()) == len(sent), 'hold commands to a silent driver'
+            held = np.array(sent[-1].points[0].positions)
             # It comes back with the arm elsewhere (moved by hand while it was down).
             source.q = [0.35, -0.6] + list(READY_POSE[2:])
             source.enabled = True
@@ -373,6 +379,11 @@ def test_joint_state_publisher_killed_and_restarted_resumes_from_the_measured_po
             n = len(telemetry.snapshot())
             assert all(m.safety_state == HOLD for m in telemetry.wait_count(n + 10, 3.0)[n:]), \
                 'the node must not release the hold by itself'
+            # Its hold stands where the arm is now; the old one would pull the arm back.
+            back = [np.array(m.points[0].positions) for m in commands.snapshot()[len(sent):]]
+            assert back, 'no hold commands once the driver is back'
+            assert max(np.abs(q - np.array(source.q)).max() for q in back) < 1e-9
+            assert np.abs(held - np.array(source.q)).max() > 0.1  # the check can fail
             n = len(telemetry.snapshot())
             res = _resume(client)
             assert res.success, res.message

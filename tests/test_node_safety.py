@@ -152,7 +152,9 @@ def test_jerk_limited_commands_carry_velocities_and_deactivation_decelerates_to_
         tmp_path: Path, client: RosClient, source: JointStateSource, tiny_models) -> None:
     commands = Collector(client.node, JointTrajectory, 'fr3_arm_controller/joint_trajectory', qos=1000)
     limits = RobotLimits.for_robot('fr3')
-    max_step, velocity_scale, acceleration_scale = 0.02, 0.5, 0.5
+    # A small step limit keeps the move slow (0.3 rad/s): the deactivation, a service call that
+    # takes its time on a loaded machine, still lands while the arm moves.
+    max_step, velocity_scale, acceleration_scale = 0.003, 0.5, 0.5
     v_max = np.minimum(max_step * RATE, velocity_scale * limits.dq_max)
     a_max = acceleration_scale * limits.ddq_max
     with _start(tmp_path, 'jerk', decoder=str(tiny_models.decoder), jerk_scale=0.5,

@@ -60,6 +60,8 @@ def config_from_args(argv: list[str] | None = None) -> EvalConfig:
                      help="sim camera resolution with --perception")
     cli.add_argument("--ground-truth", dest="ground_truth",
                      help="results.json of the same runs without --perception, paired seed by seed in the report")
+    cli.add_argument("--resume", action="store_true", default=None,
+                     help="go on from the episodes already in --out-dir (episodes.jsonl): run only the missing ones")
     opts = cli.parse_args(argv)
     heads = _assignments(opts.head, "--head must be LABEL=PATH (or LABEL=none)")
     counts = _assignments(opts.run_episodes, "--run-episodes must be HEAD/PROFILE=N (fnmatch patterns)",
@@ -73,7 +75,7 @@ def config_from_args(argv: list[str] | None = None) -> EvalConfig:
                        record_mcap=opts.record_mcap, namespace=opts.namespace, launch=opts.launch,
                        decoder=opts.decoder, workers=opts.workers, perception=opts.perception,
                        camera_size=opts.camera_size,
-                       ground_truth=opts.ground_truth)
+                       ground_truth=opts.ground_truth, resume=opts.resume)
 
 
 def _progress(console: Any) -> Any:

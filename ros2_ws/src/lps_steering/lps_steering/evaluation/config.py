@@ -65,6 +65,10 @@ class EvalConfig:
     ground_truth: str = ""
     """results.json of an evaluation of the same heads, profiles and seeds with the sim's own object
     pose: the report pairs each (head, profile) run with its ground-truth twin seed by seed"""
+    resume: bool = False
+    """go on from the episodes already in `out_dir` (its episodes.jsonl, written as episodes end):
+    only the missing (head, profile, seed) run. Refused if they came from other heads, decoder,
+    task, profiles, first seed, time-out or camera; more episodes per run than before is fine"""
     workers: int = 1
     """eval stacks run side by side (needs `launch`), each in a ROS domain of its own; episode i
     of the r-th run goes to worker (i + r) mod workers, with the same per-seed results as one stack. A

@@ -256,12 +256,20 @@ class EvaluationClient:
         if self.config.perception:  # the perception node must be up before the first reset's frame
             topics += [_join(self.config.namespace, "object_perception/frames"),
                        _join(self.config.namespace, "object_pose_truth")]
+        # With perception the loop runs through a node that may have come up last: its images in
+        # and its pose out must be wired too, or the first episode runs blind.
+        wired = ([_join(self.config.namespace, "camera/camera/color/image_raw"),
+                  _join(self.config.namespace, "camera/camera/aligned_depth_to_color/image_raw"),
+                  _join(self.config.namespace, "object_pose")] if self.config.perception else [])
         deadline = time.monotonic() + SERVICE_TIMEOUT_S
-        while not all(self.node.count_publishers(t) > 0 for t in topics):
+        while not (all(self.node.count_publishers(t) > 0 for t in topics + wired)
+                   and all(self.node.count_subscribers(t) > 0 for t in wired)):
             if time.monotonic() > deadline:
-                raise EvaluationError(f"no publisher on {topics} after {SERVICE_TIMEOUT_S} s")
+                raise EvaluationError(f"no publisher on {topics + wired}, or no subscriber on {wired}, "
+                                      f"after {SERVICE_TIMEOUT_S} s")
             time.sleep(0.05)
-        time.sleep(0.2)  # discovery is two-sided: give the publishers' side a moment too
+        # Discovery is two-sided: give the other ends a moment too (longer for the perception chain).
+        time.sleep(1.0 if self.config.perception else 0.2)
 
     def _wait_reset_service(self) -> None:
         self._service(ResetEpisode, _join(self.config.namespace, "reset_episode"), SERVICE_TIMEOUT_S)

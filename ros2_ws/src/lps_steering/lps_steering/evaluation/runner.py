@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .config import EvalConfig
+from .journal import Journal
 from .report import load_twin, write_report
 from .stats import EpisodeRecord, PairedComparison, RunSummary, paired_comparison, summarise, twin_comparisons
 
@@ -107,12 +108,15 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
                                 "without perception first (same heads, profiles and seeds)")
     twin = load_twin(config.ground_truth, config.task) if config.ground_truth else []
     total = sum(n for _, _, n in config.runs())
+    journal = Journal(out_dir, config, config.resume)
+    skip = journal.done()
     if on_start is not None:
         on_start(total)
-    episodes: list[EpisodeRecord] = []
+    episodes: list[EpisodeRecord] = list(journal.episodes)
     lock = threading.Lock()
 
     def done(record: EpisodeRecord) -> None:
+        journal.append(record)
         with lock:
             episodes.append(record)
             if progress is not None:
@@ -120,7 +124,7 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
 
     def shard(k: int, domain: int | None) -> None:
         if not config.launch:
-            _run_shard(config, out_dir, k, done, domain)
+            _run_shard(config, out_dir, k, done, skip, domain)
             return
         log = out_dir / ("stack.log" if config.workers == 1 else f"stack{k}.log")
         with eval_stack(config, log, domain) as proc:
@@ -128,9 +132,11 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
                 rc = proc.poll()
                 return "" if rc is None else f"the eval stack exited with code {rc}; see {log}"
 
-            _run_shard(config, out_dir, k, done, domain, failure)
+            _run_shard(config, out_dir, k, done, skip, domain, failure)
 
-    if config.workers == 1:
+    if len(skip) == total:
+        pass  # every episode is in the journal: only the report is left
+    elif config.workers == 1:
         shard(0, None)  # in this thread, in the inherited ROS domain: Ctrl-C lands here
     else:
         errors: list[BaseException] = []
@@ -169,12 +175,14 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
 
 
 def _run_shard(config: EvalConfig, out_dir: Path, worker: int, done: Callable[[EpisodeRecord], None],
-               domain_id: int | None = None, stack_failure: Callable[[], str] | None = None) -> None:
+               skip: set[tuple[str, str, int]], domain_id: int | None = None,
+               stack_failure: Callable[[], str] | None = None) -> None:
     """This worker's episodes of every (head, profile) run through one stack.
 
     Run r's episode i goes to worker (i + r) mod workers: the start rotates from run to run, so the
     odd episode of odd-length runs does not always land on worker 0. Which worker runs a seed does
-    not change its result (lock-step), so the split is free to choose.
+    not change its result (lock-step), so the split is free to choose. Episodes in `skip` (a
+    resumed evaluation's) are not run again.
     """
     # rclpy only here: stats and report stay ROS-free.
     from .ros_client import SERVICE_TIMEOUT_S, EvaluationClient
@@ -184,7 +192,8 @@ def _run_shard(config: EvalConfig, out_dir: Path, worker: int, done: Callable[[E
         dt = client.command_period()
         runs = config.runs()
         for label in config.heads:
-            mine = {profile: [i for i in range(n) if (i + r) % config.workers == worker]
+            mine = {profile: [i for i in range(n) if (i + r) % config.workers == worker
+                              and (label, profile, config.seed + i) not in skip]
                     for r, (h, profile, n) in enumerate(runs) if h == label}
             if not any(mine.values()):
                 continue

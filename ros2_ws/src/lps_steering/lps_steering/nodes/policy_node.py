@@ -31,7 +31,9 @@ error      a control thread that cannot go on (an exception even in its brake pa
            the reason logged and in `~/status`.
 
 Faults. Any error in decoding an input or in a cycle holds with the jerk-limited brake, a brake
-command every period, and a reason naming the message and field (telemetry and ~/status). The
+command every period, and a reason naming the message and field (telemetry and ~/status). A
+robot that stops talking gets its brake to rest, then nothing until it talks again; the hold then
+stands where it is measured (see `_step`). The
 node's own faults (malformed input, joint states silent / frozen / stamped in the future, a
 stalled sim clock, readiness false or silent, a second publisher) are latched: the node holds
 until `~/resume` (std_srvs/Trigger) is called and accepted, which it is only once the cause is
@@ -152,6 +154,7 @@ class PolicyNode(LifecycleNode):
         self._resume_waiters: list[tuple[list[str], threading.Event]] = []
         self._resume_cycle = False
         self._restarts_seen = 0
+        self._unheard_hold = False
         self._node_hold = ''
         self._head_path = NO_HEAD
         self._last_swap_error = ''
@@ -267,6 +270,7 @@ class PolicyNode(LifecycleNode):
             StateWatchdog(s.watchdog_timeout_s, None if s.sim_time else s.future_tolerance_s),
             self.now_s, s.sim_time)
         self._restarts_seen = 0
+        self._unheard_hold = False
         self._uses_velocity = 'arm_joint_velocities' in sources
         self._uses_gripper = 'gripper_width' in sources
         self._readiness = (ReadinessInput(self, s.readiness_topic, s.readiness_timeout_s)
@@ -598,13 +602,33 @@ class PolicyNode(LifecycleNode):
                 c.hold(hold_reason)
             elif c.latched and c.holding == self._node_hold and not c.own_fault:
                 c.resume()
+        heard = self._hears_robot()
+        if self._unheard_hold and heard and sample is not None:
+            # The robot talks again after holds went unsent. An arm more than a step away from the
+            # hold was restarted or moved meanwhile: the hold then stands where it is measured
+            # (sent as it was, it would pull the arm back). Closer, it is the arm the hold holds.
+            self._unheard_hold = False
+            held = c.safety.last_command
+            if held is not None and np.any(np.abs(sample.q - held) > c.safety.step_max):
+                c.forget_commands()
         if sample is not None:
             result = c.step(now, sample.q, sample.stamp_s)
         else:
             result = c.step(now, np.full(ARM_DOF, math.nan))
         reason = hold_reason if hold_reason and result.held else result.safety_reason
         self._report_resume(result)
+        if result.held and not heard and c.safety.at_rest:
+            # Braked to rest and nothing heard from the robot: a hold sent now would meet a robot
+            # that may come back elsewhere (a restarted driver or simulation) and pull its arm to
+            # where the old one stopped. The driver holds its last target by itself meanwhile.
+            self._unheard_hold = True
+            return result, reason, None
         return result, reason, self._publish_commands(result)
+
+    def _hears_robot(self) -> bool:
+        """A joint state came within the watchdog time-out, good or malformed (steady time: the
+        robot's own silence, whatever the clock does; see inputs.heard_ns)."""
+        return time.monotonic_ns() - self.inputs.heard_ns <= self.settings.watchdog_timeout_s * 1e9
 
     def _feed(self, sample: Any, inp: ObservationInputs) -> None:
         c, stamp = self.controller, inp.received_s

@@ -65,6 +65,7 @@ class ObservationInputs:
         self.sample: JointSample | None = None   # newest good joint sample
         self.received_s = float('nan')            # its receipt time (node clock; see the module doc)
         self.arrival_ns = 0                       # its arrival (steady, ns): the cycle's latency base
+        self.heard_ns = 0                         # newest joint state taken or refused for its content
         self.stamp_msg: Any = None                 # its header.stamp, for telemetry
         self.error = ''                            # why the newest joint state was refused
         self.pose_errors: dict[str, str] = {}      # per pose source: why its newest pose was refused
@@ -156,6 +157,9 @@ class ObservationInputs:
         except InputError as exc:
             self.error = self._unseen = str(exc)
             self.refused += 1
+            # The robot talks, if in nonsense; unlike a stamp out of its time line, which may
+            # be a restarted publisher's.
+            self.heard_ns = time.monotonic_ns() - int(age_s * 1e9)
             return True
         received = self._received_at(sample.stamp_s, age_s)
         # The future check is against the clock itself (receipt time is clamped under sim time).
@@ -170,7 +174,7 @@ class ObservationInputs:
         self.refused = 0
         self.sample = sample
         self.received_s = received
-        self.arrival_ns = time.monotonic_ns() - int(age_s * 1e9)
+        self.arrival_ns = self.heard_ns = time.monotonic_ns() - int(age_s * 1e9)
         self.stamp_msg = msg.header.stamp
         return True
 

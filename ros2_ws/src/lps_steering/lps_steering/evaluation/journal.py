@@ -1,0 +1,121 @@
+"""Every finished episode on disk as it ends, so an evaluation that stops (a closed laptop, a time
+limit, Ctrl-C) goes on where it stopped with `resume`.
+
+`episodes.jsonl` in the output folder: a first line naming what decides an episode's outcome
+(`episode_key`: the heads' and decoder's file hashes, profiles, first seed, task, time-out,
+perception and camera size), then one line per episode, full (TCP path included). A resumed run
+reads it back, refuses it if that key differs (other heads, another task: its episodes would be
+other episodes), and runs only the (head, profile, seed) it lacks. More episodes per run than
+before is fine: seeds extend. Which worker ran a seed does not matter (lock-step), so the worker
+count may change. No ROS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.policy import NO_HEAD
+from .config import EvalConfig
+from .stats import EpisodeRecord
+
+JOURNAL = "episodes.jsonl"
+_FLOATS = {f.name for f in fields(EpisodeRecord) if f.type in ("float", float)}
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def episode_key(config: EvalConfig) -> dict[str, Any]:
+    """What an episode's outcome depends on besides its head, profile and seed."""
+    return {
+        "heads": {label: (NO_HEAD if path == NO_HEAD else _sha256(path)) for label, path in config.heads.items()},
+        # Without `launch` the stack is someone else's: its decoder cannot be checked from here.
+        "decoder": _sha256(config.decoder) if config.launch else "",
+        "profiles": list(config.profiles), "seed": config.seed, "task": config.task,
+        "episode_timeout_s": config.episode_timeout_s, "perception": config.perception,
+        "camera_size": list(config.camera_size) if config.perception else None,
+    }
+
+
+def record_to_json(e: EpisodeRecord) -> str:
+    d = asdict(e)
+    d["tcp"] = np.asarray(e.tcp, dtype=float).tolist()
+    # JSON has no NaN: null, read back as NaN.
+    for k in _FLOATS:
+        if isinstance(d[k], float) and not math.isfinite(d[k]):
+            d[k] = None
+    return json.dumps(d)
+
+
+def record_from_json(line: str) -> EpisodeRecord:
+    d = json.loads(line)
+    known = {f.name for f in fields(EpisodeRecord)}
+    d = {k: v for k, v in d.items() if k in known}
+    for k in _FLOATS & set(d):
+        if d[k] is None:
+            d[k] = math.nan
+    d["tcp"] = np.asarray(d.get("tcp", []), dtype=float).reshape(-1, 3)
+    return EpisodeRecord(**d)
+
+
+class Journal:
+    """The episodes file of one output folder; `append` is thread-safe (workers share it)."""
+
+    def __init__(self, out_dir: Path, config: EvalConfig, resume: bool) -> None:
+        self.path = Path(out_dir) / JOURNAL
+        self._lock = threading.Lock()
+        key = episode_key(config)
+        self.episodes: list[EpisodeRecord] = []
+        if resume and self.path.is_file():
+            lines = self.path.read_text().splitlines()
+            head = json.loads(lines[0]) if lines else {}
+            if head.get("episode_key") != key:
+                raise ValueError(f"{self.path} was written by an evaluation whose episodes differ from "
+                                 f"this one's: {_differences(head.get('episode_key') or {}, key)}; "
+                                 "use another `out_dir`, or run without `resume` to start afresh")
+            wanted = {(h, p, config.seed + i) for h, p, n in config.runs() for i in range(n)}
+            seen: set[tuple[str, str, int]] = set()
+            for line in lines[1:]:
+                try:
+                    e = record_from_json(line)
+                except (ValueError, TypeError, KeyError):
+                    continue  # a line cut short when the run stopped: that episode runs again
+                k = (e.head, e.profile, e.seed)
+                if k in wanted and k not in seen:
+                    seen.add(k)
+                    self.episodes.append(e)
+            self._write([json.dumps({"episode_key": key})] + [record_to_json(e) for e in self.episodes])
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._write([json.dumps({"episode_key": key})])
+
+    def _write(self, lines: list[str]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in lines))
+        tmp.replace(self.path)
+
+    def done(self) -> set[tuple[str, str, int]]:
+        return {(e.head, e.profile, e.seed) for e in self.episodes}
+
+    def append(self, record: EpisodeRecord) -> None:
+        with self._lock, open(self.path, "a") as f:
+            f.write(record_to_json(record) + "\n")
+            f.flush()
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys) or "an unreadable first line"

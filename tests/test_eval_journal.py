@@ -1,0 +1,59 @@
+"""The evaluation's episode journal without ROS: records survive the round trip, a journal of other
+episodes is refused, a line cut short by a stop is run again."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lps_steering.evaluation import EvalConfig
+from lps_steering.evaluation.journal import JOURNAL, Journal, record_from_json, record_to_json
+from lps_steering.evaluation.stats import EpisodeRecord
+
+
+def _record(head: str = "base", seed: int = 3, success: bool = True) -> EpisodeRecord:
+    return EpisodeRecord(head=head, head_id="none", profile="nominal", seed=seed, episode_id=seed + 1,
+                         success=success, termination="success" if success else "timeout", steps=120,
+                         sim_time=1.2, time_to_success=1.2 if success else math.nan, mean_sq_jerk=0.5,
+                         inference_ms=[1.5, 2.0], tcp=np.arange(12, dtype=float).reshape(4, 3) / 7,
+                         start_q=[0.1] * 7, perception_error_mm=[3.25], longest_blind_s=0.4)
+
+
+def test_a_record_survives_the_round_trip_nan_included() -> None:
+    a = _record(success=False)
+    b = record_from_json(record_to_json(a))
+    assert math.isnan(b.time_to_success)
+    np.testing.assert_array_equal(a.tcp, b.tcp)
+    for name in ("head", "seed", "termination", "steps", "inference_ms", "start_q", "perception_error_mm",
+                 "longest_blind_s", "success"):
+        assert getattr(a, name) == getattr(b, name), name
+
+
+def _config(tmp_path: Path, **kw) -> EvalConfig:
+    return EvalConfig(**dict(dict(heads={"base": "none"}, episodes=3, seed=3, out_dir=str(tmp_path)), **kw))
+
+
+def test_resume_keeps_what_the_runs_want_and_drops_a_cut_line(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, _config(tmp_path), resume=False)
+    for seed in (3, 4, 9):  # seed 9: not an episode of the resumed run (3 episodes from seed 3)
+        journal.append(_record(seed=seed))
+    with open(tmp_path / JOURNAL, "a") as f:
+        f.write(record_to_json(_record(seed=5))[:40])  # the run stopped mid-line
+    again = Journal(tmp_path, _config(tmp_path), resume=True)
+    assert again.done() == {("base", "nominal", 3), ("base", "nominal", 4)}
+    again.append(_record(seed=5))
+    assert Journal(tmp_path, _config(tmp_path), resume=True).done() == {("base", "nominal", s) for s in (3, 4, 5)}
+    # Not resuming starts afresh.
+    assert Journal(tmp_path, _config(tmp_path), resume=False).done() == set()
+
+
+def test_a_journal_of_other_episodes_is_refused(tmp_path: Path) -> None:
+    Journal(tmp_path, _config(tmp_path), resume=False).append(_record())
+    with pytest.raises(ValueError, match="task 'pick_place' -> 'lift'"):
+        Journal(tmp_path, _config(tmp_path, task="lift"), resume=True)
+    with pytest.raises(ValueError, match="profiles"):
+        Journal(tmp_path, _config(tmp_path, profiles=["object_gap"]), resume=True)
+    # More episodes per run extend the seeds: accepted.
+    assert Journal(tmp_path, _config(tmp_path, episodes=10), resume=True).done() == {("base", "nominal", 3)}
