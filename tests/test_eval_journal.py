@@ -57,3 +57,29 @@ def test_a_journal_of_other_episodes_is_refused(tmp_path: Path) -> None:
         Journal(tmp_path, _config(tmp_path, profiles=["object_gap"]), resume=True)
     # More episodes per run extend the seeds: accepted.
     assert Journal(tmp_path, _config(tmp_path, episodes=10), resume=True).done() == {("base", "nominal", 3)}
+
+
+def test_fewer_episodes_leave_the_others_in_the_file_and_a_fresh_run_keeps_the_old_journal(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, _config(tmp_path), resume=False)
+    for seed in (3, 4, 5):
+        journal.append(_record(seed=seed))
+    assert Journal(tmp_path, _config(tmp_path, episodes=1), resume=True).done() == {("base", "nominal", 3)}
+    assert len(Journal(tmp_path, _config(tmp_path), resume=True).done()) == 3
+    Journal(tmp_path, _config(tmp_path), resume=False)
+    assert len((tmp_path / (JOURNAL + ".previous")).read_text().splitlines()) == 4
+
+
+def test_a_corrupt_first_line_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    (tmp_path / JOURNAL).write_text('{"episode_k\n')
+    with pytest.raises(ValueError, match="another `out_dir`"):
+        Journal(tmp_path, _config(tmp_path), resume=True)
+    (tmp_path / JOURNAL).write_text('[1, 2]\n')
+    with pytest.raises(ValueError, match="another `out_dir`"):
+        Journal(tmp_path, _config(tmp_path), resume=True)
+
+
+def test_nan_inside_lists_survives() -> None:
+    a = _record()
+    a.inference_ms = [1.0, math.nan]
+    b = record_from_json(record_to_json(a))
+    assert b.inference_ms[0] == 1.0 and math.isnan(b.inference_ms[1])

@@ -218,9 +218,12 @@ def test_a_resumed_evaluation_runs_only_the_missing_episodes(stack, tiny_models,
         np.testing.assert_array_equal(a.tcp, b.tcp)
     results = json.loads((tmp_path / "e" / "results.json").read_text())
     assert len(results["episodes"]) == 6
-    # Without resume the folder starts afresh; with another first seed the journal is refused.
+    # With another first seed the journal is refused; without resume the folder starts afresh.
     with pytest.raises(ValueError, match="seed 40 -> 41"):
         run_evaluation(EvalConfig(**dict(common, seed=41), episodes=1, resume=True))
+    again = run_evaluation(EvalConfig(**dict(common, heads={"base": "none"}), episodes=1)).episodes
+    assert [(e.head, e.seed) for e in again] == [("base", 40)]
+    assert len((tmp_path / "e" / "episodes.jsonl").read_text().splitlines()) == 2
 
 
 def test_runner_forwards_ctrl_c(stack) -> None:

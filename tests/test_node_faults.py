@@ -372,9 +372,14 @@ def test_joint_state_publisher_killed_and_restarted_resumes_from_the_measured_po
             time.sleep(0.3)
             assert len(commands.snapshot()) == len(sent), 'hold commands to a silent driver'
             held = np.array(sent[-1].points[0].positions)
-            # It comes back with the arm elsewhere (moved by hand while it was down).
-            source.q = [0.35, -0.6] + list(READY_POSE[2:])
+            # It comes back talking nonsense first (NaN positions): that says nothing of where the
+            # arm is, so the old hold still does not go out.
+            source.q = [math.nan] + list(READY_POSE[1:])
             source.enabled = True
+            time.sleep(0.3)
+            assert len(commands.snapshot()) == len(sent), 'the old hold sent on a malformed joint state'
+            # Then sense, with the arm elsewhere (moved by hand while it was down).
+            source.q = [0.35, -0.6] + list(READY_POSE[2:])
             time.sleep(0.4)
             n = len(telemetry.snapshot())
             assert all(m.safety_state == HOLD for m in telemetry.wait_count(n + 10, 3.0)[n:]), \

@@ -6,7 +6,8 @@ limit, Ctrl-C) goes on where it stopped with `resume`.
 perception and camera size), then one line per episode, full (TCP path included). A resumed run
 reads it back, refuses it if that key differs (other heads, another task: its episodes would be
 other episodes), and runs only the (head, profile, seed) it lacks. More episodes per run than
-before is fine: seeds extend. Which worker ran a seed does not matter (lock-step), so the worker
+before is fine: seeds extend; fewer leave the others in the file. A run without `resume` starts a
+new journal and keeps the old one beside it (`episodes.jsonl.previous`). Which worker ran a seed does not matter (lock-step), so the worker
 count may change. No ROS.
 """
 
@@ -50,24 +51,32 @@ def episode_key(config: EvalConfig) -> dict[str, Any]:
     }
 
 
+def _no_nan(v: Any) -> Any:
+    """JSON has no NaN: null (read back as NaN)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, list):
+        return [_no_nan(x) for x in v]
+    return v
+
+
 def record_to_json(e: EpisodeRecord) -> str:
     d = asdict(e)
     d["tcp"] = np.asarray(e.tcp, dtype=float).tolist()
-    # JSON has no NaN: null, read back as NaN.
-    for k in _FLOATS:
-        if isinstance(d[k], float) and not math.isfinite(d[k]):
-            d[k] = None
-    return json.dumps(d)
+    return json.dumps({k: _no_nan(v) for k, v in d.items()})
 
 
 def record_from_json(line: str) -> EpisodeRecord:
     d = json.loads(line)
     known = {f.name for f in fields(EpisodeRecord)}
     d = {k: v for k, v in d.items() if k in known}
-    for k in _FLOATS & set(d):
-        if d[k] is None:
+    for k, v in d.items():
+        if v is None and k in _FLOATS:
             d[k] = math.nan
-    d["tcp"] = np.asarray(d.get("tcp", []), dtype=float).reshape(-1, 3)
+        elif isinstance(v, list) and k != "tcp":
+            d[k] = [math.nan if x is None else x for x in v]
+    d["tcp"] = np.asarray([[math.nan if x is None else x for x in p] for p in d.get("tcp", [])],
+                          dtype=float).reshape(-1, 3)
     return EpisodeRecord(**d)
 
 
@@ -81,25 +90,31 @@ class Journal:
         self.episodes: list[EpisodeRecord] = []
         if resume and self.path.is_file():
             lines = self.path.read_text().splitlines()
-            head = json.loads(lines[0]) if lines else {}
-            if head.get("episode_key") != key:
+            try:
+                head = json.loads(lines[0]) if lines else {}
+                written = head.get("episode_key") if isinstance(head, dict) else None
+            except ValueError:
+                written = None
+            if written != key:
                 raise ValueError(f"{self.path} was written by an evaluation whose episodes differ from "
-                                 f"this one's: {_differences(head.get('episode_key') or {}, key)}; "
+                                 f"this one's: {_differences(written or {}, key)}; "
                                  "use another `out_dir`, or run without `resume` to start afresh")
             wanted = {(h, p, config.seed + i) for h, p, n in config.runs() for i in range(n)}
-            seen: set[tuple[str, str, int]] = set()
+            kept: dict[tuple[str, str, int], EpisodeRecord] = {}
             for line in lines[1:]:
                 try:
                     e = record_from_json(line)
                 except (ValueError, TypeError, KeyError):
                     continue  # a line cut short when the run stopped: that episode runs again
-                k = (e.head, e.profile, e.seed)
-                if k in wanted and k not in seen:
-                    seen.add(k)
-                    self.episodes.append(e)
-            self._write([json.dumps({"episode_key": key})] + [record_to_json(e) for e in self.episodes])
+                kept.setdefault((e.head, e.profile, e.seed), e)
+            # Episodes of a longer run stay in the file (a later resume may want them again).
+            self.episodes = [e for k, e in kept.items() if k in wanted]
+            self._write([json.dumps({"episode_key": key})] + [record_to_json(e) for e in kept.values()])
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_file() and len(self.path.read_text().splitlines()) > 1:
+                # Not resuming starts afresh, but a forgotten --resume must not cost the episodes.
+                self.path.replace(self.path.with_name(JOURNAL + ".previous"))
             self._write([json.dumps({"episode_key": key})])
 
     def _write(self, lines: list[str]) -> None:

@@ -123,6 +123,8 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
                 progress(record, len(episodes), total)
 
     def shard(k: int, domain: int | None) -> None:
+        if not any(_share(config, k, skip).values()):
+            return  # a resumed evaluation may leave a worker nothing: no stack for it
         if not config.launch:
             _run_shard(config, out_dir, k, done, skip, domain)
             return
@@ -134,9 +136,7 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
 
             _run_shard(config, out_dir, k, done, skip, domain, failure)
 
-    if len(skip) == total:
-        pass  # every episode is in the journal: only the report is left
-    elif config.workers == 1:
+    if config.workers == 1:
         shard(0, None)  # in this thread, in the inherited ROS domain: Ctrl-C lands here
     else:
         errors: list[BaseException] = []
@@ -177,24 +177,16 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
 def _run_shard(config: EvalConfig, out_dir: Path, worker: int, done: Callable[[EpisodeRecord], None],
                skip: set[tuple[str, str, int]], domain_id: int | None = None,
                stack_failure: Callable[[], str] | None = None) -> None:
-    """This worker's episodes of every (head, profile) run through one stack.
-
-    Run r's episode i goes to worker (i + r) mod workers: the start rotates from run to run, so the
-    odd episode of odd-length runs does not always land on worker 0. Which worker runs a seed does
-    not change its result (lock-step), so the split is free to choose. Episodes in `skip` (a
-    resumed evaluation's) are not run again.
-    """
+    """This worker's episodes (`_share`) of every (head, profile) run through one stack."""
     # rclpy only here: stats and report stay ROS-free.
     from .ros_client import SERVICE_TIMEOUT_S, EvaluationClient
 
     with EvaluationClient(config, domain_id, stack_failure) as client:
         client.prepare(STACK_STARTUP_S if config.launch else SERVICE_TIMEOUT_S)
         dt = client.command_period()
-        runs = config.runs()
+        share = _share(config, worker, skip)
         for label in config.heads:
-            mine = {profile: [i for i in range(n) if (i + r) % config.workers == worker
-                              and (label, profile, config.seed + i) not in skip]
-                    for r, (h, profile, n) in enumerate(runs) if h == label}
+            mine = {profile: share[(h, profile)] for h, profile in share if h == label}
             if not any(mine.values()):
                 continue
             client.set_head(config.head_path(label))
@@ -203,3 +195,13 @@ def _run_shard(config: EvalConfig, out_dir: Path, worker: int, done: Callable[[E
                     seed = config.seed + i
                     mcap = (out_dir / "mcap" / f"{label}_{profile}_{seed}.mcap") if config.record_mcap else None
                     done(client.run_episode(label, profile, seed, dt, mcap))
+
+
+def _share(config: EvalConfig, worker: int, skip: set[tuple[str, str, int]]) -> dict[tuple[str, str], list[int]]:
+    """Episode indices of every (head, profile) run that `worker` runs, but those in `skip` (a
+    resumed evaluation's). Run r's episode i goes to worker (i + r) mod workers: the start rotates
+    from run to run, so the odd episode of odd-length runs does not always land on worker 0. Which
+    worker runs a seed does not change its result (lock-step), so the split is free to choose."""
+    return {(h, profile): [i for i in range(n) if (i + r) % config.workers == worker
+                           and (h, profile, config.seed + i) not in skip]
+            for r, (h, profile, n) in enumerate(config.runs())}

@@ -154,7 +154,8 @@ class PolicyNode(LifecycleNode):
         self._resume_waiters: list[tuple[list[str], threading.Event]] = []
         self._resume_cycle = False
         self._restarts_seen = 0
-        self._unheard_hold = False
+        self._unheard_hold = False     # holds went unsent to a silent robot (see _step)
+        self._answered_ns = 0          # arrival of the newest joint state a cycle answered
         self._node_hold = ''
         self._head_path = NO_HEAD
         self._last_swap_error = ''
@@ -271,6 +272,7 @@ class PolicyNode(LifecycleNode):
             self.now_s, s.sim_time)
         self._restarts_seen = 0
         self._unheard_hold = False
+        self._answered_ns = 0
         self._uses_velocity = 'arm_joint_velocities' in sources
         self._uses_gripper = 'gripper_width' in sources
         self._readiness = (ReadinessInput(self, s.readiness_topic, s.readiness_timeout_s)
@@ -602,25 +604,32 @@ class PolicyNode(LifecycleNode):
                 c.hold(hold_reason)
             elif c.latched and c.holding == self._node_hold and not c.own_fault:
                 c.resume()
-        heard = self._hears_robot()
-        if self._unheard_hold and heard and sample is not None:
-            # The robot talks again after holds went unsent. An arm more than a step away from the
-            # hold was restarted or moved meanwhile: the hold then stands where it is measured
-            # (sent as it was, it would pull the arm back). Closer, it is the arm the hold holds.
+        # A good joint state this node has not answered yet: a lock-step sim waits for exactly
+        # this answer, however long ago (wall time) it was sent.
+        unanswered = sample is not None and inp.arrival_ns != self._answered_ns
+        self._answered_ns = inp.arrival_ns
+        if self._unheard_hold and unanswered:
+            # A good joint state after holds went unsent (malformed ones do not count: they say
+            # nothing of where the arm is). An arm more than a step from the hold was restarted
+            # or moved meanwhile: the hold then stands where it is measured (sent as it was, it
+            # would pull the arm back). Closer, it is the arm the hold holds.
             self._unheard_hold = False
             held = c.safety.last_command
             if held is not None and np.any(np.abs(sample.q - held) > c.safety.step_max):
                 c.forget_commands()
+        heard = unanswered or (not self._unheard_hold and self._hears_robot())
+        was_at_rest = c.safety.at_rest
         if sample is not None:
             result = c.step(now, sample.q, sample.stamp_s)
         else:
             result = c.step(now, np.full(ARM_DOF, math.nan))
         reason = hold_reason if hold_reason and result.held else result.safety_reason
         self._report_resume(result)
-        if result.held and not heard and c.safety.at_rest:
-            # Braked to rest and nothing heard from the robot: a hold sent now would meet a robot
-            # that may come back elsewhere (a restarted driver or simulation) and pull its arm to
-            # where the old one stopped. The driver holds its last target by itself meanwhile.
+        if result.held and not heard and was_at_rest:
+            # At rest (the brake's last command went out) and nothing heard from the robot: a
+            # hold sent now would meet a robot that may come back elsewhere (a restarted driver or
+            # simulation) and pull its arm to where the old one stopped. The driver holds its last
+            # target by itself meanwhile.
             self._unheard_hold = True
             return result, reason, None
         return result, reason, self._publish_commands(result)
