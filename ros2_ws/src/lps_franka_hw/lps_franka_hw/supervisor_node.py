@@ -208,8 +208,13 @@ class FrankaSupervisor(Node):
         # Stopped and joined before anything it waits on is destroyed.
         self._client_stop.set()
         self._client_thread.join(2.0)
-        self._client_executor.shutdown(timeout_sec=1.0)
-        self._client_node.destroy_node()
+        if self._client_thread.is_alive():
+            # Destroying a node an executor still waits on can block for good; the process is
+            # ending, and the daemon thread goes with it.
+            self.get_logger().warn("recovery client thread still busy at shutdown: left to the exit")
+        else:
+            self._client_executor.shutdown(timeout_sec=1.0)
+            self._client_node.destroy_node()
         super().destroy_node()
 
 
