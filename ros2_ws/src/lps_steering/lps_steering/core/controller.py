@@ -544,6 +544,15 @@ class SteeringController:
         self._unlatch()
         self.forget_commands()
 
+    def rejoin(self, measured_q: np.ndarray) -> None:
+        """The robot talks again after holds went unsent. An arm more than one allowed step from
+        the last command was restarted or moved meanwhile: the commands are forgotten, so the hold
+        stands where it is measured (sent as it was, it would pull the arm back). Closer, it is
+        the arm the hold holds."""
+        held = self.safety.last_command if self.safety is not None else None
+        if held is not None and np.any(np.abs(np.asarray(measured_q, dtype=float) - held) > self.safety.step_max):
+            self.forget_commands()
+
     def forget_commands(self) -> None:
         """The arm no longer stands where the commands left it (its simulation restarted): drop
         the command and measurement history, keep any latched hold.

@@ -13,71 +13,42 @@ count may change. No ROS.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import threading
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..core.manifest import sha256_file
 from ..core.policy import NO_HEAD
 from .config import EvalConfig
-from .stats import EpisodeRecord
+from .stats import EpisodeRecord, episode_from_dict, json_safe
 
 JOURNAL = "episodes.jsonl"
-_FLOATS = {f.name for f in fields(EpisodeRecord) if f.type in ("float", float)}
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def episode_key(config: EvalConfig) -> dict[str, Any]:
     """What an episode's outcome depends on besides its head, profile and seed."""
     return {
-        "heads": {label: (NO_HEAD if path == NO_HEAD else _sha256(path)) for label, path in config.heads.items()},
+        "heads": {label: (NO_HEAD if path == NO_HEAD else sha256_file(path)) for label, path in config.heads.items()},
         # Without `launch` the stack is someone else's: its decoder cannot be checked from here.
-        "decoder": _sha256(config.decoder) if config.launch else "",
+        "decoder": sha256_file(config.decoder) if config.launch else "",
         "profiles": list(config.profiles), "seed": config.seed, "task": config.task,
         "episode_timeout_s": config.episode_timeout_s, "perception": config.perception,
         "camera_size": list(config.camera_size) if config.perception else None,
     }
 
 
-def _no_nan(v: Any) -> Any:
-    """JSON has no NaN: null (read back as NaN)."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, list):
-        return [_no_nan(x) for x in v]
-    return v
-
-
 def record_to_json(e: EpisodeRecord) -> str:
     d = asdict(e)
     d["tcp"] = np.asarray(e.tcp, dtype=float).tolist()
-    return json.dumps({k: _no_nan(v) for k, v in d.items()})
+    return json.dumps(json_safe(d))
 
 
 def record_from_json(line: str) -> EpisodeRecord:
-    d = json.loads(line)
-    known = {f.name for f in fields(EpisodeRecord)}
-    d = {k: v for k, v in d.items() if k in known}
-    for k, v in d.items():
-        if v is None and k in _FLOATS:
-            d[k] = math.nan
-        elif isinstance(v, list) and k != "tcp":
-            d[k] = [math.nan if x is None else x for x in v]
-    d["tcp"] = np.asarray([[math.nan if x is None else x for x in p] for p in d.get("tcp", [])],
-                          dtype=float).reshape(-1, 3)
-    return EpisodeRecord(**d)
+    return episode_from_dict(json.loads(line))
 
 
 class Journal:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .stats import EpisodeRecord, PairedComparison, RunSummary
+from .stats import EpisodeRecord, PairedComparison, RunSummary, episode_from_dict, json_safe
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # no display: plots go to files only
 
@@ -30,20 +30,11 @@ def episode_dict(e: EpisodeRecord, tcp_stride: int = 10) -> dict[str, Any]:
 def write_json(path: Path, config: dict[str, Any], summaries: Sequence[RunSummary],
                episodes: Sequence[EpisodeRecord], comparisons: Sequence[PairedComparison] = (),
                twins: Sequence[PairedComparison] = ()) -> None:
-    def clean(v: Any) -> Any:  # JSON has no NaN: write null
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
-
     data = {"config": config, "summaries": [asdict(s) for s in summaries],
             "comparisons": [dict(asdict(c), separated=c.separated) for c in comparisons],
             "ground_truth_twins": [dict(asdict(c), separated=c.separated) for c in twins],
             "episodes": [episode_dict(e) for e in episodes]}
-    path.write_text(json.dumps(clean(data), indent=1))
+    path.write_text(json.dumps(json_safe(data), indent=1))
 
 
 def load_twin(path: str | Path, task: str) -> list[EpisodeRecord]:
@@ -62,12 +53,8 @@ def load_twin(path: str | Path, task: str) -> list[EpisodeRecord]:
 
 
 def load_episodes(path: str | Path) -> list[EpisodeRecord]:
-    """The episodes of a results.json (what pairing needs: head, profile, seed, outcome, holds)."""
-    data = json.loads(Path(path).read_text())
-    keep = {"head", "head_id", "profile", "seed", "episode_id", "success", "termination", "steps", "sim_time",
-            "holds", "stale_holds"}
-    return [EpisodeRecord(time_to_success=math.nan, mean_sq_jerk=math.nan,
-                          **{k: v for k, v in e.items() if k in keep}) for e in data["episodes"]]
+    """The episodes of a results.json (its TCP paths thinned, as written)."""
+    return [episode_from_dict(e) for e in json.loads(Path(path).read_text())["episodes"]]
 
 
 def plot_success(path: Path, summaries: Sequence[RunSummary]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -159,6 +159,32 @@ class EpisodeRecord:
     frames_unseen: int = 0     # of which the object was not found
     longest_blind_s: float = 0.0  # longest sim time between two sightings (episode start and end count)
     stale_holds: int = 0       # held cycles whose reason is the object's position (stale or missing)
+
+
+def json_safe(v: Any) -> Any:
+    """JSON has no NaN or infinity: null (read back as NaN by `episode_from_dict`)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    return v
+
+
+def episode_from_dict(d: dict[str, Any]) -> EpisodeRecord:
+    """An episode as results.json or the journal keep it (nulls back to NaN, the TCP path as an
+    (n, 3) array); keys it does not know are ignored, missing ones take their defaults."""
+    known = {f.name for f in fields(EpisodeRecord)}
+    d = {k: v for k, v in d.items() if k in known}
+    for k, v in d.items():
+        if v is None:
+            d[k] = math.nan
+        elif isinstance(v, list) and k != "tcp":
+            d[k] = [math.nan if x is None else x for x in v]
+    d["tcp"] = np.asarray([[math.nan if x is None else x for x in p] for p in d.get("tcp", [])],
+                          dtype=float).reshape(-1, 3)
+    return EpisodeRecord(**d)
 
 
 def perception_record(frames: Sequence[tuple[float, bool, Sequence[float], float]],

@@ -609,14 +609,10 @@ class PolicyNode(LifecycleNode):
         unanswered = sample is not None and inp.arrival_ns != self._answered_ns
         self._answered_ns = inp.arrival_ns
         if self._unheard_hold and unanswered:
-            # A good joint state after holds went unsent (malformed ones do not count: they say
-            # nothing of where the arm is). An arm more than a step from the hold was restarted
-            # or moved meanwhile: the hold then stands where it is measured (sent as it was, it
-            # would pull the arm back). Closer, it is the arm the hold holds.
+            # A good joint state after holds went unsent (malformed ones say nothing of where
+            # the arm is, so they do not count).
             self._unheard_hold = False
-            held = c.safety.last_command
-            if held is not None and np.any(np.abs(sample.q - held) > c.safety.step_max):
-                c.forget_commands()
+            c.rejoin(sample.q)
         heard = unanswered or (not self._unheard_hold and self._hears_robot())
         was_at_rest = c.safety.at_rest
         if sample is not None:
