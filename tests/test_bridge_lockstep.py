@@ -304,6 +304,28 @@ def test_camera_rate_follows_sim_time(bridge):
     np.testing.assert_allclose(np.diff(stamps), 0.05, atol=1e-6)
 
 
+def test_a_finished_episode_keeps_reporting_its_length(bridge):
+    """After `done` the stack may run on (nobody has deactivated the policy yet) and a reader may
+    see a later message than the first `done` (a full queue, a paused process): every message
+    after the end must still say how long the episode was."""
+    bridge.reset(6)
+    q = bridge.last_q()
+    limit = make_task("pick_place").max_steps
+    for _ in range(limit):
+        bridge.step(q)  # an arm that never moves: the episode times out
+    ends = [s for s in bridge.status.snapshot() if s.done]
+    assert len(ends) == 1 and ends[0].termination == "timeout", [(s.step, s.termination) for s in ends]
+    end = ends[0]
+    assert end.step == limit and end.sim_time == pytest.approx(limit * PERIOD)
+    for _ in range(20):
+        bridge.step(q)
+    after = [s for s in bridge.status.snapshot() if s.done][1:]
+    assert len(after) == 20
+    assert {(s.step, s.sim_time, s.termination, s.success) for s in after} == {
+        (end.step, end.sim_time, end.termination, end.success)}
+    assert _stamp(after[-1]) == pytest.approx(_stamp(end) + 20 * PERIOD)  # the clock itself went on
+
+
 def test_no_missed_steps_when_commands_keep_up(bridge):
     assert bridge.counters()["missed_steps"] == "0"
     assert math.isfinite(float(bridge.counters()["sim_time"]))

@@ -483,6 +483,7 @@ class SimBridge(Node):
             ep.reward = result.reward
             if not ep.done and (result.terminated or result.truncated):
                 ep.done = True
+                ep.steps, ep.time = self._task.steps, self._task.time
                 ep.success = result.success
                 ep.termination = ("success" if result.success else "fault" if result.info.get("nan")
                                   else "failure" if result.info.get("out_of_bounds") else "timeout")
@@ -638,7 +639,9 @@ class SimBridge(Node):
         msg.header.stamp = stamp
         msg.header.frame_id = self._base_frame
         msg.task, msg.profile, msg.episode_id, msg.seed = ep.task, ep.profile, ep.episode_id, ep.seed
-        msg.step, msg.sim_time = self._task.steps, self._task.time
+        # A finished episode keeps reporting its own length: a reader that missed the first `done`
+        # (a full queue on a loaded machine, a paused process) still reads when it ended.
+        msg.step, msg.sim_time = (ep.steps, ep.time) if ep.done else (self._task.steps, self._task.time)
         msg.reward = float(ep.reward)
         msg.success = bool(ep.success) if ep.done else self._task.success()
         msg.sparse_reward = 1.0 if msg.success else 0.0
@@ -680,6 +683,8 @@ class _Episode:
     t0: float = 0.0  # bridge sim time at reset
     reward: float = 0.0
     done: bool = False
+    steps: int = 0  # control steps and task seconds at the end, once done
+    time: float = 0.0
     success: bool = False
     termination: str = ""
 

@@ -337,7 +337,7 @@ class EvaluationClient:
         self._wait(lambda: self._status is not None and self._status.episode_id >= episode_id, 10.0,
                    f"task_status of episode {episode_id} after reset_episode")
         with self._cond:
-            t_start = _stamp_s(self._status.header.stamp)
+            t_start = _stamp_s(self._status.header.stamp) - self._status.sim_time
         limit = cfg.episode_timeout_s if cfg.episode_timeout_s > 0 else math.inf
         with self._cond:
             self._telemetry.clear()
@@ -380,8 +380,10 @@ class EvaluationClient:
             first_success = self._first_success
             telemetry, tcp = list(self._telemetry), np.asarray(self._tcp, dtype=np.float64).reshape(-1, 4)
             frames, truth = list(self._frames), dict(self._truth)
-        # Only what happened up to the end: cycles that acted on observations stamped no later.
-        t_end = end.header.stamp.sec + 1e-9 * end.header.stamp.nanosec
+        # Only what happened up to the end: cycles that acted on observations stamped no later. The
+        # end is the episode's own length, not the stamp of the message that told us: this process
+        # may have read it late, with the stack still running.
+        t_end = round(t_start + end.sim_time, 6)
         telemetry = [t for t in telemetry
                      if t.observation_stamp.sec + 1e-9 * t.observation_stamp.nanosec <= t_end + 1e-9]
         tcp = tcp[tcp[:, 0] <= t_end + 1e-9, 1:]
@@ -403,7 +405,7 @@ class EvaluationClient:
             holds=sum(t.safety_state == SAFETY_HOLD for t in telemetry), tcp=tcp,
             start_q=[float(v) for v in res.joint_positions], wall_s=time.monotonic() - started,
             stale_holds=sum(t.safety_state == SAFETY_HOLD and OBJECT_SOURCE in t.safety_reason for t in telemetry),
-            **(perception_record(frames, truth, t_start, round(t_end, 6)) if cfg.perception else {}))
+            **(perception_record(frames, truth, round(t_start, 6), t_end) if cfg.perception else {}))
 
 
 def _value_text(value: ParameterValue) -> str:
