@@ -196,6 +196,20 @@ def test_dsrl_published_boxes_and_refusals():
             dsrl.DSRLConfig(**bad)
 
 
+def test_dsrl_reward_offset_costs_every_step_and_a_failure_all_the_steps_it_cut_short():
+    cfg = dsrl.DSRLConfig(reward_offset=1.0, gamma=0.95)
+    never_succeeding = sum(-1.0 * 0.95 ** k for k in range(2000))  # an episode that runs on failing
+    assert dsrl.offset_reward(cfg, 0.0, False, {}) == -1.0
+    assert dsrl.offset_reward(cfg, 1.0, True, {"success": True}) == 0.0
+    assert dsrl.offset_reward(cfg, 0.0, True, {"success": False}) == pytest.approx(never_succeeding)
+    # Ending in failure is never cheaper than running on without success.
+    assert dsrl.offset_reward(cfg, 0.0, True, {"success": False}) <= -1.0 + 0.95 * never_succeeding + 1e-9
+    plain = dsrl.DSRLConfig()
+    assert [dsrl.offset_reward(plain, r, t, {"success": False}) for r, t in ((0.5, False), (0.0, True))] == [0.5, 0.0]
+    with pytest.raises(ValueError, match="reward_offset"):
+        dsrl.DSRLConfig(reward_offset=-1.0)
+
+
 def test_dsrl_na_distils_each_latent_critic_head_from_the_action_critic_on_base_noise():
     """After distillation Q^W_i(s, w) tracks Q^A_i(s, Phi(s, w)) for w ~ N(0, I), head by head, and
     not for latents far outside that distribution."""

@@ -97,7 +97,7 @@ CriticFeatures = Literal["none", "tcp", "tcp-target"]
 class TrainHead:
     """Train a steering head (LPS offline, LP-DS or DSRL online) against a frozen decoder."""
 
-    preset: Literal["shipped-lpds", "shipped-lps", "shipped-dsrl", "paper-lpds"] | None = None
+    preset: Literal["shipped-lpds", "shipped-lps", "shipped-dsrl", "paper-dsrl", "paper-lpds"] | None = None
     """start from the settings of a shipped head's run (for LPS: its first round; `lps-train
     lps-rounds` runs them all), or of LP-DS at the paper's settings (the comparison's row)"""
     algo: Literal["lps", "lpds", "dsrl"] = "lpds"
@@ -331,6 +331,14 @@ PRESETS_TRAIN_HEAD: dict[str, TrainHead] = {
         preset="shipped-dsrl", algo="dsrl", decoder=f"{RUNS}/decoder_shipped.pt", decoder_onnx=f"{MODELS}/decoder.onnx",
         task="pick_place", terminate_on_hold=True, out=f"{RUNS}/dsrl.pt",
         dsrl=DSRLConfig(seed=1, total_steps=17_800, hidden=256, torch_threads=2)),
+    # shipped-dsrl with the authors' robomimic reward (`reward_offset: 1` per policy step, summed over
+    # the 4 executed actions of a chunk as their multi-step wrapper does): a chunk costs 4 until the
+    # success. shipped-dsrl's 0/1 reward sat under an entropy bonus of about 40 per chunk and its
+    # critic's values rose from 6 to 199 in 750 env steps (docs/training.md, "DSRL").
+    "paper-dsrl": TrainHead(
+        preset="paper-dsrl", algo="dsrl", decoder=f"{RUNS}/decoder_shipped.pt", decoder_onnx=f"{MODELS}/decoder.onnx",
+        task="pick_place", terminate_on_hold=True, out=f"{RUNS}/dsrl_paper.pt",
+        dsrl=DSRLConfig(seed=1, total_steps=17_800, hidden=256, torch_threads=2, reward_offset=4.0)),
     # LP-DS at the paper's settings (delta 0.35, one-step TD on the whole chunk), latents on the
     # decoder's sphere, with the shipped run's env-step budget and episode ending.
     "paper-lpds": TrainHead(

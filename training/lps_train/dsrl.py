@@ -102,6 +102,12 @@ class DSRLConfig:
     """entropy the temperature is tuned towards"""
     init_temperature: float = 1.0
     """initial entropy temperature T"""
+    reward_offset: float = 0.0
+    """online: subtracted from every env step's reward, as the authors' robomimic wrapper does
+    (`reward_offset: 1`: a step costs 1 until the task succeeds, so the returns are tens to hundreds
+    where a 0/1 success reward leaves them below 1, under an entropy bonus T * |log pi| of about 40
+    at the start); an episode that ends in failure pays the rest of a never-ending one,
+    -reward_offset / (1 - gamma), so that ending early is never the cheaper way to fail"""
     hidden: int = 2048
     """width of every MLP (the authors' manipulation runs: 2048)"""
     critic_layers: int = 3
@@ -140,6 +146,8 @@ class DSRLConfig:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
         if self.distill_steps < 0 or self.critic_steps < 0:
             raise ValueError("`distill_steps` and `critic_steps` must be >= 0")
+        if self.reward_offset < 0:
+            raise ValueError(f"`reward_offset` must be >= 0 (a cost per step), got {self.reward_offset}")
         check_torch_threads(self.torch_threads)
 
     @property
@@ -363,6 +371,18 @@ def load_state(path: Path, cfg: DSRLConfig, agent: DSRLAgent, buf: ReplayBuffer,
     return state["step"], state["episode"], state["elapsed_s"], state["since_log"]
 
 
+def offset_reward(cfg: DSRLConfig, reward: float, terminated: bool, info: dict[str, Any]) -> float:
+    """The reward DSRL learns from: the env's, less `reward_offset` per step; a terminal step that is
+    not a success (`info["success"]` false) also pays every later step of an episode that never
+    succeeds."""
+    if not cfg.reward_offset:
+        return reward
+    r = reward - cfg.reward_offset
+    if terminated and not info.get("success", True):
+        r -= cfg.reward_offset * cfg.gamma / (1.0 - cfg.gamma)
+    return r
+
+
 def train(cfg: DSRLConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = True,
           logger: Logger | None = None,
           eval_fn: Callable[[int, DSRLAgent], dict[str, float]] | None = None,
@@ -402,7 +422,8 @@ def train(cfg: DSRLConfig, env: ChunkEnv, decoder: nn.Module, progress: bool = T
         chunk, w = agent.act(obs, gen, base=step < cfg.learning_starts)
         w_norms.append(float(np.linalg.norm(w)))
         nxt, r, done, env_info = env.step(chunk)
-        buf.add(obs, chunk, w, r, nxt, bool(env_info.get("terminated", done)), discount=cfg.gamma)
+        terminated = bool(env_info.get("terminated", done))
+        buf.add(obs, chunk, w, offset_reward(cfg, r, terminated, env_info), nxt, terminated, discount=cfg.gamma)
         ep_ret, ep_len = ep_ret + r, ep_len + 1
         obs = nxt
         if done:
