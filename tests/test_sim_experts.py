@@ -99,6 +99,35 @@ def test_a_careless_operator_closes_early_and_loses_the_cube():
     task.close()
 
 
+def test_an_operator_who_drops_the_cube_lifts_it_first_and_fails():
+    task = make_task("pick_place")
+    careful = run_expert_episode(task, 2, expert="clean")
+    dropped = run_expert_episode(task, 2, expert=ExpertConfig(drop_prob=1.0))
+    assert careful.success and not dropped.success
+    # The same grasp: the cube left the table in the hand, then the fingers opened in the air.
+    cube_z = dropped.observations["object_position"][:, 2]
+    lifted = np.flatnonzero(cube_z > cube_z[0] + 0.05)
+    assert lifted.size, cube_z.max()
+    opened = np.flatnonzero(dropped.gripper[lifted[0]:] > 0.07)
+    assert opened.size and cube_z[lifted[0] + opened[0]] > cube_z[0] + 0.05
+    assert cube_z[-1] < cube_z[0] + 0.01  # back down on the table (or the floor), not placed
+    task.close()
+
+
+def test_dropping_operators_are_drawn_per_episode_without_touching_other_draws():
+    task = make_task("pick_place")
+    drops = []
+    for seed in range(12):
+        task.reset(seed)
+        a, b = make_expert(task, "clean", 10.0, seed), make_expert(task, ExpertConfig(drop_prob=0.5), 10.0, seed)
+        assert (a.grasp_yaw, a.arc_side, *a.grasp_error, a.careless) == (b.grasp_yaw, b.arc_side, *b.grasp_error,
+                                                                         b.careless)
+        assert not a.drops
+        drops.append(b.drops)
+    assert 0 < sum(drops) < len(drops)
+    task.close()
+
+
 def test_settle_steps_wait_at_the_grasp_point_with_open_fingers():
     task = make_task("pick_place")
     plain = run_expert_episode(task, 4, expert="clean")

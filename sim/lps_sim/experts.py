@@ -16,7 +16,9 @@ peg_ring also picks the side of its arc at random.
 
 Demonstration quality (``ExpertConfig``): ``action_noise`` (Gaussian on each joint target, rad),
 ``hesitation_prob`` / ``max_pause_steps`` (random pauses, during which ``dither`` jitters the TCP),
-``imprecision`` (per-episode Gaussian error of the grasp and place points, m). ``EXPERT_PRESETS``
+``imprecision`` (per-episode Gaussian error of the grasp and place points, m), ``early_close_prob``
+(operators who close above the cube) and ``drop_prob`` (operators who let it go while carrying it).
+``EXPERT_PRESETS``
 has "clean" and "noisy"; everything random comes from the episode seed.
 """
 
@@ -64,6 +66,10 @@ class ExpertConfig:
     the gripper `early_close` above the grasp point (a multi-operator dataset, as robomimic's MH)."""
     early_close: float = 0.02
     """How far above the grasp point a careless operator closes the gripper, m."""
+    drop_prob: float = 0.0
+    """Chance per episode that the operator lets the cube go while carrying it: the fingers open at
+    the arc's middle or above the target, and the operator goes on through the placement with an
+    empty hand (lifted-then-dropped failures, which careless grasps never make)."""
     settle_steps: int = 0
     """Policy steps the operator waits at the grasp point, fingers open, before closing them."""
     ik_damping: float = 0.05
@@ -78,7 +84,7 @@ class ExpertConfig:
         for name in ("action_noise", "dither", "imprecision", "early_close"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
-        for name in ("hesitation_prob", "early_close_prob"):
+        for name in ("hesitation_prob", "early_close_prob", "drop_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)}")
         if self.settle_steps < 0:
@@ -171,6 +177,9 @@ class ScriptedExpert:
         # A stream of its own: drawing the operator must not change episodes of other configs.
         self.careless = bool(np.random.default_rng([seed, 3]).random() < config.early_close_prob)
         self.close_offset = np.array([0.0, 0.0, config.early_close if self.careless else 0.0])
+        drop_rng = np.random.default_rng([seed, 4])
+        self.drops = bool(drop_rng.random() < config.drop_prob)
+        self.drop_at = str(drop_rng.choice(["carry", "above_target"])) if self.drops else ""
         self.waypoints: list[Waypoint] = self.plan_grasp()
         self.stage = "grasp"
         self.index = 0
@@ -204,11 +213,15 @@ class ScriptedExpert:
         along = end[:2] - start[:2]
         normal = np.array([-along[1], along[0]]) / max(np.linalg.norm(along), 1e-6)
         via = mid + self.arc_side * 0.08 * normal
-        return [
+        arc = [
             Waypoint("lift", np.array([*start[:2], height]), yaw, gripper),
             Waypoint("carry", np.array([*via, height + 0.03]), yaw, gripper),
             Waypoint("above_target", np.array([*end[:2], height]), yaw, gripper),
         ]
+        for wp in arc:
+            if wp.name == self.drop_at:
+                wp.gripper = sc.GRIPPER_MAX_WIDTH
+        return arc
 
     # -- acting -------------------------------------------------------------------------------------
     @property
