@@ -57,7 +57,7 @@ def _lockstep_episode(tmp_path, tiny_models, max_age_ms: float, lockstep_timeout
 
         def at_step(n: int) -> int:
             """Wait until the episode has been driven to step n by the policy; the step reached."""
-            msgs = status.wait_for(lambda m: bool(m) and m[-1].episode_id == res.episode_id and m[-1].step >= n,
+            msgs = status.wait_for(lambda m: bool(m) and m[-1].episode_id == res.episode_id and (m[-1].step >= n or m[-1].done),
                                    90.0, f"step {n} driven by the policy\n{policy.log()}\n{bridge.log()}")
             return msgs[-1].step
 

@@ -191,7 +191,8 @@ def test_dsrl_published_boxes_and_refusals():
     assert dsrl.DSRLConfig(variant="na").magnitude == 1.0
     assert dsrl.DSRLConfig(variant="sac").magnitude == 1.5
     assert dsrl.DSRLConfig(variant="na", action_magnitude=2.5).magnitude == 2.5
-    for bad in (dict(variant="td3"), dict(utd=0), dict(train_every=0), dict(action_magnitude=-1.0)):
+    for bad in (dict(variant="td3"), dict(utd=0), dict(train_every=0), dict(action_magnitude=-1.0),
+                dict(gamma=1.0), dict(reward_offset=float("nan"))):
         with pytest.raises(ValueError):
             dsrl.DSRLConfig(**bad)
 
@@ -261,6 +262,8 @@ def test_offline_dsrl_na_steers_towards_the_datas_best_actions_from_the_data_alo
     assert len(log.series("losses/qw")[0]) >= 5
     with pytest.raises(ValueError, match="noise-aliased"):
         dsrl.train_offline(small_dsrl(variant="sac"), data, dec, steps=10, progress=False)
+    with pytest.raises(ValueError, match="online setting"):
+        dsrl.train_offline(small_dsrl(reward_offset=1.0), data, dec, steps=10, progress=False)
     with pytest.raises(ValueError, match="dims"):
         dsrl.train_offline(small_dsrl(), data, ScaledLatentDecoder(chunk_length=8), steps=10, progress=False)
 

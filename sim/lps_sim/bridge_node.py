@@ -479,7 +479,7 @@ class SimBridge(Node):
         self._sim_time = self._episode.t0 + self._task.time
         self.counters.steps += 1
         ep = self._episode
-        if result is not None:
+        if result is not None and not ep.done:  # an ended episode's status stays as it ended
             ep.reward = result.reward
             if not ep.done and (result.terminated or result.truncated):
                 ep.done = True

@@ -333,7 +333,8 @@ PRESETS_TRAIN_HEAD: dict[str, TrainHead] = {
         dsrl=DSRLConfig(seed=1, total_steps=17_800, hidden=256, torch_threads=2)),
     # shipped-dsrl with the authors' robomimic reward (`reward_offset: 1` per policy step, summed over
     # the 4 executed actions of a chunk as their multi-step wrapper does): a chunk costs 4 until the
-    # success. shipped-dsrl's 0/1 reward sat under an entropy bonus of about 40 per chunk and its
+    # success. Robomimic episodes end only in success or time-out; the charge for ending in failure
+    # (a hold here) is this project's, so that the cost cannot be dodged by failing early. shipped-dsrl's 0/1 reward sat under an entropy bonus of about 40 per chunk and its
     # critic's values rose from 6 to 199 in 750 env steps (docs/training.md, "DSRL").
     "paper-dsrl": TrainHead(
         preset="paper-dsrl", algo="dsrl", decoder=f"{RUNS}/decoder_shipped.pt", decoder_onnx=f"{MODELS}/decoder.onnx",

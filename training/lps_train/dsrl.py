@@ -146,8 +146,10 @@ class DSRLConfig:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
         if self.distill_steps < 0 or self.critic_steps < 0:
             raise ValueError("`distill_steps` and `critic_steps` must be >= 0")
-        if self.reward_offset < 0:
-            raise ValueError(f"`reward_offset` must be >= 0 (a cost per step), got {self.reward_offset}")
+        if not (math.isfinite(self.reward_offset) and self.reward_offset >= 0):
+            raise ValueError(f"`reward_offset` must be finite and >= 0 (a cost per step), got {self.reward_offset}")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError(f"`gamma` must be in [0, 1), got {self.gamma}")
         check_torch_threads(self.torch_threads)
 
     @property
@@ -469,6 +471,9 @@ def train_offline(cfg: DSRLConfig, data: Any, decoder: nn.Module, steps: int, pr
     data's own discounts apply (`ChunkDataset`: gamma per action, gamma^H per chunk)."""
     if cfg.variant != "na":
         raise ValueError(f"offline DSRL is the noise-aliased variant ('na'), got {cfg.variant!r}")
+    if cfg.reward_offset:
+        raise ValueError("`reward_offset` is an online setting: offline, the dataset's rewards are used as "
+                         "they are (shift them at conversion)")
     dims = (decoder.obs_dim, decoder.action_dim, decoder.chunk_length)
     if dims != (data.obs_dim, data.action_dim, data.horizon):
         raise ValueError(f"the decoder's (obs, action, chunk) dims {dims} differ from the data's "

@@ -337,6 +337,8 @@ class EvaluationClient:
         self._wait(lambda: self._status is not None and self._status.episode_id >= episode_id, 10.0,
                    f"task_status of episode {episode_id} after reset_episode")
         with self._cond:
+            # The episode's first status (the lock-step sim waits for the activation below), so
+            # its sim_time is still running, not an ended episode's frozen length.
             t_start = _stamp_s(self._status.header.stamp) - self._status.sim_time
         limit = cfg.episode_timeout_s if cfg.episode_timeout_s > 0 else math.inf
         with self._cond:
@@ -383,19 +385,22 @@ class EvaluationClient:
         # Only what happened up to the end: cycles that acted on observations stamped no later. The
         # end is the episode's own length, not the stamp of the message that told us: this process
         # may have read it late, with the stack still running.
-        t_end = round(t_start + end.sim_time, 6)
-        telemetry = [t for t in telemetry
-                     if t.observation_stamp.sec + 1e-9 * t.observation_stamp.nanosec <= t_end + 1e-9]
-        tcp = tcp[tcp[:, 0] <= t_end + 1e-9, 1:]
-        termination = end.termination if end.done else "timeout"
-        success = bool(end.success) and end.done
+        # Our own time limit ends it at the limit, however late the message that crossed it came.
+        timed_out = not end.done or end.sim_time > limit + 1e-9
+        length = min(float(end.sim_time), limit)
+        steps = min(int(end.step), round(limit / dt)) if timed_out else int(end.step)
+        t_end = round(t_start + length, 6)
+        telemetry = [t for t in telemetry if _stamp_s(t.observation_stamp) <= t_end + 1e-9]
+        tcp = tcp[np.round(tcp[:, 0], 6) <= t_end + 1e-9, 1:]
+        termination = "timeout" if timed_out else end.termination
+        success = bool(end.success) and not timed_out
         sent = [t for t in telemetry if len(t.command) == 7]
         commands = np.asarray([t.command for t in sent], dtype=np.float64)
         cycles = np.asarray([t.cycle for t in sent], dtype=np.int64)
         return EpisodeRecord(
             head=head, head_id=telemetry[-1].head_id if telemetry else "", profile=profile, seed=seed,
             episode_id=int(episode_id), success=success, termination=termination or "failure",
-            steps=int(end.step), sim_time=float(end.sim_time),
+            steps=steps, sim_time=length,
             time_to_success=first_success if success else math.nan,
             mean_sq_jerk=mean_squared_jerk(commands.reshape(-1, 7), dt, cycles),
             inference_ms=[float(t.inference_ms) for t in telemetry
