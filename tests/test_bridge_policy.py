@@ -26,6 +26,25 @@ def _settle(collector: Collector, quiet_s: float = 0.3, timeout_s: float = 5.0) 
         time.sleep(quiet_s)
 
 
+def _clock_publisher(client: RosClient):
+    """A /clock publisher of the test's own, once the policy node's reader has matched it (clocks
+    published before that are lost to the node)."""
+    pub = client.node.create_publisher(Clock, "/clock", 10)
+    deadline = time.monotonic() + 30.0
+    while pub.get_subscription_count() < 1:
+        assert time.monotonic() < deadline, "nothing subscribes /clock"
+        time.sleep(0.02)
+    return pub
+
+
+def _publish_clock(pub, t: float) -> None:
+    pub.publish(Clock(clock=Time(sec=int(t), nanosec=int(round((t % 1) * 1e9)))))
+
+
+def _last_cycle_time(telemetry: Collector) -> float:
+    return max(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in telemetry.snapshot())
+
+
 @contextmanager
 def _lockstep_episode(tmp_path, tiny_models, max_age_ms: float, lockstep_timeout_s: float):
     """Bridge (lock-step) + policy node (observation trigger, sim time), active, in a new episode."""
@@ -99,7 +118,7 @@ def test_a_stalled_lockstep_bridge_gets_no_extra_commands(tmp_path, tiny_models)
     the sim a period, so the episode would depend on machine load. Sim time has not moved, so no
     cycle is due, however long the wall-clock silence (max_observation_age_ms is 100 here)."""
     with _lockstep_episode(tmp_path, tiny_models, max_age_ms=100.0, lockstep_timeout_s=5.0) as (
-            bridge, policy, client, at_step, commands, _):
+            bridge, policy, client, at_step, commands, telemetry):
         at_step(20)
         bridge.proc.send_signal(signal.SIGSTOP)
         try:
@@ -110,6 +129,19 @@ def test_a_stalled_lockstep_bridge_gets_no_extra_commands(tmp_path, tiny_models)
         finally:
             bridge.proc.send_signal(signal.SIGCONT)
         assert during == 0, f"{during} commands sent to a stalled lock-step sim\n{policy.log()[-2000:]}"
+        # A stalled sim that has published the next period's /clock but not yet its joint state
+        # (published after it): still no cycle, however long the joint state takes.
+        clock_pub = _clock_publisher(client)
+        bridge.proc.send_signal(signal.SIGSTOP)
+        try:
+            _settle(commands)
+            commands.clear()
+            _publish_clock(clock_pub, _last_cycle_time(telemetry) + 0.01)  # the bridge's next period, 100 Hz
+            time.sleep(1.5)
+            early = len(commands.snapshot())
+        finally:
+            bridge.proc.send_signal(signal.SIGCONT)
+        assert early == 0, f"{early} commands for a period whose joint state had not come\n{policy.log()[-2000:]}"
         # The episode goes on from where it stopped: the node answers every new state again.
         at_step(at_step(0) + 30)
         assert "hold" not in policy.log().split("active: control loop started")[-1].lower(), policy.log()[-2000:]
@@ -121,23 +153,17 @@ def test_sim_time_moving_on_without_joint_states_still_makes_the_node_hold(tmp_p
     watchdog holds the arm."""
     with _lockstep_episode(tmp_path, tiny_models, max_age_ms=100.0, lockstep_timeout_s=5.0) as (
             bridge, policy, client, at_step, commands, telemetry):
-        clock_pub = client.node.create_publisher(Clock, "/clock", 10)
         at_step(20)
         telemetry.wait_count(1, 30.0)
-        deadline = time.monotonic() + 30.0
-        # Clocks published before the policy node's reader has matched are lost to it.
-        while clock_pub.get_subscription_count() < 1:
-            assert time.monotonic() < deadline, "nothing subscribes /clock"
-            time.sleep(0.02)
+        clock_pub = _clock_publisher(client)
         bridge.proc.send_signal(signal.SIGSTOP)
         try:
             _settle(commands)
-            sim_now = max(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in telemetry.snapshot())
+            sim_now = _last_cycle_time(telemetry)
             commands.clear()
             telemetry.clear()
             for k in range(1, 16):  # sim time runs on, 0.1 s per 0.1 s, with no joint state
-                t = sim_now + 0.1 * k
-                clock_pub.publish(Clock(clock=Time(sec=int(t), nanosec=int(round((t % 1) * 1e9)))))
+                _publish_clock(clock_pub, sim_now + 0.1 * k)
                 time.sleep(0.1)
             held = [m for m in telemetry.snapshot() if m.safety_state == SteeringTelemetry.SAFETY_HOLD]
         finally:

@@ -78,21 +78,28 @@ def test_realtime_rates_pacing_and_command_following(tmp_path):
         assert proc.proc.poll() is None, proc.log()
 
 
-def test_lockstep_timeout_holds_and_counts_missed_steps(tmp_path):
+def test_lockstep_timeout_holds_and_counts_missed_steps_but_an_episode_waits_for_its_first_command(tmp_path):
     params = {"clock_mode": "lockstep", "lockstep_timeout_s": 0.2}
     with NodeProcess("lps_sim.bridge_node", tmp_path / "ls.log", params) as proc, RosClient("ls_test") as client:
         status = Collector(client.node, TaskStatus, "task_status", 1000)
         joints = Collector(client.node, JointState, "joint_states", 1000)
         diag = Collector(client.node, DiagnosticArray, "diagnostics", 10)
+        cmd = client.node.create_publisher(JointTrajectory, "fr3_arm_controller/joint_trajectory", 10)
         res = client.call(ResetEpisode, "reset_episode", ResetEpisode.Request(seed=2), timeout=30.0)
         assert res.success, res.message
+        # The policy's activation after a reset may take seconds: the first period waits for it
+        # (lockstep_start_timeout_s, 30 s), not for the 0.2 s of later periods.
+        time.sleep(1.5)
+        # No step: a missed one would have advanced the episode.
+        assert {m.step for m in status.snapshot()} <= {0}, [m.step for m in status.snapshot()]
         status.clear()
-        status.wait_for(lambda m: len(m) >= 4, 10.0, "steps advanced by the timeout")
+        cmd.publish(_trajectory(np.asarray(res.joint_positions), 0.01))
+        status.wait_for(lambda m: len(m) >= 5, 10.0, "steps advanced by the command, then by the timeout")
         steps = [m.step for m in status.snapshot()]
-        assert steps == list(range(steps[0], steps[0] + len(steps)))  # one period per timeout
+        assert steps == list(range(1, 1 + len(steps)))  # one period per command or timeout
         missed = int(_counters(diag)["missed_steps"])
-        assert missed >= 4
-        # Held: with no command ever sent the arm stays at its reset posture.
+        assert missed >= 3
+        # Held: the one command asked for the reset posture, and it stays there.
         np.testing.assert_allclose(joints.snapshot()[-1].position[:7], res.joint_positions, atol=2e-3)
         assert "lockstep: no command" in proc.log()
 

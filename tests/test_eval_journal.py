@@ -83,3 +83,53 @@ def test_nan_inside_lists_survives() -> None:
     a.inference_ms = [1.0, math.nan]
     b = record_from_json(record_to_json(a))
     assert b.inference_ms[0] == 1.0 and math.isnan(b.inference_ms[1])
+
+
+def test_an_interim_report_reads_the_journal_without_touching_it(tmp_path: Path) -> None:
+    from lps_steering.evaluation.runner import report_from_journal
+
+    head = tmp_path / "lpds.onnx"
+    head.write_bytes(b"not read, only hashed")
+    config = _config(tmp_path, heads={"base": "none", "lpds": str(head)}, profiles=["nominal", "object_gap"])
+    journal = Journal(tmp_path, config, resume=False)
+    for seed, ok in ((3, True), (4, False)):
+        journal.append(_record(seed=seed, success=ok))
+    journal.append(_record(head="lpds", seed=4, success=True))
+    with open(tmp_path / JOURNAL, "a") as f:
+        f.write(record_to_json(_record(head="lpds", seed=5))[:50])  # the run is writing this line
+    before = (tmp_path / JOURNAL).read_bytes()
+
+    result = report_from_journal(config)
+    assert (tmp_path / JOURNAL).read_bytes() == before
+    # Runs without an episode (both object_gap runs) are left out; the cut line is not an episode.
+    assert [(s.head, s.profile, s.episodes, s.successes) for s in result.summaries] == [
+        ("base", "nominal", 2, 1), ("lpds", "nominal", 1, 1)]
+    (c,) = result.comparisons
+    assert (c.head, c.pairs, c.only_head) == ("lpds", 1, 1)
+    text = result.report.read_text()
+    assert "Interim report**: 3 of 12 episodes" in text
+    # A complete journal makes a report that does not call itself interim.
+    full = _config(tmp_path / "full", episodes=2)
+    journal = Journal(tmp_path / "full", full, resume=False)
+    for seed in (3, 4):
+        journal.append(_record(seed=seed))
+    assert "Interim" not in report_from_journal(full).report.read_text()
+
+
+def test_an_interim_report_refuses_a_missing_empty_or_foreign_journal(tmp_path: Path) -> None:
+    from lps_steering.evaluation.__main__ import main
+    from lps_steering.evaluation.runner import report_from_journal
+
+    with pytest.raises(FileNotFoundError, match="no evaluation has written"):
+        report_from_journal(_config(tmp_path))
+    assert main(["--head", "base=none", "--seed", "3", "--out-dir", str(tmp_path), "--report-only"]) == 1
+    Journal(tmp_path, _config(tmp_path), resume=False)
+    with pytest.raises(ValueError, match="no episode of these runs"):
+        report_from_journal(_config(tmp_path))
+    Journal(tmp_path, _config(tmp_path), resume=True).append(_record())
+    with pytest.raises(ValueError, match="task 'pick_place' -> 'lift'"):
+        report_from_journal(_config(tmp_path, task="lift"))
+    assert not (tmp_path / "report.md").exists()
+    assert main(["--head", "base=none", "--seed", "3", "--episodes", "3", "--out-dir", str(tmp_path),
+                 "--report-only"]) == 0
+    assert "1 of 3 episodes" in (tmp_path / "report.md").read_text()

@@ -106,3 +106,17 @@ def test_watchdog_refuses_future_and_out_of_order_stamps_and_rebases_after_silen
     assert 'no joint_states for' in w.check(0.2)
     # After silence, a publisher restarted with its clock from zero is taken afresh.
     assert w.feed(0.3, 0.001) == '' and w.check(0.3) == ''
+
+
+def test_the_nodes_clock_and_a_stamp_of_the_same_instant_are_the_same_float():
+    """Under sim time a cycle runs at max(node clock, the joint state's receipt on /clock): if the
+    two conversions rounded one instant differently, which of them won (the load decides) would
+    move the command by ~1e-12 rad, and lock-step episodes would drift apart from there."""
+    from builtin_interfaces.msg import Time
+    from lps_steering.nodes.policy.timing import seconds, seconds_of_ns
+
+    instants = range(0, 120 * 10**9, 10**6)  # every millisecond of two minutes
+    differ = [ns for ns in instants if seconds_of_ns(ns) != seconds(Time(sec=ns // 10**9, nanosec=ns % 10**9))]
+    assert differ == []
+    # The plain product is the other float for many of them (so the check above can fail).
+    assert sum(ns * 1e-9 != seconds_of_ns(ns) for ns in instants) > 1000

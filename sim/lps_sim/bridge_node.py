@@ -41,7 +41,8 @@ Clocks (``clock_mode``): ``realtime`` paces physics by the wall clock (times ``r
 ``lockstep`` publishes an observation, then waits for the next JointTrajectory and advances exactly
 one control period per command, so results do not depend on machine load. After
 ``lockstep_timeout_s`` without one it advances anyway holding the trajectory in force and counts a
-missed step. A gripper command never advances the sim: it applies from the next period on, so one
+missed step; an episode's first period waits ``lockstep_start_timeout_s`` instead, as the policy
+is activated only after the reset. A gripper command never advances the sim: it applies from the next period on, so one
 sent after the trajectory of the same cycle may act one period late. In lockstep the episode's first
 observation is the one ``reset_episode`` publishes (before it answers): reset once the policy is up.
 
@@ -137,6 +138,9 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "lockstep_timeout_s": (1.0, _desc("lockstep: wall seconds to wait for a command before advancing "
                                       "with the trajectory in force (a missed step); 0 = wait forever",
                                       0.0, 3600.0)),
+    "lockstep_start_timeout_s": (30.0, _desc(
+        "lockstep: the same for an episode's first command, which comes only once the policy is "
+        "activated after the reset (seconds on a loaded machine); 0 = wait forever", 0.0, 3600.0)),
     "camera_enabled": (False, _desc("render and publish the RealSense D435 stand-in")),
     "camera_width": (640, _desc("image width (px)", 16, 1280, integer=True)),
     "camera_height": (480, _desc("image height (px)", 16, 960, integer=True)),
@@ -407,9 +411,14 @@ class SimBridge(Node):
             window[0], window[1] = now, self._sim_time
 
     def _run_lockstep(self) -> None:
-        timeout = self._p["lockstep_timeout_s"] or None
         window = [time.monotonic(), self._sim_time]
+        # A reset episode's first period waits for the policy's activation, which a loaded machine
+        # may take seconds over: advancing it without the command would start the episode one
+        # period late, depending on the load. The start-up's episode does not: its first
+        # observation went out before a policy could subscribe, and only later periods reach it.
+        starting = False
         while True:
+            timeout = self._p["lockstep_start_timeout_s" if starting else "lockstep_timeout_s"] or None
             with self._cv:
                 self._cv.wait_for(lambda: self._commands or self._reset_request or self._stop.is_set(),
                                   timeout)
@@ -419,7 +428,9 @@ class SimBridge(Node):
                 command = self._commands.popleft() if self._commands and reset is None else None
             if reset is not None:
                 self._handle_reset(reset)
+                starting = True
                 continue
+            starting = False
             if command is None:
                 self.counters.missed += 1
                 self._log_refusal(f"lockstep: no command for {timeout} s, advancing one period with the "

@@ -32,6 +32,10 @@ def config_from_args(argv: list[str] | None = None) -> EvalConfig:
     Raises:
         ValueError, TypeError, OSError, yaml.YAMLError: the config is unreadable or invalid.
     """
+    return config_from_options(_parser().parse_args(argv))
+
+
+def _parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(prog="python -m lps_steering.evaluation",
                                   description="Seeded evaluation episodes per (head x profile) through ROS, "
                                               "with a markdown + PNG report.")
@@ -62,7 +66,13 @@ def config_from_args(argv: list[str] | None = None) -> EvalConfig:
                      help="results.json of the same runs without --perception, paired seed by seed in the report")
     cli.add_argument("--resume", action="store_true", default=None,
                      help="go on from the episodes already in --out-dir (episodes.jsonl): run only the missing ones")
-    opts = cli.parse_args(argv)
+    cli.add_argument("--report-only", action="store_true", dest="report_only",
+                     help="run nothing: write the report of the episodes already in --out-dir (episodes.jsonl); "
+                          "a long evaluation's interim report, also while it runs")
+    return cli
+
+
+def config_from_options(opts: argparse.Namespace) -> EvalConfig:
     heads = _assignments(opts.head, "--head must be LABEL=PATH (or LABEL=none)")
     counts = _assignments(opts.run_episodes, "--run-episodes must be HEAD/PROFILE=N (fnmatch patterns)",
                           lambda v: v.strip().isdigit())
@@ -137,23 +147,31 @@ def main(argv: list[str] | None = None) -> int:
 
     from .report import comparison_table, rich_table
     from .ros_client import EvaluationError
-    from .runner import run_evaluation
+    from .runner import report_from_journal, run_evaluation
 
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # logs and pipes: keep the table's columns readable
     try:
-        config = config_from_args(argv)
+        opts = _parser().parse_args(argv)
+        config = config_from_options(opts)
     except (ValueError, TypeError, OSError, yaml.YAMLError) as exc:
         console.print(f"[red]evaluation config: {exc}")
         return 2
 
-    with _progress(console) as progress:
+    if opts.report_only:
         try:
-            result = run_evaluation(config, progress.episode, progress.start)
-        except (EvaluationError, FileNotFoundError, ValueError) as exc:
-            console.print(f"[red]evaluation failed: {exc}")
+            result = report_from_journal(config)
+        except (FileNotFoundError, ValueError) as exc:
+            console.print(f"[red]no report: {exc}")
             return 1
+    else:
+        with _progress(console) as progress:
+            try:
+                result = run_evaluation(config, progress.episode, progress.start)
+            except (EvaluationError, FileNotFoundError, ValueError) as exc:
+                console.print(f"[red]evaluation failed: {exc}")
+                return 1
     console.print(rich_table(result.summaries))
     if result.comparisons:
         console.print(comparison_table(result.comparisons))

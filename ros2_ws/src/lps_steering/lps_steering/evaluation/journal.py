@@ -60,24 +60,8 @@ class Journal:
         key = episode_key(config)
         self.episodes: list[EpisodeRecord] = []
         if resume and self.path.is_file():
-            lines = self.path.read_text().splitlines()
-            try:
-                head = json.loads(lines[0]) if lines else {}
-                written = head.get("episode_key") if isinstance(head, dict) else None
-            except ValueError:
-                written = None
-            if written != key:
-                raise ValueError(f"{self.path} was written by an evaluation whose episodes differ from "
-                                 f"this one's: {_differences(written or {}, key)}; "
-                                 "use another `out_dir`, or run without `resume` to start afresh")
-            wanted = {(h, p, config.seed + i) for h, p, n in config.runs() for i in range(n)}
-            kept: dict[tuple[str, str, int], EpisodeRecord] = {}
-            for line in lines[1:]:
-                try:
-                    e = record_from_json(line)
-                except (ValueError, TypeError, KeyError):
-                    continue  # a line cut short when the run stopped: that episode runs again
-                kept.setdefault((e.head, e.profile, e.seed), e)
+            kept = _read(self.path, key)
+            wanted = _wanted(config)
             # Episodes of a longer run stay in the file (a later resume may want them again).
             self.episodes = [e for k, e in kept.items() if k in wanted]
             self._write([json.dumps({"episode_key": key})] + [record_to_json(e) for e in kept.values()])
@@ -100,6 +84,50 @@ class Journal:
         with self._lock, open(self.path, "a") as f:
             f.write(record_to_json(record) + "\n")
             f.flush()
+
+
+def journal_episodes(out_dir: Path, config: EvalConfig) -> list[EpisodeRecord]:
+    """The episodes of `config`'s runs already in `out_dir`'s journal, read without writing to it
+    (an evaluation may be appending to it meanwhile; a line it has not finished is left out).
+
+    Raises:
+        FileNotFoundError: there is no journal; ValueError: it holds other episodes.
+    """
+    path = Path(out_dir) / JOURNAL
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: no evaluation has written episodes there")
+    wanted = _wanted(config)
+    return [e for k, e in _read(path, episode_key(config)).items() if k in wanted]
+
+
+def _wanted(config: EvalConfig) -> set[tuple[str, str, int]]:
+    return {(h, p, config.seed + i) for h, p, n in config.runs() for i in range(n)}
+
+
+def _read(path: Path, key: dict[str, Any]) -> dict[tuple[str, str, int], EpisodeRecord]:
+    """Every readable episode of the journal at `path` by (head, profile, seed), the first of duplicates.
+
+    Raises:
+        ValueError: the journal was written for episodes other than `key`'s.
+    """
+    lines = path.read_text().splitlines()
+    try:
+        head = json.loads(lines[0]) if lines else {}
+        written = head.get("episode_key") if isinstance(head, dict) else None
+    except ValueError:
+        written = None
+    if written != key:
+        raise ValueError(f"{path} was written by an evaluation whose episodes differ from "
+                         f"this one's: {_differences(written or {}, key)}; "
+                         "use another `out_dir`, or run without `resume` to start afresh")
+    kept: dict[tuple[str, str, int], EpisodeRecord] = {}
+    for line in lines[1:]:
+        try:
+            e = record_from_json(line)
+        except (ValueError, TypeError, KeyError):
+            continue  # a line cut short when the run stopped: that episode runs again
+        kept.setdefault((e.head, e.profile, e.seed), e)
+    return kept
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -243,6 +243,9 @@ def markdown(config: dict[str, Any], summaries: Sequence[RunSummary], images: di
         "sim bridge in lock-step, policy node triggered by each observation, heads swapped through the "
         "`steering_head` parameter.",
         "",
+        *([f"**Interim report**: {config['interim']} so far (`--report-only` on a journal still being "
+           "written, or of a run that stopped); runs without an episode yet are left out.", ""]
+          if config.get("interim") else []),
         "| head | profile | success | rate | 95% CI | steps | time to success (s) | mean sq. jerk (rad²/s⁶) "
         "| inference p50 / p99 (ms) | ‖Δ‖² mean / p95 | holds |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

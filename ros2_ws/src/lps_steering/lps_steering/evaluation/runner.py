@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .config import EvalConfig
-from .journal import Journal
+from .journal import Journal, journal_episodes
 from .report import load_twin, write_report
 from .stats import EpisodeRecord, PairedComparison, RunSummary, paired_comparison, summarise, twin_comparisons
 
@@ -156,22 +156,45 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
         if errors:
             raise errors[0]
 
+    return _report(config, episodes, twin, interim=False)
+
+
+def report_from_journal(config: EvalConfig) -> EvaluationResult:
+    """The report of the episodes already in `config.out_dir`'s journal, running none: a long
+    evaluation's interim report (its journal may be growing meanwhile), or a finished one's again."""
+    episodes = journal_episodes(Path(config.out_dir), config)
+    if not episodes:
+        raise ValueError(f"{config.out_dir}: no episode of these runs has been journaled yet")
+    twin = load_twin(config.ground_truth, config.task) if config.ground_truth else []
+    total = sum(n for _, _, n in config.runs())
+    return _report(config, episodes, twin, interim=len(episodes) < total)
+
+
+def _report(config: EvalConfig, episodes: list[EpisodeRecord], twin: list[EpisodeRecord],
+            interim: bool) -> EvaluationResult:
     # One summary per (head, profile), episodes in seed order whatever worker ran them.
     order = {(h, p): i for i, (h, p, _) in enumerate(config.runs())}
-    episodes.sort(key=lambda e: (order[(e.head, e.profile)], e.seed))
+    episodes = sorted(episodes, key=lambda e: (order[(e.head, e.profile)], e.seed))
     by_run: dict[tuple[str, str], list[EpisodeRecord]] = {run: [] for run in order}
     for e in episodes:
         by_run[(e.head, e.profile)].append(e)
-    summaries = [summarise(h, p, by_run[(h, p)]) for h, p in order]
+    # A finished evaluation has every run; an interim report leaves out what has no episode yet.
+    summaries = [summarise(h, p, by_run[(h, p)]) for h, p in order if by_run[(h, p)]]
     reference = config.reference_head()
     comparisons = [paired_comparison(by_run[(reference, p)], by_run[(h, p)])
-                   for h, p in order if h != reference]
+                   for h, p in order if h != reference and _share_a_seed(by_run[(reference, p)], by_run[(h, p)])]
     twins = twin_comparisons(twin, episodes) if twin else []
     meta: dict[str, Any] = config.to_dict()
     meta["reference"] = reference
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    report = write_report(out_dir, meta, summaries, episodes, config.tcp_plots, comparisons, twins)
+    if interim:  # results.json and report.md say they hold a part of the runs
+        meta["interim"] = f"{len(episodes)} of {sum(n for _, _, n in config.runs())} episodes"
+    report = write_report(Path(config.out_dir), meta, summaries, episodes, config.tcp_plots, comparisons, twins)
     return EvaluationResult(summaries, comparisons, episodes, report)
+
+
+def _share_a_seed(a: list[EpisodeRecord], b: list[EpisodeRecord]) -> bool:
+    return bool({e.seed for e in a} & {e.seed for e in b})
 
 
 def _run_shard(config: EvalConfig, out_dir: Path, worker: int, done: Callable[[EpisodeRecord], None],

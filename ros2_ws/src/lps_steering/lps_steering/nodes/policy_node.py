@@ -103,6 +103,7 @@ from lps_steering.nodes.policy.parameters import (
     controller_config,
 )
 from lps_steering.nodes.policy.readiness import ReadinessInput
+from lps_steering.nodes.policy.timing import seconds_of_ns
 from lps_steering.nodes.policy.wire import OtherPublishers
 
 # A lifecycle activate request (a service call, served by the executor) waits this long for a
@@ -708,8 +709,12 @@ class PolicyNode(LifecycleNode):
         self.faults.report('clock', reason, stale=True)
 
     def sim_time_idle(self) -> bool:
-        """Sim time has not moved since the last cycle (a lock-step sim still works on our command)."""
-        return self._last_clock_s <= self.now_s() <= self._last_cycle_now
+        """Sim time has not moved on by more than a period since the last cycle: a lock-step sim
+        still works on our command, or has advanced the period it answers, whose joint state it
+        publishes after /clock (on a loaded machine the clock may be taken first; a cycle on the
+        old state then would send one command too many)."""
+        now = self.now_s()
+        return self._last_clock_s <= now <= self._last_cycle_now + self.settings.period_s + 1e-6
 
     def note_idle_sim(self, for_s: float) -> None:
         if for_s > self.settings.watchdog_timeout_s and not self._last_reason.startswith('sim clock'):
@@ -806,7 +811,7 @@ class PolicyNode(LifecycleNode):
             safety_reason=self._last_reason)
 
     def now_s(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
+        return seconds_of_ns(self.get_clock().now().nanoseconds)
 
 
 # No EventsExecutor: it ignores callback groups, so it would take the joint states meant for the

@@ -31,6 +31,14 @@ def seconds(stamp: Time) -> float:
     return stamp.sec + 1e-9 * stamp.nanosec
 
 
+def seconds_of_ns(ns: int) -> float:
+    """`ns` in seconds, the float `seconds` gives for a stamp of that instant. `ns * 1e-9` is
+    another float for about a third of the 10 ms instants (2.5100000000000002 for 2.51): a cycle
+    taking the max of the node's clock and a message's stamp would then see one of two times,
+    depending on which one the load let arrive first, and lock-step episodes would drift apart."""
+    return ns // 1_000_000_000 + 1e-9 * (ns % 1_000_000_000)
+
+
 def time_msg(secs: float) -> Time:
     if not math.isfinite(secs):
         return Time()
