@@ -133,3 +133,23 @@ def test_an_interim_report_refuses_a_missing_empty_or_foreign_journal(tmp_path: 
     assert main(["--head", "base=none", "--seed", "3", "--episodes", "3", "--out-dir", str(tmp_path),
                  "--report-only"]) == 0
     assert "1 of 3 episodes" in (tmp_path / "report.md").read_text()
+
+
+def test_auto_resume_after_stale_is_the_stacks_and_keys_the_journal_only_when_set(tmp_path: Path) -> None:
+    from lps_steering.evaluation.journal import episode_key
+
+    with pytest.raises(ValueError, match="unless `launch` is set"):
+        _config(tmp_path, auto_resume_after_stale=True)
+    with pytest.raises(ValueError, match="true or false"):
+        _config(tmp_path, auto_resume_after_stale="yes")
+    decoder = tmp_path / "decoder.onnx"
+    decoder.write_bytes(b"hashed only")
+    plain = _config(tmp_path, launch=True, decoder=str(decoder))
+    resuming = _config(tmp_path, launch=True, decoder=str(decoder), auto_resume_after_stale=True)
+    # Journals written without the option keep their key (and their episodes)...
+    assert "auto_resume_after_stale" not in episode_key(plain)
+    Journal(tmp_path, plain, resume=False).append(_record())
+    assert Journal(tmp_path, plain, resume=True).done() == {("base", "nominal", 3)}
+    # ...and its episodes are other episodes.
+    with pytest.raises(ValueError, match="auto_resume_after_stale None -> True"):
+        Journal(tmp_path, resuming, resume=True)

@@ -318,6 +318,9 @@ def test_argument_values_reach_the_processes(standins: None) -> None:
     assert got["lifecycle"] == {}  # autostart:=false
     ev = execute(load_launch_file("eval"), {})
     assert ev["nodes"]["policy_node"]["parameters"]["trigger"] == "observation"
+    assert ev["nodes"]["policy_node"]["parameters"]["auto_resume_after_stale"] is False
+    resuming = execute(load_launch_file("eval"), {"auto_resume_after_stale": "true"})
+    assert resuming["nodes"]["policy_node"]["parameters"]["auto_resume_after_stale"] is True
     assert ev["nodes"]["sim_bridge"]["parameter_files"][-1].endswith("sim_bridge_lockstep.yaml")
     assert ev["declared"]["autostart"].kwargs["default_value"] == "false"
 

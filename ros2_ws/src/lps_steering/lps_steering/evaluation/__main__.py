@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="perception in the loop: the object's position from object_perception, not the sim")
     cli.add_argument("--camera-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), dest="camera_size",
                      help="sim camera resolution with --perception")
+    cli.add_argument("--auto-resume-after-stale", action="store_true", default=None, dest="auto_resume_after_stale",
+                     help="the stack's policy node releases a hold on a stale input by itself once it is fresh")
     cli.add_argument("--ground-truth", dest="ground_truth",
                      help="results.json of the same runs without --perception, paired seed by seed in the report")
     cli.add_argument("--resume", action="store_true", default=None,
@@ -84,7 +86,7 @@ def config_from_options(opts: argparse.Namespace) -> EvalConfig:
                        episode_timeout_s=opts.episode_timeout_s, out_dir=opts.out_dir,
                        record_mcap=opts.record_mcap, namespace=opts.namespace, launch=opts.launch,
                        decoder=opts.decoder, workers=opts.workers, perception=opts.perception,
-                       camera_size=opts.camera_size,
+                       camera_size=opts.camera_size, auto_resume_after_stale=opts.auto_resume_after_stale,
                        ground_truth=opts.ground_truth, resume=opts.resume)
 
 

@@ -62,6 +62,10 @@ class EvalConfig:
     the holds a stale object position caused"""
     camera_size: list[int] = field(default_factory=lambda: [640, 480])
     """[width, height] of the sim camera with `perception` (the stack's camera_width/height)"""
+    auto_resume_after_stale: bool = False
+    """the policy node's `auto_resume_after_stale` (needs `launch`): a hold on a stale input, a
+    stale object position from perception say, releases itself once the input is fresh again, where
+    the robot's default waits for ~/resume (and an evaluation episode then ends held)"""
     ground_truth: str = ""
     """results.json of an evaluation of the same heads, profiles and seeds with the sim's own object
     pose: the report pairs each (head, profile) run with its ground-truth twin seed by seed"""
@@ -120,6 +124,11 @@ class EvalConfig:
         if self.ground_truth and not self.perception:
             raise bad("ground_truth", "empty unless `perception` is set (it names the twin without perception)",
                       self.ground_truth)
+        if not isinstance(self.auto_resume_after_stale, bool):
+            raise bad("auto_resume_after_stale", "true or false", self.auto_resume_after_stale)
+        if self.auto_resume_after_stale and not self.launch:
+            raise bad("auto_resume_after_stale", "false unless `launch` is set (it is a parameter of the "
+                      "stack's policy node)", self.auto_resume_after_stale)
         if self.launch and not Path(self.decoder).is_file():
             raise bad("decoder", "an existing decoder .onnx when `launch` is set", self.decoder)
 

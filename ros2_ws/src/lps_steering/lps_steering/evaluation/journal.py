@@ -31,7 +31,7 @@ JOURNAL = "episodes.jsonl"
 
 def episode_key(config: EvalConfig) -> dict[str, Any]:
     """What an episode's outcome depends on besides its head, profile and seed."""
-    return {
+    key = {
         "heads": {label: (NO_HEAD if path == NO_HEAD else sha256_file(path)) for label, path in config.heads.items()},
         # Without `launch` the stack is someone else's: its decoder cannot be checked from here.
         "decoder": sha256_file(config.decoder) if config.launch else "",
@@ -39,6 +39,9 @@ def episode_key(config: EvalConfig) -> dict[str, Any]:
         "episode_timeout_s": config.episode_timeout_s, "perception": config.perception,
         "camera_size": list(config.camera_size) if config.perception else None,
     }
+    if config.auto_resume_after_stale:  # only when set: journals written before it stay valid
+        key["auto_resume_after_stale"] = True
+    return key
 
 
 def record_to_json(e: EpisodeRecord) -> str:

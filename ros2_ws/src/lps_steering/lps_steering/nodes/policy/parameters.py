@@ -94,7 +94,8 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
         'under sim time, where the node\'s clock lags the sim\'s by design', 0.0, 10000.0)),
     'auto_resume_after_stale': (False, _text(
         'release a hold caused only by staleness (silent or frozen joint states, readiness, the '
-        'sim clock) by itself once inputs are fresh; false: every hold waits for ~/resume')),
+        'sim clock, an observation older than max_observation_age_ms such as the object position) '
+        'by itself once inputs are fresh; false: every hold waits for ~/resume')),
     'startup_max_joint_state_age_ms': (500.0, _float(
         'activation is refused unless a joint state arrived within this time (ms)', 1.0, 10000.0)),
     'startup_timeout_s': (30.0, _float(
