@@ -203,6 +203,43 @@ def test_parallel_workers_give_the_same_episodes(domain, tiny_models, tmp_path: 
     assert "| lpds | nominal | 0/3 |" in report.read_text()
 
 
+def test_a_refused_activation_resets_the_episode_again(stack, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The policy node refuses activation when the reset's joint state went out before its
+    subscription matched (a stack just started): the episode is reset again, a bounded number of
+    times. The refusal is injected here; the resets and the episode are the stack's."""
+    from lifecycle_msgs.msg import Transition
+    from lps_steering.evaluation import ros_client
+
+    common = dict(heads={"base": "none"}, profiles=["nominal"], episodes=1, seed=9, episode_timeout_s=TIMEOUT_S)
+    (plain,) = run_evaluation(EvalConfig(**common, out_dir=str(tmp_path / "plain"))).episodes
+    real = ros_client.EvaluationClient.transition
+    refusals: list[int] = []
+
+    def refusing(n: int):
+        def transition(self, transition_id: int, label: str) -> None:
+            if transition_id == Transition.TRANSITION_ACTIVATE and len(refusals) < n:
+                refusals.append(transition_id)
+                raise ros_client.EvaluationError(f"{label} refused (injected)")
+            real(self, transition_id, label)
+        return transition
+
+    monkeypatch.setattr(ros_client.EvaluationClient, "transition", refusing(1))
+    (again,) = run_evaluation(EvalConfig(**common, out_dir=str(tmp_path / "again"))).episodes
+    assert refusals == [Transition.TRANSITION_ACTIVATE]
+    assert again.episode_id == plain.episode_id + 2  # one reset more
+    np.testing.assert_allclose(again.start_q, plain.start_q, atol=1e-12)
+    assert (again.termination, again.steps) == (plain.termination, plain.steps)
+    shift = min(range(-2, 3), key=lambda k: _path_gap(plain.tcp, again.tcp, k))
+    assert _path_gap(plain.tcp, again.tcp, shift) < 1e-6
+
+    refusals.clear()
+    monkeypatch.setattr(ros_client.EvaluationClient, "transition", refusing(ros_client.ACTIVATION_ATTEMPTS))
+    with pytest.raises(ros_client.EvaluationError, match="refused"):
+        run_evaluation(EvalConfig(**common, out_dir=str(tmp_path / "never")))
+    assert len(refusals) == ros_client.ACTIVATION_ATTEMPTS
+
+
 def test_a_resumed_evaluation_runs_only_the_missing_episodes(stack, tiny_models, tmp_path: Path) -> None:
     heads = {"base": "none", "lpds": str(tiny_models.heads["lpds"])}
     common = dict(heads=heads, profiles=["nominal"], seed=40, episode_timeout_s=TIMEOUT_S, out_dir=str(tmp_path / "e"))

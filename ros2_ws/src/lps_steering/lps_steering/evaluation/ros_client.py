@@ -55,6 +55,7 @@ RECORDED = (("task_status", TaskStatus), ("joint_states", JointState),
             ("target_pose", PoseStamped), ("gripper_command", Float64), ("object_pose_truth", PoseStamped))
 # A hold for this reason is perception's doing (stale or missing object position).
 OBJECT_SOURCE = "object_position"
+ACTIVATION_ATTEMPTS = 3  # resets of one episode before a refused activation ends the evaluation
 
 
 def _stamp_s(stamp: Any) -> float:
@@ -321,36 +322,47 @@ class EvaluationClient:
             before = self._status_count
             self.transition(Transition.TRANSITION_DEACTIVATE, "deactivate")
             self._settle(before)
-        with self._cond:
-            self._frames.clear()
-            self._truth.clear()
-        res = self._call(ResetEpisode, _join(cfg.namespace, "reset_episode"),
-                         ResetEpisode.Request(task=cfg.task, seed=seed, profile=profile), 60.0)
-        if not res.success:
-            raise EvaluationError(f"reset_episode(task={cfg.task}, seed={seed}, profile={profile}) "
-                                  f"failed: {res.message}")
-        episode_id = res.episode_id
-        # The bridge publishes the new episode's first observation (joint state and task_status)
-        # before it answers, which fixes the order. DDS delivery to the policy node is still
-        # asynchronous: waiting until our own copy of that observation has arrived gives the
-        # policy node's copy the same time before the activation below takes its start state.
-        self._wait(lambda: self._status is not None and self._status.episode_id >= episode_id, 10.0,
-                   f"task_status of episode {episode_id} after reset_episode")
-        with self._cond:
-            # The episode's first status (the lock-step sim waits for the activation below), so
-            # its sim_time is still running, not an ended episode's frozen length.
-            t_start = _stamp_s(self._status.header.stamp) - self._status.sim_time
-        limit = cfg.episode_timeout_s if cfg.episode_timeout_s > 0 else math.inf
-        with self._cond:
-            self._telemetry.clear()
-            self._tcp.clear()
-            self._watch, self._end, self._first_success = (episode_id, limit), None, math.nan
-        if mcap_path is not None:
-            if self.recorder is None:
-                raise EvaluationError("an MCAP path was given but the config has `record_mcap` off")
-            self.recorder.open(mcap_path)
-        self.set_noise_seed(seed)
-        self.transition(Transition.TRANSITION_ACTIVATE, "activate")
+        for attempt in range(1, ACTIVATION_ATTEMPTS + 1):
+            with self._cond:
+                self._frames.clear()
+                self._truth.clear()
+            res = self._call(ResetEpisode, _join(cfg.namespace, "reset_episode"),
+                             ResetEpisode.Request(task=cfg.task, seed=seed, profile=profile), 60.0)
+            if not res.success:
+                raise EvaluationError(f"reset_episode(task={cfg.task}, seed={seed}, profile={profile}) "
+                                      f"failed: {res.message}")
+            episode_id = res.episode_id
+            # The bridge publishes the new episode's first observation (joint state and task_status)
+            # before it answers, which fixes the order. DDS delivery to the policy node is still
+            # asynchronous: waiting until our own copy of that observation has arrived gives the
+            # policy node's copy the same time before the activation below takes its start state.
+            self._wait(lambda e=episode_id: self._status is not None and self._status.episode_id >= e, 10.0,
+                       f"task_status of episode {episode_id} after reset_episode")
+            with self._cond:
+                # The episode's first status (the lock-step sim waits for the activation below), so
+                # its sim_time is still running, not an ended episode's frozen length.
+                t_start = _stamp_s(self._status.header.stamp) - self._status.sim_time
+            limit = cfg.episode_timeout_s if cfg.episode_timeout_s > 0 else math.inf
+            with self._cond:
+                self._telemetry.clear()
+                self._tcp.clear()
+                self._watch, self._end, self._first_success = (episode_id, limit), None, math.nan
+            if mcap_path is not None:
+                if self.recorder is None:
+                    raise EvaluationError("an MCAP path was given but the config has `record_mcap` off")
+                self.recorder.open(mcap_path)
+            self.set_noise_seed(seed)
+            try:
+                self.transition(Transition.TRANSITION_ACTIVATE, "activate")
+                break
+            except EvaluationError:
+                if attempt == ACTIVATION_ATTEMPTS:
+                    raise
+                # Refused, typically for want of a joint state: the reset's went out before the
+                # policy node's subscription had matched (a stack just started, discovery still
+                # going). The lock-step sim waits for the first command; a new reset of the same
+                # seed publishes the same first observation again.
+                time.sleep(1.0)
 
         last_progress, last_count = time.monotonic(), -1
         while True:
