@@ -7,6 +7,8 @@ test plays the policy: it commands the arm and reads what a policy would read.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Duration
@@ -216,3 +218,45 @@ def test_bridge_goes_on_without_perception_and_counts_it(tmp_path):
         assert frames >= 3 and int(after["perception_timeouts"]) - int(before["perception_timeouts"]) == frames
         assert lp.pose.snapshot() == []
         assert "is object_perception running?" in bridge.log()
+
+
+def test_a_perception_node_discovered_late_still_reports_the_resets_frame(tmp_path):
+    """On a stack just started the bridge may not have discovered object_perception's report
+    publisher when the reset's frame goes out. It waits for one (up to lockstep_timeout_s, again
+    at every reset) and reads reports latched, so the frame is reported, not given up on. A
+    perception stand-in whose publisher appears only once it has the image (a discovery that
+    lags) plays that here."""
+    from lps_franka_hw.perception_node import LATCHED_10
+
+    params = dict(BRIDGE, lockstep_timeout_s=5.0)
+    with RosClient("perception_late_test") as client, \
+            NodeProcess("lps_sim.bridge_node", tmp_path / "bridge.log", params,
+                        extra_args=["--ros-args", "-r", "__ns:=/late"]) as bridge:
+        n = client.node
+        diag = Collector(n, DiagnosticArray, "/late/diagnostics", 10)
+        # The start-up episode's frame went out to nobody: given up on after the time-out.
+        deadline = time.monotonic() + 60.0
+        while int(bridge_counters(diag, 20.0)["perception_timeouts"]) < 1:
+            assert time.monotonic() < deadline, bridge.log()
+        reported: list[int] = []
+        publisher: list[object] = []
+
+        def on_image(msg: Image) -> None:
+            if not publisher:
+                publisher.append(n.create_publisher(PerceptionFrame, "/late/object_perception/frames", LATCHED_10))
+            report = PerceptionFrame()
+            report.header.stamp = msg.header.stamp
+            report.seen, report.position = False, [float("nan")] * 3
+            publisher[0].publish(report)  # the first one before the bridge can have matched it
+            reported.append(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+
+        images = n.create_subscription(Image, f"/late/{CAM}/color/image_raw", on_image, 10)
+        while images.get_publisher_count() < 1:
+            assert time.monotonic() < deadline, "the bridge's images never matched"
+            time.sleep(0.05)
+        res = client.call(ResetEpisode, "/late/reset_episode", ResetEpisode.Request(task="pick_place", seed=2),
+                          timeout=60.0)
+        assert res.success, res.message
+        assert len(reported) == 1  # the reset's frame, the stand-in's first
+        # Reported, not timed out: the count is still the start-up frame's.
+        assert int(bridge_counters(diag)["perception_timeouts"]) == 1, bridge.log()

@@ -29,7 +29,9 @@ are lost with ``frame_drop_prob`` and reach perception ``latency_s`` after their
 a period whose frame went out does not end before perception has reported that frame on
 ``perception_frames_topic`` (lps_msgs/PerceptionFrame), so the policy's observation of the period
 holds the pose from it and results do not depend on machine load; after ``lockstep_timeout_s``
-without the report the bridge goes on and counts a perception time-out.
+without the report the bridge goes on and counts a perception time-out. A report publisher not yet
+discovered (a stack just started) is waited for as long, once per episode, and reports are read
+latched, so one sent before the bridge matched still counts.
 
 Commands, as the real robot takes them: trajectory_msgs/JointTrajectory on ``command_topic`` (the
 last point is reached at ``time_from_start``, linear interpolation at the control rate; wrong joint
@@ -218,6 +220,7 @@ class SimBridge(Node):
         self._rtf = math.nan
         self._last_error_log = 0.0
         self._reported: set[int] = set()  # frame stamps (ns) perception has reported, not yet waited on
+        self._perception_absent = False  # no report publisher for a whole time-out: frames do not wait
         self._in_flight: deque[tuple[float, int, Any, Any]] = deque()  # (due, stamp ns, rgb, depth)
         self._frame_rng = np.random.default_rng([int(p["seed"]), 2])
 
@@ -300,8 +303,10 @@ class SimBridge(Node):
             # report of the reset's frame.
             self._reports_node = rclpy.create_node(f"{self.get_name()}_perception_reports",
                                                    namespace=self.get_namespace(), context=self.context)
+            # Latched as object_perception offers them: a report sent before this reader matched
+            # (a stack just started) still arrives.
             self._reports_node.create_subscription(PerceptionFrame, p["perception_frames_topic"],
-                                                   self._on_perception_frame, 10)
+                                                   self._on_perception_frame, LATCHED_10)
             self._reports_executor = SingleThreadedExecutor(context=self.context)
             self._reports_executor.add_node(self._reports_node)
             self._reports_thread = threading.Thread(target=self._spin_reports, name="perception-reports", daemon=True)
@@ -427,6 +432,7 @@ class SimBridge(Node):
                 reset, self._reset_request = self._reset_request, None
                 command = self._commands.popleft() if self._commands and reset is None else None
             if reset is not None:
+                self._perception_absent = False  # a new episode gives perception its time-out again
                 self._handle_reset(reset)
                 starting = True
                 continue
@@ -624,12 +630,22 @@ class SimBridge(Node):
 
     def _await_perception(self, stamps: list[int]) -> None:
         timeout = self._p["lockstep_timeout_s"] or None
-        if not self._reports_node.count_publishers(self._p["perception_frames_topic"]):
-            # Nobody to report (perception not up yet, or gone): waiting could only time out.
+        topic = self._p["perception_frames_topic"]
+        if not self._perception_absent:
+            # A perception node that is up may not be discovered yet (a stack just started): going
+            # on at once would leave its first frames unseen by the policy, on some runs only.
+            deadline = time.monotonic() + (timeout if timeout is not None else math.inf)
+            while (not self._reports_node.count_publishers(topic) and time.monotonic() < deadline
+                   and not self._stop.is_set()):
+                time.sleep(0.01)
+        # Nobody to report after a whole time-out (perception not running, or gone): frames go on
+        # unreported, and later ones do not wait for it again until it is there.
+        self._perception_absent = not self._reports_node.count_publishers(topic)
+        if self._perception_absent:
             self.counters.perception_timeouts += len(stamps)
-            self._log_refusal(f"lockstep: no publisher on {self._p['perception_frames_topic']}: frames go "
-                              f"unreported ({self.counters.perception_timeouts} so far): is object_perception "
-                              "running?", warning=True)
+            self._log_refusal(f"lockstep: no publisher on {topic}: frames go unreported "
+                              f"({self.counters.perception_timeouts} so far): is object_perception running?",
+                              warning=True)
             return
         with self._cv:
             done = self._cv.wait_for(lambda: self._stop.is_set() or all(s in self._reported for s in stamps),

@@ -56,6 +56,7 @@ RECORDED = (("task_status", TaskStatus), ("joint_states", JointState),
 # A hold for this reason is perception's doing (stale or missing object position).
 OBJECT_SOURCE = "object_position"
 ACTIVATION_ATTEMPTS = 3  # resets of one episode before a refused activation ends the evaluation
+PERCEPTION_WARM_UP_RESETS = 5  # resets before the first episode until perception reports a frame
 
 
 def _stamp_s(stamp: Any) -> float:
@@ -271,6 +272,29 @@ class EvaluationClient:
             time.sleep(0.05)
         # Discovery is two-sided: give the other ends a moment too (longer for the perception chain).
         time.sleep(1.0 if self.config.perception else 0.2)
+        if self.config.perception:
+            self._warm_up_perception()
+
+    def _warm_up_perception(self) -> None:
+        """Reset until object_perception reports the reset's frame. On a stack just started, the
+        camera's first images can reach it before its subscriptions have matched, and the first
+        episode would begin with frames nobody saw: its policy waits for the object's position
+        (held cycles that no other run of the seed has)."""
+        cfg = self.config
+        for _ in range(PERCEPTION_WARM_UP_RESETS):
+            with self._cond:
+                self._frames.clear()
+            res = self._call(ResetEpisode, _join(cfg.namespace, "reset_episode"),
+                             ResetEpisode.Request(task=cfg.task, seed=cfg.seed, profile=cfg.profiles[0]), 60.0)
+            if not res.success:
+                raise EvaluationError(f"reset_episode(task={cfg.task}, seed={cfg.seed}) failed: {res.message}")
+            try:
+                self._wait(lambda: bool(self._frames), 5.0, "a perception report of the reset's frame")
+                return
+            except EvaluationError:
+                continue
+        raise EvaluationError(f"object_perception reported no frame of {PERCEPTION_WARM_UP_RESETS} resets: is it "
+                              "running, and are the camera topics wired to it?")
 
     def _wait_reset_service(self) -> None:
         self._service(ResetEpisode, _join(self.config.namespace, "reset_episode"), SERVICE_TIMEOUT_S)
