@@ -42,7 +42,9 @@ def _publish_clock(pub, t: float) -> None:
 
 
 def _last_cycle_time(telemetry: Collector) -> float:
-    return max(m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for m in telemetry.snapshot())
+    """The sim time of the newest state the node answered (its header stamp is the node's clock,
+    which may lag it)."""
+    return max(m.observation_stamp.sec + 1e-9 * m.observation_stamp.nanosec for m in telemetry.snapshot())
 
 
 @contextmanager
@@ -135,6 +137,7 @@ def test_a_stalled_lockstep_bridge_gets_no_extra_commands(tmp_path, tiny_models)
         bridge.proc.send_signal(signal.SIGSTOP)
         try:
             _settle(commands)
+            _settle(telemetry)
             commands.clear()
             _publish_clock(clock_pub, _last_cycle_time(telemetry) + 0.01)  # the bridge's next period, 100 Hz
             time.sleep(1.5)

@@ -108,6 +108,10 @@ def test_an_interim_report_reads_the_journal_without_touching_it(tmp_path: Path)
     assert (c.head, c.pairs, c.only_head) == ("lpds", 1, 1)
     text = result.report.read_text()
     assert "Interim report**: 3 of 12 episodes" in text
+    from lps_steering.evaluation.report import load_twin
+
+    with pytest.raises(ValueError, match="interim report"):  # a part is no twin for the whole
+        load_twin(tmp_path / "results.json", "pick_place")
     # A complete journal makes a report that does not call itself interim.
     full = _config(tmp_path / "full", episodes=2)
     journal = Journal(tmp_path / "full", full, resume=False)

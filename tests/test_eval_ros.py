@@ -220,7 +220,7 @@ def test_a_refused_activation_resets_the_episode_again(stack, tmp_path: Path,
         def transition(self, transition_id: int, label: str) -> None:
             if transition_id == Transition.TRANSITION_ACTIVATE and len(refusals) < n:
                 refusals.append(transition_id)
-                raise ros_client.EvaluationError(f"{label} refused (injected)")
+                raise ros_client.TransitionRefused(f"{label} refused (injected)")
             real(self, transition_id, label)
         return transition
 
@@ -235,7 +235,7 @@ def test_a_refused_activation_resets_the_episode_again(stack, tmp_path: Path,
 
     refusals.clear()
     monkeypatch.setattr(ros_client.EvaluationClient, "transition", refusing(ros_client.ACTIVATION_ATTEMPTS))
-    with pytest.raises(ros_client.EvaluationError, match="refused"):
+    with pytest.raises(ros_client.TransitionRefused, match="refused"):
         run_evaluation(EvalConfig(**common, out_dir=str(tmp_path / "never")))
     assert len(refusals) == ros_client.ACTIVATION_ATTEMPTS
 

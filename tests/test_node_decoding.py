@@ -120,3 +120,11 @@ def test_the_nodes_clock_and_a_stamp_of_the_same_instant_are_the_same_float():
     assert differ == []
     # The plain product is the other float for many of them (so the check above can fail).
     assert sum(ns * 1e-9 != seconds_of_ns(ns) for ns in instants) > 1000
+    # And the node's clock is read through it.
+    from types import SimpleNamespace
+
+    from lps_steering.nodes.policy_node import PolicyNode
+
+    for ns in (2_510_000_000, 16_450_000_000):
+        node = SimpleNamespace(get_clock=lambda ns=ns: SimpleNamespace(now=lambda: SimpleNamespace(nanoseconds=ns)))
+        assert PolicyNode.now_s(node) == seconds(Time(sec=ns // 10**9, nanosec=ns % 10**9))

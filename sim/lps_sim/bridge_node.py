@@ -105,6 +105,9 @@ BEST_EFFORT_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
 LATCHED_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 CLOCK_MODES = ("realtime", "lockstep")
+# With lockstep_timeout_s 0 (wait forever for commands and reports), how long a frame waits for an
+# undiscovered perception node: one that never comes must not stop the sim before its first status.
+DISCOVERY_WAIT_S = 5.0
 OPTICAL_FRAME = "camera_color_optical_frame"  # realsense2_camera's, for colour and aligned depth
 # With perception in the loop a reset takes this much sim time, so that every frame and pose of the
 # previous episode is older than the new one's instead of sharing its stamp.
@@ -219,7 +222,8 @@ class SimBridge(Node):
         self._stop = threading.Event()
         self._rtf = math.nan
         self._last_error_log = 0.0
-        self._reported: set[int] = set()  # frame stamps (ns) perception has reported, not yet waited on
+        self._awaited: set[int] = set()  # stamps (ns) of delivered frames whose report is waited for
+        self._reported: set[int] = set()  # of those, the ones perception has reported
         self._perception_absent = False  # no report publisher for a whole time-out: frames do not wait
         self._in_flight: deque[tuple[float, int, Any, Any]] = deque()  # (due, stamp ns, rgb, depth)
         self._frame_rng = np.random.default_rng([int(p["seed"]), 2])
@@ -363,7 +367,11 @@ class SimBridge(Node):
 
     def _on_perception_frame(self, msg: PerceptionFrame) -> None:
         with self._cv:
-            self._reported.add(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            # Only frames waited for: latched reports of another time line (a restarted bridge
+            # beside a perception node that kept running) or late ones must not stand for a new frame.
+            if stamp in self._awaited:
+                self._reported.add(stamp)
             self._cv.notify_all()
 
     def _on_gripper(self, msg: Float64) -> None:
@@ -434,7 +442,7 @@ class SimBridge(Node):
             if reset is not None:
                 self._perception_absent = False  # a new episode gives perception its time-out again
                 self._handle_reset(reset)
-                starting = True
+                starting = reset.result[0]  # a refused reset starts no episode
                 continue
             starting = False
             if command is None:
@@ -625,6 +633,9 @@ class SimBridge(Node):
             self._depth_info_pub.publish(self._info_msg)
             self.counters.frames += 1
             delivered.append(stamp_ns)
+            if self._perception and self._lockstep:
+                with self._cv:  # before its report can come
+                    self._awaited.add(stamp_ns)
         if self._perception and self._lockstep and delivered:
             self._await_perception(delivered)
 
@@ -634,7 +645,7 @@ class SimBridge(Node):
         if not self._perception_absent:
             # A perception node that is up may not be discovered yet (a stack just started): going
             # on at once would leave its first frames unseen by the policy, on some runs only.
-            deadline = time.monotonic() + (timeout if timeout is not None else math.inf)
+            deadline = time.monotonic() + (timeout if timeout is not None else DISCOVERY_WAIT_S)
             while (not self._reports_node.count_publishers(topic) and time.monotonic() < deadline
                    and not self._stop.is_set()):
                 time.sleep(0.01)
@@ -642,6 +653,8 @@ class SimBridge(Node):
         # unreported, and later ones do not wait for it again until it is there.
         self._perception_absent = not self._reports_node.count_publishers(topic)
         if self._perception_absent:
+            with self._cv:
+                self._awaited.difference_update(stamps)
             self.counters.perception_timeouts += len(stamps)
             self._log_refusal(f"lockstep: no publisher on {topic}: frames go unreported "
                               f"({self.counters.perception_timeouts} so far): is object_perception running?",
@@ -652,8 +665,7 @@ class SimBridge(Node):
                                      timeout)
             missing = [s for s in stamps if s not in self._reported]
             self._reported.difference_update(stamps)
-            # Reports of frames nobody waits for any more (late ones) must not pile up.
-            self._reported = {s for s in self._reported if s > max(stamps)}
+            self._awaited.difference_update(stamps)
         if not done or missing:
             self.counters.perception_timeouts += len(missing)
             self._log_refusal(f"lockstep: no perception report of {len(missing)} frame(s) within {timeout} s "

@@ -122,7 +122,7 @@ def _read(path: Path, key: dict[str, Any]) -> dict[tuple[str, str, int], Episode
     if written != key:
         raise ValueError(f"{path} was written by an evaluation whose episodes differ from "
                          f"this one's: {_differences(written or {}, key)}; "
-                         "use another `out_dir`, or run without `resume` to start afresh")
+                         "use another `out_dir` (or, to run the evaluation afresh, leave `resume` off)")
     kept: dict[tuple[str, str, int], EpisodeRecord] = {}
     for line in lines[1:]:
         try:

@@ -42,6 +42,8 @@ def load_twin(path: str | Path, task: str) -> list[EpisodeRecord]:
     sim's own object pose, one episode per (head, profile, seed)."""
     data = json.loads(Path(path).read_text())
     config = data.get("config", {})
+    if config.get("interim"):
+        raise ValueError(f"{path} is an interim report ({config['interim']}): finish that evaluation first")
     if config.get("task") != task or config.get("perception"):
         raise ValueError(f"{path} is not a ground-truth twin of this evaluation: task {config.get('task')!r} "
                          f"(this one: {task!r}), perception {bool(config.get('perception'))} (a twin has none)")

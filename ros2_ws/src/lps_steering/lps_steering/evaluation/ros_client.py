@@ -68,6 +68,10 @@ class EvaluationError(RuntimeError):
     """The stack did not behave (a service missing, a head refused, the sim stalled)."""
 
 
+class TransitionRefused(EvaluationError):
+    """The policy node answered a lifecycle transition with a refusal (its log says why)."""
+
+
 def _join(namespace: str, name: str) -> str:
     ns = namespace.strip("/")
     return f"/{ns}/{name}" if ns else f"/{name}"
@@ -234,7 +238,7 @@ class EvaluationClient:
         req = ChangeState.Request()
         req.transition.id = transition_id
         if not self._call(ChangeState, f"{self.policy}/change_state", req, 120.0).success:
-            raise EvaluationError(f"{label} of {self.policy} was refused (its log says why)")
+            raise TransitionRefused(f"{label} of {self.policy} was refused (its log says why)")
 
     def prepare(self, startup_timeout_s: float = SERVICE_TIMEOUT_S) -> None:
         """Policy node configured and inactive, sim bridge reachable.
@@ -379,7 +383,7 @@ class EvaluationClient:
             try:
                 self.transition(Transition.TRANSITION_ACTIVATE, "activate")
                 break
-            except EvaluationError:
+            except TransitionRefused:
                 if attempt == ACTIVATION_ATTEMPTS:
                     raise
                 # Refused, typically for want of a joint state: the reset's went out before the

@@ -138,10 +138,11 @@ class ControlLoops:
             elif time.monotonic() - quiet_since >= max_age:
                 quiet_since = time.monotonic()
                 if r.settings.sim_time and r.sim_time_idle():
-                    # Sim time has not moved on since the last cycle: a lock-step sim is still
-                    # working on our command (a loaded machine), so no cycle is due. Another
-                    # command would advance it one extra period and make the episode depend on
-                    # machine load. A clock that went back (a restarted sim) counts as moved.
+                    # Sim time has not moved on by more than a period since the last cycle: a
+                    # lock-step sim is still working on our command (a loaded machine), or its
+                    # next joint state is on its way, so no cycle is due. Another command would
+                    # advance it one extra period and make the episode depend on machine load. A
+                    # clock that went back (a restarted sim) counts as moved.
                     r.note_idle_sim(quiet_since - idle_since)
                     continue
                 idle_since = quiet_since
