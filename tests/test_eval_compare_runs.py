@@ -14,7 +14,8 @@ TYPE = "trajectory_msgs/msg/JointTrajectory"
 
 
 def _write(path: Path, rows: list[list[float]], after_end: list[list[float]] = ()) -> None:
-    """The episode's commands, its `done` status, then commands after it (a deactivation's brake)."""
+    """The episode's commands, its `done` status (with the episode's steps), then commands after
+    it (a deactivation's brake)."""
     from mcap_ros2.writer import Writer
 
     with open(path, "wb") as f:
@@ -23,7 +24,7 @@ def _write(path: Path, rows: list[list[float]], after_end: list[list[float]] = (
         status = writer.register_msgdef("lps_msgs/msg/TaskStatus", message_definition("lps_msgs/msg/TaskStatus"))
         for k, q in enumerate([*rows, None, *after_end]):
             if q is None:
-                writer.write_message("/task_status", status, TaskStatus(done=True), log_time=k + 1)
+                writer.write_message("/task_status", status, TaskStatus(done=True, step=len(rows)), log_time=k + 1)
                 continue
             msg = JointTrajectory(joint_names=[f"fr3_joint{i}" for i in range(1, 8)],
                                   points=[JointTrajectoryPoint(positions=[float(v) for v in q])])

@@ -25,19 +25,20 @@ class Comparison(NamedTuple):
 
 
 def commands(path: Path) -> list[np.ndarray]:
-    """The joint positions of the episode's arm commands, in recorded order: up to its first
-    task_status with `done` (after it come the deactivation's braking commands, whose number
-    depends on when the evaluator stopped the policy)."""
+    """The joint positions of the episode's arm commands, in recorded order: as many as its first
+    task_status with `done` counts steps (one command per lock-step period; after them come the
+    deactivation's braking commands, whose number depends on when the evaluator stopped the policy,
+    and which may be recorded before or after that status)."""
     from mcap_ros2.reader import read_ros2_messages
 
-    out: list[tuple[int, np.ndarray]] = []
-    end = None
+    out: list[np.ndarray] = []
+    steps = None
     for m in read_ros2_messages(str(path)):
         if m.channel.topic.endswith(COMMAND_TOPIC_SUFFIX) and m.ros_msg.points:
-            out.append((m.log_time_ns, np.asarray(m.ros_msg.points[0].positions, dtype=float)))
-        elif m.channel.topic.endswith(STATUS_TOPIC_SUFFIX) and m.ros_msg.done and end is None:
-            end = m.log_time_ns
-    return [q for t, q in out if end is None or t < end]
+            out.append(np.asarray(m.ros_msg.points[0].positions, dtype=float))
+        elif m.channel.topic.endswith(STATUS_TOPIC_SUFFIX) and m.ros_msg.done and steps is None:
+            steps = int(m.ros_msg.step)
+    return out if steps is None else out[:steps]
 
 
 def compare(a: list[np.ndarray], b: list[np.ndarray]) -> Comparison:
