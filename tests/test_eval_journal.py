@@ -157,3 +157,20 @@ def test_auto_resume_after_stale_is_the_stacks_and_keys_the_journal_only_when_se
     # ...and its episodes are other episodes.
     with pytest.raises(ValueError, match="auto_resume_after_stale None -> True"):
         Journal(tmp_path, resuming, resume=True)
+
+
+def test_perception_hold_is_object_perceptions_and_keys_the_journal_only_when_set(tmp_path: Path) -> None:
+    from lps_steering.evaluation.journal import episode_key
+
+    decoder = tmp_path / "decoder.onnx"
+    decoder.write_bytes(b"hashed only")
+    launched = dict(launch=True, decoder=str(decoder))
+    with pytest.raises(ValueError, match="unless `perception` and `launch`"):
+        _config(tmp_path, perception_hold_unseen_s=0.3, **launched)
+    for bad in (0.8, -0.1, True, "0.3"):
+        with pytest.raises(ValueError, match=r"in \[0, 0.5\]"):
+            _config(tmp_path, perception=True, perception_hold_unseen_s=bad, **launched)
+    plain = _config(tmp_path, perception=True, **launched)
+    held = _config(tmp_path, perception=True, perception_hold_unseen_s=0.3, **launched)
+    assert "perception_hold_unseen_s" not in episode_key(plain)
+    assert episode_key(held)["perception_hold_unseen_s"] == 0.3

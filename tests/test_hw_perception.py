@@ -7,6 +7,10 @@ rendered depth converted to RealSense's 16UC1 millimetres, pinhole deprojection.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import mujoco
 import numpy as np
 import pytest
@@ -151,3 +155,59 @@ def test_node_over_dds_matches_the_sim_ground_truth(tmp_path):
         errors.append(1e3 * np.linalg.norm([p.x - truth[0], p.y - truth[1], p.z - truth[2]]))
     print(f"\nover DDS: {len(errors)} poses, error {np.round(errors, 1).tolist()} mm")
     assert np.median(errors) < 10.0, errors
+
+
+def test_hold_unseen_keeps_the_last_position_for_its_time_only(tmp_path):
+    """object_perception with hold_unseen_s 0.3, fed over DDS: a frame with the red cube, then
+    frames without it (a hand in front, as at the grasp) 0.2 s and 0.5 s after the sighting. The
+    first gets the cube's last position with its own stamp, the second nothing; every frame is
+    reported, the unseen ones as unseen. A value above 0.5 s is refused at start."""
+    from lps_msgs.msg import PerceptionFrame
+    from sensor_msgs.msg import CameraInfo, Image
+
+    intr = ros_io.pinhole_intrinsics(W, H)
+    rgb_cube = np.zeros((H, W, 3), np.uint8)
+    rgb_cube[100:140, 140:180] = (200, 20, 20)  # red: inside the default HSV range
+    rgb_none = np.zeros((H, W, 3), np.uint8)
+    depth = np.full((H, W), 800, np.uint16)
+    params = {"hold_unseen_s": 0.3, "output_topic": "held_object_pose"}
+    with RosClient("perception_hold_test") as client, \
+            NodeProcess("lps_franka_hw.perception_node", tmp_path / "perception.log", params) as node:
+        n = client.node
+        poses = Collector(n, PoseStamped, "held_object_pose", 50)
+        reports = Collector(n, PerceptionFrame, "object_perception/frames", 50)
+        pubs = {name: n.create_publisher(t, f"camera/camera/{name}", 10) for name, t in (
+            ("color/camera_info", CameraInfo), ("color/image_raw", Image),
+            ("aligned_depth_to_color/image_raw", Image))}
+        deadline = time.monotonic() + 30.0
+        while any(p.get_subscription_count() < 1 for p in pubs.values()):
+            assert time.monotonic() < deadline, node.log()
+            time.sleep(0.05)
+        reports.wait_matched()
+        poses.wait_matched()
+
+        def frame(t: float, rgb: np.ndarray) -> None:
+            info = ros_io.camera_info_msg(intr, "camera_color_optical_frame")
+            info.header.stamp = ros_io.time_msg(t)
+            pubs["color/camera_info"].publish(info)
+            for name, arr, enc in (("color/image_raw", rgb, "rgb8"),
+                                   ("aligned_depth_to_color/image_raw", depth, "16UC1")):
+                msg = Image()
+                msg.header.stamp = ros_io.time_msg(t)
+                pubs[name].publish(ros_io.fill_image(msg, arr, enc))
+
+        frame(10.0, rgb_cube)
+        reports.wait_count(1, 20.0)  # camera_info came first: the cube frame is measured
+        frame(10.2, rgb_none)
+        frame(10.5, rgb_none)
+        got = reports.wait_count(3, 20.0)
+        assert [r.seen for r in got] == [True, False, False], node.log()
+        poses.wait_count(2, 10.0)
+        time.sleep(0.5)  # a third pose, if any, has arrived by now
+        out = poses.snapshot()
+        assert [ros_io.time_s(p.header.stamp) for p in out] == pytest.approx([10.0, 10.2])
+        a, b = (p.pose.position for p in out)
+        assert (a.x, a.y, a.z) == (b.x, b.y, b.z)
+    refused = subprocess.run([sys.executable, "-m", "lps_franka_hw.perception_node", "--ros-args", "-p",
+                              "hold_unseen_s:=0.8"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "hold_unseen_s" in refused.stderr, refused.stderr

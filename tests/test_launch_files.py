@@ -321,6 +321,10 @@ def test_argument_values_reach_the_processes(standins: None) -> None:
     assert ev["nodes"]["policy_node"]["parameters"]["auto_resume_after_stale"] is False
     resuming = execute(load_launch_file("eval"), {"auto_resume_after_stale": "true"})
     assert resuming["nodes"]["policy_node"]["parameters"]["auto_resume_after_stale"] is True
+    holding = execute(load_launch_file("eval"), {"perception": "true", "perception_hold_unseen_s": "0.3"})
+    assert holding["nodes"]["object_perception"]["parameters"]["hold_unseen_s"] == 0.3
+    assert execute(load_launch_file("eval"), {"perception": "true"})["nodes"]["object_perception"][
+        "parameters"]["hold_unseen_s"] == 0.0
     assert ev["nodes"]["sim_bridge"]["parameter_files"][-1].endswith("sim_bridge_lockstep.yaml")
     assert ev["declared"]["autostart"].kwargs["default_value"] == "false"
 

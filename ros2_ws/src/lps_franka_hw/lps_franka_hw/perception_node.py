@@ -5,7 +5,10 @@ Subscribes (realsense2_camera names, relative): ``<camera>/color/image_raw`` (rg
 A colour and a depth image with the same stamp make one measurement (`lps_franka_hw.perception`);
 the pose goes out on ``object_pose`` (geometry_msgs/PoseStamped, ``base_frame``, identity
 orientation, the images' stamp). Nothing is published when the object is not seen: the policy's
-staleness check then holds the arm rather than act on an old position.
+staleness check then holds the arm rather than act on an old position. With ``hold_unseen_s`` > 0
+a frame without the object gets the last position seen instead, for that long after the sighting
+(the hand hides the object from a fixed camera while it closes on it); the frame's report still
+says not seen.
 The camera's extrinsics come from the ``camera_pose`` parameter (optical frame in the base frame,
 from a hand-eye calibration).
 
@@ -30,6 +33,7 @@ import math
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -54,6 +58,10 @@ from .perception import RED, CameraModel, HsvRange, PerceptionConfig, locate
 LATCHED_10 = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
+# Longer holds would carry a position across a lock-step sim's reset (which moves time on 1 s) and
+# hide a moved object from a robot's safety for longer than a policy period or two.
+MAX_HOLD_UNSEEN_S = 0.5
+
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "camera_root": ("camera/camera", "realsense2_camera namespace/name of the input topics"),
     "output_topic": ("object_pose", "geometry_msgs/PoseStamped output"),
@@ -69,6 +77,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "image_queue_depth": (10, "queue depth of the image subscriptions"),
     "image_reliability": ("reliable", "image subscriptions: 'reliable' (realsense2_camera's default "
                                       "publishers) or 'best_effort' (its SENSOR_DATA QoS)"),
+    "hold_unseen_s": (0.0, "a frame without the object (occluded by the hand at the grasp, say) gets the "
+                           "last position seen, stamped with the frame, if that sighting is at most this "
+                           f"old (s, at most {MAX_HOLD_UNSEEN_S}); 0: nothing is published, and the policy "
+                           "node holds the arm once its object position is older than max_observation_age_ms"),
 }
 
 
@@ -104,6 +116,11 @@ class PerceptionNode(Node):
         if int(p["pair_window"]) < 1 or int(p["image_queue_depth"]) < 1:
             raise ValueError(f"`pair_window` and `image_queue_depth` must be >= 1, got {p['pair_window']} "
                              f"and {p['image_queue_depth']}")
+        self._hold_ns = float(p["hold_unseen_s"]) * 1e9
+        if not 0.0 <= float(p["hold_unseen_s"]) <= MAX_HOLD_UNSEEN_S:
+            raise ValueError(f"`hold_unseen_s` must be in [0, {MAX_HOLD_UNSEEN_S}], got {p['hold_unseen_s']!r}")
+        self._last_seen: tuple[int, tuple[float, float, float]] | None = None  # (stamp ns, position)
+        self.held = 0  # frames without the object that got the last position
         self.camera: CameraModel | None = None
         self._window = int(p["pair_window"])
         # stamp (ns) -> (image, arrival time)
@@ -163,6 +180,7 @@ class PerceptionNode(Node):
 
     def _measure(self, c: Image, d: Image, paired_at: float) -> None:
         self.paired += 1
+        stamp_ns = c.header.stamp.sec * 1_000_000_000 + c.header.stamp.nanosec
         det = None
         try:
             if self.camera is None:
@@ -172,26 +190,34 @@ class PerceptionNode(Node):
             self.refused += 1
             self._warn(f"frame refused: {exc}")
         else:
-            if det is None:
-                self.misses += 1
-                self._warn("object not seen (no blob in the colour range with valid depth): nothing published")
-            else:
+            if det is not None:
                 self.detections += 1
-                self._msg.header.stamp = c.header.stamp
-                pos = self._msg.pose.position
-                pos.x, pos.y, pos.z = (float(v) for v in det.position)
-                self._pub.publish(self._msg)
+                self._last_seen = (stamp_ns, tuple(float(v) for v in det.position))
+                self._publish(c, self._last_seen[1])
+            else:
+                self.misses += 1
+                last = self._last_seen
+                if last is not None and 0 <= stamp_ns - last[0] <= self._hold_ns:
+                    self.held += 1
+                    self._publish(c, last[1])
+                else:
+                    self._warn("object not seen (no blob in the colour range with valid depth): nothing published")
         report = PerceptionFrame()
         report.header.stamp = c.header.stamp
         report.header.frame_id = self._base_frame
         report.seen = det is not None
         report.position = [float(v) for v in det.position] if det is not None else [math.nan] * 3
         report.processing_ms = float((time.monotonic() - paired_at) * 1e3)
-        stamp_ns = c.header.stamp.sec * 1_000_000_000 + c.header.stamp.nanosec
         report.age_ms = float((self.get_clock().now().nanoseconds - stamp_ns) * 1e-6)
         report.frames_paired, report.frames_seen = self.paired, self.detections
         report.frames_unpaired, report.frames_refused = self.unpaired, self.refused
         self._frames_pub.publish(report)
+
+    def _publish(self, frame: Image, position: Sequence[float]) -> None:
+        self._msg.header.stamp = frame.header.stamp
+        pos = self._msg.pose.position
+        pos.x, pos.y, pos.z = (float(v) for v in position)
+        self._pub.publish(self._msg)
 
     def _warn(self, text: str) -> None:
         now = self.get_clock().now().nanoseconds * 1e-9

@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="sim camera resolution with --perception")
     cli.add_argument("--auto-resume-after-stale", action="store_true", default=None, dest="auto_resume_after_stale",
                      help="the stack's policy node releases a hold on a stale input by itself once it is fresh")
+    cli.add_argument("--perception-hold-unseen-s", type=float, dest="perception_hold_unseen_s",
+                     help="object_perception keeps an unseen object's last position this long (s, at most 0.5)")
     cli.add_argument("--ground-truth", dest="ground_truth",
                      help="results.json of the same runs without --perception, paired seed by seed in the report")
     cli.add_argument("--resume", action="store_true", default=None,
@@ -87,6 +89,7 @@ def config_from_options(opts: argparse.Namespace) -> EvalConfig:
                        record_mcap=opts.record_mcap, namespace=opts.namespace, launch=opts.launch,
                        decoder=opts.decoder, workers=opts.workers, perception=opts.perception,
                        camera_size=opts.camera_size, auto_resume_after_stale=opts.auto_resume_after_stale,
+                       perception_hold_unseen_s=opts.perception_hold_unseen_s,
                        ground_truth=opts.ground_truth, resume=opts.resume)
 
 

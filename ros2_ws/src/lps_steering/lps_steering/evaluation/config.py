@@ -66,6 +66,10 @@ class EvalConfig:
     """the policy node's `auto_resume_after_stale` (needs `launch`): a hold on a stale input, a
     stale object position from perception say, releases itself once the input is fresh again, where
     the robot's default waits for ~/resume (and an evaluation episode then ends held)"""
+    perception_hold_unseen_s: float = 0.0
+    """object_perception's `hold_unseen_s` with `perception` (needs `launch`): a frame without the
+    object gets the last position seen, up to this long after the sighting; 0, the robot's default:
+    nothing is published, and the policy holds once the position is stale"""
     ground_truth: str = ""
     """results.json of an evaluation of the same heads, profiles and seeds with the sim's own object
     pose: the report pairs each (head, profile) run with its ground-truth twin seed by seed"""
@@ -129,6 +133,12 @@ class EvalConfig:
         if self.auto_resume_after_stale and not self.launch:
             raise bad("auto_resume_after_stale", "false unless `launch` is set (it is a parameter of the "
                       "stack's policy node)", self.auto_resume_after_stale)
+        hold = self.perception_hold_unseen_s
+        if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 0.0 <= hold <= 0.5:
+            raise bad("perception_hold_unseen_s", "a number of seconds in [0, 0.5]", hold)
+        if hold and not (self.perception and self.launch):
+            raise bad("perception_hold_unseen_s", "0 unless `perception` and `launch` are set (it is a "
+                      "parameter of the stack's object_perception)", hold)
         if self.launch and not Path(self.decoder).is_file():
             raise bad("decoder", "an existing decoder .onnx when `launch` is set", self.decoder)
 

@@ -39,8 +39,11 @@ def episode_key(config: EvalConfig) -> dict[str, Any]:
         "episode_timeout_s": config.episode_timeout_s, "perception": config.perception,
         "camera_size": list(config.camera_size) if config.perception else None,
     }
-    if config.auto_resume_after_stale:  # only when set: journals written before it stay valid
+    # Only when set: journals written before these options stay valid.
+    if config.auto_resume_after_stale:
         key["auto_resume_after_stale"] = True
+    if config.perception_hold_unseen_s:
+        key["perception_hold_unseen_s"] = float(config.perception_hold_unseen_s)
     return key
 
 

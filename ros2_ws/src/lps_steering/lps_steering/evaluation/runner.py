@@ -57,6 +57,8 @@ def eval_stack(config: EvalConfig, log_path: Path, domain_id: int | None = None)
         args.append(f"namespace:={config.namespace}")
     if config.auto_resume_after_stale:
         args.append("auto_resume_after_stale:=true")
+    if config.perception_hold_unseen_s:
+        args.append(f"perception_hold_unseen_s:={config.perception_hold_unseen_s:g}")
     if config.perception:
         args += ["perception:=true", f"camera_width:={config.camera_size[0]}",
                  f"camera_height:={config.camera_size[1]}"]
