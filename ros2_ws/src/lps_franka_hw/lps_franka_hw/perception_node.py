@@ -120,7 +120,6 @@ class PerceptionNode(Node):
         if not 0.0 <= float(p["hold_unseen_s"]) <= MAX_HOLD_UNSEEN_S:
             raise ValueError(f"`hold_unseen_s` must be in [0, {MAX_HOLD_UNSEEN_S}], got {p['hold_unseen_s']!r}")
         self._last_seen: tuple[int, tuple[float, float, float]] | None = None  # (stamp ns, position)
-        self.held = 0  # frames without the object that got the last position
         self.camera: CameraModel | None = None
         self._window = int(p["pair_window"])
         # stamp (ns) -> (image, arrival time)
@@ -198,7 +197,6 @@ class PerceptionNode(Node):
                 self.misses += 1
                 last = self._last_seen
                 if last is not None and 0 <= stamp_ns - last[0] <= self._hold_ns:
-                    self.held += 1
                     self._publish(c, last[1])
                 else:
                     self._warn("object not seen (no blob in the colour range with valid depth): nothing published")

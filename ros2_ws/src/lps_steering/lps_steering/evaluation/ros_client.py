@@ -288,10 +288,7 @@ class EvaluationClient:
         for _ in range(PERCEPTION_WARM_UP_RESETS):
             with self._cond:
                 self._frames.clear()
-            res = self._call(ResetEpisode, _join(cfg.namespace, "reset_episode"),
-                             ResetEpisode.Request(task=cfg.task, seed=cfg.seed, profile=cfg.profiles[0]), 60.0)
-            if not res.success:
-                raise EvaluationError(f"reset_episode(task={cfg.task}, seed={cfg.seed}) failed: {res.message}")
+            self._reset(cfg.seed, cfg.profiles[0])
             try:
                 self._wait(lambda: bool(self._frames), 5.0, "a perception report of the reset's frame")
                 return
@@ -299,6 +296,15 @@ class EvaluationClient:
                 continue
         raise EvaluationError(f"object_perception reported no frame of {PERCEPTION_WARM_UP_RESETS} resets: is it "
                               "running, and are the camera topics wired to it?")
+
+    def _reset(self, seed: int, profile: str) -> Any:
+        cfg = self.config
+        res = self._call(ResetEpisode, _join(cfg.namespace, "reset_episode"),
+                         ResetEpisode.Request(task=cfg.task, seed=seed, profile=profile), 60.0)
+        if not res.success:
+            raise EvaluationError(f"reset_episode(task={cfg.task}, seed={seed}, profile={profile}) "
+                                  f"failed: {res.message}")
+        return res
 
     def _wait_reset_service(self) -> None:
         self._service(ResetEpisode, _join(self.config.namespace, "reset_episode"), SERVICE_TIMEOUT_S)
@@ -354,11 +360,7 @@ class EvaluationClient:
             with self._cond:
                 self._frames.clear()
                 self._truth.clear()
-            res = self._call(ResetEpisode, _join(cfg.namespace, "reset_episode"),
-                             ResetEpisode.Request(task=cfg.task, seed=seed, profile=profile), 60.0)
-            if not res.success:
-                raise EvaluationError(f"reset_episode(task={cfg.task}, seed={seed}, profile={profile}) "
-                                      f"failed: {res.message}")
+            res = self._reset(seed, profile)
             episode_id = res.episode_id
             # The bridge publishes the new episode's first observation (joint state and task_status)
             # before it answers, which fixes the order. DDS delivery to the policy node is still
