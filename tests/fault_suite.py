@@ -46,6 +46,9 @@ ROBOT = 'fake_robot'
 CMD_TOPIC = 'fr3_arm_controller/joint_trajectory'
 ARM = [f'fr3_joint{i}' for i in range(1, 8)]
 READY = np.array((0.0, -0.785398, 0.0, -2.356194, 0.0, 1.570796, 0.785398))
+# The frame_id of the joint states an intruding driver publishes (the node does not read it): the
+# judge tells the robot's states from the intruder's by it, whenever they were sent.
+INTRUDER_FRAME = 'intruder'
 HOLD = 2
 
 # The node's defaults that the invariants depend on (config/policy_node.yaml).
@@ -483,20 +486,16 @@ class Suite:
     def recorded(self, t0: float) -> tuple[list, list]:
         cmds = [(t, np.array(m.points[-1].positions, dtype=float) if m.points else np.full(7, np.nan))
                 for t, m in self._after(self.commands, t0)]
-        states = [(t, q) for t, m in self._after(self.states, t0 - 1.0) if (q := decode_state(m)) is not None]
+        states = [(t, q) for t, m in self._after(self.states, t0 - 1.0)
+                  if m.header.frame_id != INTRUDER_FRAME and (q := decode_state(m)) is not None]
         return cmds, states
 
-    def stop_and_judge(self, t_act: float, windows: list[Window] | tuple = (), *,
-                       keep: Callable[[tuple[float, np.ndarray]], bool] | None = None, **kw: Any) -> Verdict:
-        """Deactivate (its brake is judged too) and judge everything commanded since `t_act`.
-
-        `keep` filters the measured states (e.g. to drop an intruder's); `kw` goes to `judge`.
-        """
+    def stop_and_judge(self, t_act: float, windows: list[Window] | tuple = (), **kw: Any) -> Verdict:
+        """Deactivate (its brake is judged too) and judge everything commanded since `t_act`;
+        `kw` goes to `judge`."""
         t_off = self.deactivate()
         time.sleep(0.3)
         cmds, states = self.recorded(t_act - 0.05)
-        if keep is not None:
-            states = [x for x in states if keep(x)]
         return judge(cmds, states, self.starts,
                      [*windows, Window(t_off, time.time(), LATENCY_DEACTIVATE, 'deactivate')], **kw)
 
@@ -931,6 +930,7 @@ def second_publisher_probe(topic_kind: str) -> Probe:
         if topic_kind == 'joint_states':
             pub = node.create_publisher(JointState, 'joint_states', 10)
             msg = JointState(name=ARM + ['fr3_finger_joint1', 'fr3_finger_joint2'])
+            msg.header.frame_id = INTRUDER_FRAME
 
             def tick() -> None:
                 # Another driver: plausible states of an arm standing at the ready pose.
@@ -958,8 +958,9 @@ def second_publisher_probe(topic_kind: str) -> Probe:
         claim = _claim(s, onset)
         t_res, how = s.resume_if_holding()
         time.sleep(0.8)
-        v = s.stop_and_judge(t_act, [Window(onset, t_res, LATENCY_GRAPH, 'intruder', clear)], resume_at=t_res,
-                             keep=lambda x: not (onset <= x[0] < clear))  # the intruder's states included
+        # Judged against the robot's own states throughout: the intruder's (sent from its creation,
+        # before `onset` too) never count as the measured pose.
+        v = s.stop_and_judge(t_act, [Window(onset, t_res, LATENCY_GRAPH, 'intruder', clear)], resume_at=t_res)
         res.observed = f'{claim}; {how}'
         return _finish(res, v, [claim, how])
     return Probe(name, 'others on the wire', run)

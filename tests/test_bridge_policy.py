@@ -165,10 +165,18 @@ def test_sim_time_moving_on_without_joint_states_still_makes_the_node_hold(tmp_p
             sim_now = _last_cycle_time(telemetry)
             commands.clear()
             telemetry.clear()
-            for k in range(1, 16):  # sim time runs on, 0.1 s per 0.1 s, with no joint state
+            # Sim time runs on, 0.1 s per 0.1 s, with no joint state: at least fifteen periods, and
+            # on until the node has held three times (a loaded machine may match the node's /clock
+            # reader to this publisher late, and clocks before that are lost to it).
+            deadline = time.monotonic() + 30.0
+            k = 0
+            while True:
+                k += 1
                 _publish_clock(clock_pub, sim_now + 0.1 * k)
                 time.sleep(0.1)
-            held = [m for m in telemetry.snapshot() if m.safety_state == SteeringTelemetry.SAFETY_HOLD]
+                held = [m for m in telemetry.snapshot() if m.safety_state == SteeringTelemetry.SAFETY_HOLD]
+                if (k >= 15 and len(held) >= 3) or time.monotonic() > deadline:
+                    break
         finally:
             bridge.proc.send_signal(signal.SIGCONT)
         assert len(held) >= 3, policy.log()[-2000:]
@@ -177,6 +185,6 @@ def test_sim_time_moving_on_without_joint_states_still_makes_the_node_hold(tmp_p
         sent = commands.snapshot()
         assert not sent or list(sent[-1].points[0].velocities) == [0.0] * 7, sent[-1].points[0]
         # At rest, only the idle cycles (one per 0.1 s) within the watchdog time (0.2 s) of the last
-        # joint state still send, not the fifteen of the outage.
+        # joint state still send, not the fifteen or more of the outage.
         moving = [m for m in sent if any(v != 0.0 for v in m.points[0].velocities)]
         assert len(sent) - len(moving) <= 3, f'{len(sent) - len(moving)} commands at rest to a silent robot'
