@@ -139,6 +139,41 @@ def test_an_interim_report_refuses_a_missing_empty_or_foreign_journal(tmp_path: 
     assert "1 of 3 episodes" in (tmp_path / "report.md").read_text()
 
 
+def test_an_evaluation_goes_on_elsewhere_from_its_earlier_parts_results(tmp_path: Path) -> None:
+    """An interim results.json carries the evaluation to another folder (another machine): its
+    episodes count as run and join the new journal; one of other episodes is refused."""
+    from lps_steering.evaluation.runner import report_from_journal
+
+    first = _config(tmp_path / "first", episodes=4)
+    journal = Journal(tmp_path / "first", first, resume=False)
+    for seed, ok in ((3, True), (4, False)):
+        journal.append(_record(seed=seed, success=ok))
+    report_from_journal(first)  # writes first/results.json, an interim one (2 of 4)
+    earlier = str(tmp_path / "first" / "results.json")
+
+    later = _config(tmp_path / "later", episodes=4, resume_from=earlier)
+    assert Journal(tmp_path / "later", later, resume=False).done() == {("base", "nominal", s) for s in (3, 4)}
+    Journal(tmp_path / "later", later, resume=False).append(_record(seed=5, success=True))
+    # Its own journal now holds the earlier part's episodes too: resuming needs no results.json.
+    again = Journal(tmp_path / "later", _config(tmp_path / "later", episodes=4), resume=True)
+    assert again.done() == {("base", "nominal", s) for s in (3, 4, 5)}
+    result = report_from_journal(later)
+    assert [(s.episodes, s.successes) for s in result.summaries] == [(3, 2)]
+    # The earlier part's record as results.json keeps it (TCP thinned), not as the run made it.
+    (kept,) = [e for e in result.episodes if e.seed == 3]
+    assert kept.success and len(kept.tcp) == 1
+    with pytest.raises(ValueError, match="task 'pick_place' -> 'lift'"):
+        Journal(tmp_path / "other", _config(tmp_path / "other", task="lift", resume_from=earlier), resume=False)
+    # A results.json that does not say whose episodes it holds is no part of this evaluation.
+    import json
+
+    data = json.loads(Path(earlier).read_text())
+    del data["config"]["episode_key"]
+    (tmp_path / "unkeyed.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="resume_from"):
+        Journal(tmp_path / "x", _config(tmp_path / "x", resume_from=str(tmp_path / "unkeyed.json")), resume=False)
+
+
 def test_auto_resume_after_stale_is_the_stacks_and_keys_the_journal_only_when_set(tmp_path: Path) -> None:
     from lps_steering.evaluation.journal import episode_key
 

@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="results.json of the same runs without --perception, paired seed by seed in the report")
     cli.add_argument("--resume", action="store_true", default=None,
                      help="go on from the episodes already in --out-dir (episodes.jsonl): run only the missing ones")
+    cli.add_argument("--resume-from", dest="resume_from", metavar="RESULTS_JSON",
+                     help="go on from the episodes of an earlier part's results.json (implies --resume)")
     cli.add_argument("--report-only", action="store_true", dest="report_only",
                      help="run nothing: write the report of the episodes already in --out-dir (episodes.jsonl); "
                           "a long evaluation's interim report, also while it runs")
@@ -90,7 +92,7 @@ def config_from_options(opts: argparse.Namespace) -> EvalConfig:
                        decoder=opts.decoder, workers=opts.workers, perception=opts.perception,
                        camera_size=opts.camera_size, auto_resume_after_stale=opts.auto_resume_after_stale,
                        perception_hold_unseen_s=opts.perception_hold_unseen_s,
-                       ground_truth=opts.ground_truth, resume=opts.resume)
+                       ground_truth=opts.ground_truth, resume=opts.resume, resume_from=opts.resume_from)
 
 
 def _progress(console: Any) -> Any:

@@ -77,6 +77,11 @@ class EvalConfig:
     """go on from the episodes already in `out_dir` (its episodes.jsonl, written as episodes end):
     only the missing (head, profile, seed) run. Refused if they came from other heads, decoder,
     task, profiles, first seed, time-out or camera; more episodes per run than before is fine"""
+    resume_from: str = ""
+    """results.json of an earlier part of this evaluation (an interim report, another machine's
+    run, a committed record): its episodes count as run, as a journal's do with `resume` (implied),
+    and go into this journal (TCP paths thinned as results.json keeps them). Refused unless its
+    `episode_key` is this evaluation's"""
     workers: int = 1
     """eval stacks run side by side (needs `launch`), each in a ROS domain of its own; episode i
     of the r-th run goes to worker (i + r) mod workers, with the same per-seed results as one stack. A

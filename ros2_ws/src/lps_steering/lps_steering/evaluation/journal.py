@@ -8,7 +8,8 @@ reads it back, refuses it if that key differs (other heads, another task: its ep
 other episodes), and runs only the (head, profile, seed) it lacks. More episodes per run than
 before is fine: seeds extend; fewer leave the others in the file. A run without `resume` starts a
 new journal and keeps the old one beside it (`episodes.jsonl.previous`). Which worker ran a seed does not matter (lock-step), so the worker
-count may change. No ROS.
+count may change. An evaluation too long for one machine's sitting goes on elsewhere from the
+results.json of its earlier part (`resume_from`), which records the same key. No ROS.
 """
 
 from __future__ import annotations
@@ -65,20 +66,24 @@ class Journal:
         self._lock = threading.Lock()
         key = episode_key(config)
         self.episodes: list[EpisodeRecord] = []
-        if resume and self.path.is_file():
-            kept = _read(self.path, key)
+        earlier = _read_results(Path(config.resume_from), key) if config.resume_from else {}
+        resume = resume or bool(config.resume_from)
+        if resume and (self.path.is_file() or earlier):
+            kept = _read(self.path, key) if self.path.is_file() else {}
+            for k, e in earlier.items():
+                kept.setdefault(k, e)  # this folder's own episode, with its full TCP path, first
             wanted = _wanted(config)
             # Episodes of a longer run stay in the file (a later resume may want them again).
             self.episodes = [e for k, e in kept.items() if k in wanted]
             self._write([json.dumps({"episode_key": key})] + [record_to_json(e) for e in kept.values()])
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.is_file() and len(self.path.read_text().splitlines()) > 1:
                 # Not resuming starts afresh, but a forgotten --resume must not cost the episodes.
                 self.path.replace(self.path.with_name(JOURNAL + ".previous"))
             self._write([json.dumps({"episode_key": key})])
 
     def _write(self, lines: list[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(line + "\n" for line in lines))
         tmp.replace(self.path)
@@ -93,21 +98,45 @@ class Journal:
 
 
 def journal_episodes(out_dir: Path, config: EvalConfig) -> list[EpisodeRecord]:
-    """The episodes of `config`'s runs already in `out_dir`'s journal, read without writing to it
-    (an evaluation may be appending to it meanwhile; a line it has not finished is left out).
+    """The episodes of `config`'s runs already in `out_dir`'s journal (and in its `resume_from`),
+    read without writing to it (an evaluation may be appending to it meanwhile; a line it has not
+    finished is left out).
 
     Raises:
-        FileNotFoundError: there is no journal; ValueError: it holds other episodes.
+        FileNotFoundError: there is no journal and no `resume_from`; ValueError: either holds other episodes.
     """
     path = Path(out_dir) / JOURNAL
-    if not path.is_file():
+    key = episode_key(config)
+    earlier = _read_results(Path(config.resume_from), key) if config.resume_from else {}
+    if not path.is_file() and not earlier:
         raise FileNotFoundError(f"{path} does not exist: no evaluation has written episodes there")
+    kept = _read(path, key) if path.is_file() else {}
+    for k, e in earlier.items():
+        kept.setdefault(k, e)
     wanted = _wanted(config)
-    return [e for k, e in _read(path, episode_key(config)).items() if k in wanted]
+    return [e for k, e in kept.items() if k in wanted]
 
 
 def _wanted(config: EvalConfig) -> set[tuple[str, str, int]]:
     return {(h, p, config.seed + i) for h, p, n in config.runs() for i in range(n)}
+
+
+def _read_results(path: Path, key: dict[str, Any]) -> dict[tuple[str, str, int], EpisodeRecord]:
+    """The episodes of an earlier part's results.json by (head, profile, seed).
+
+    Raises:
+        ValueError: its episodes are not this evaluation's (or it does not say whose they are).
+    """
+    data = json.loads(path.read_text())
+    written = data.get("config", {}).get("episode_key")
+    if written != key:
+        raise ValueError(f"`resume_from`: {path} holds episodes other than this evaluation's: "
+                         f"{_differences(written or {}, key)}")
+    kept: dict[tuple[str, str, int], EpisodeRecord] = {}
+    for d in data.get("episodes", []):
+        e = episode_from_dict(d)
+        kept.setdefault((e.head, e.profile, e.seed), e)
+    return kept
 
 
 def _read(path: Path, key: dict[str, Any]) -> dict[tuple[str, str, int], EpisodeRecord]:

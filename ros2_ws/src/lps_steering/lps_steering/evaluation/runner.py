@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .config import EvalConfig
-from .journal import Journal, journal_episodes
+from .journal import Journal, episode_key, journal_episodes
 from .report import load_twin, write_report
 from .stats import EpisodeRecord, PairedComparison, RunSummary, paired_comparison, summarise, twin_comparisons
 
@@ -190,6 +190,7 @@ def _report(config: EvalConfig, episodes: list[EpisodeRecord], twin: list[Episod
     twins = twin_comparisons(twin, episodes) if twin else []
     meta: dict[str, Any] = config.to_dict()
     meta["reference"] = reference
+    meta["episode_key"] = episode_key(config)  # what a later part checks before it goes on from these
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     if interim:  # results.json and report.md say they hold a part of the runs
         meta["interim"] = f"{len(episodes)} of {sum(n for _, _, n in config.runs())} episodes"
