@@ -164,6 +164,12 @@ def test_an_evaluation_goes_on_elsewhere_from_its_earlier_parts_results(tmp_path
     assert kept.success and len(kept.tcp) == 1
     with pytest.raises(ValueError, match="task 'pick_place' -> 'lift'"):
         Journal(tmp_path / "other", _config(tmp_path / "other", task="lift", resume_from=earlier), resume=False)
+    # Kept gzipped (a committed record), it reads the same.
+    import gzip
+
+    (tmp_path / "results.json.gz").write_bytes(gzip.compress(Path(earlier).read_bytes()))
+    zipped = _config(tmp_path / "zipped", episodes=4, resume_from=str(tmp_path / "results.json.gz"))
+    assert Journal(tmp_path / "zipped", zipped, resume=False).done() == {("base", "nominal", s) for s in (3, 4)}
     # A results.json that does not say whose episodes it holds is no part of this evaluation.
     import json
 

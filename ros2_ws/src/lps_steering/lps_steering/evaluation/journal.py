@@ -25,6 +25,7 @@ import numpy as np
 from ..core.manifest import sha256_file
 from ..core.policy import NO_HEAD
 from .config import EvalConfig
+from .report import read_results
 from .stats import EpisodeRecord, episode_from_dict, json_safe
 
 JOURNAL = "episodes.jsonl"
@@ -127,7 +128,7 @@ def _read_results(path: Path, key: dict[str, Any]) -> dict[tuple[str, str, int],
     Raises:
         ValueError: its episodes are not this evaluation's (or it does not say whose they are).
     """
-    data = json.loads(path.read_text())
+    data = read_results(path)
     written = data.get("config", {}).get("episode_key")
     if written != key:
         raise ValueError(f"`resume_from`: {path} holds episodes other than this evaluation's: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -37,10 +38,17 @@ def write_json(path: Path, config: dict[str, Any], summaries: Sequence[RunSummar
     path.write_text(json.dumps(json_safe(data), indent=1))
 
 
+def read_results(path: str | Path) -> dict[str, Any]:
+    """A results.json, or its gzip (`.gz`: how a long evaluation's record is kept in a repository)."""
+    path = Path(path)
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    return json.loads(raw)
+
+
 def load_twin(path: str | Path, task: str) -> list[EpisodeRecord]:
     """The episodes of a ground-truth twin's results.json, checked to be one: the same task, the
     sim's own object pose, one episode per (head, profile, seed)."""
-    data = json.loads(Path(path).read_text())
+    data = read_results(path)
     config = data.get("config", {})
     if config.get("interim"):
         raise ValueError(f"{path} is an interim report ({config['interim']}): finish that evaluation first")
@@ -56,7 +64,7 @@ def load_twin(path: str | Path, task: str) -> list[EpisodeRecord]:
 
 def load_episodes(path: str | Path) -> list[EpisodeRecord]:
     """The episodes of a results.json (its TCP paths thinned, as written)."""
-    return [episode_from_dict(e) for e in json.loads(Path(path).read_text())["episodes"]]
+    return [episode_from_dict(e) for e in read_results(path)["episodes"]]
 
 
 def plot_success(path: Path, summaries: Sequence[RunSummary]) -> None:
