@@ -357,7 +357,7 @@ def test_perception_record_errors_blind_stretches_and_window() -> None:
 
 def test_ground_truth_twins_in_the_report(tmp_path: Path) -> None:
     from lps_steering.evaluation.report import load_episodes
-    from lps_steering.evaluation.stats import twin_comparisons
+    from lps_steering.evaluation.stats import perception_losses, twin_comparisons
 
     truth = [_episode("lpds", True, s, [1.0]) for s in range(6)]
     perceived = [_episode("lpds", s >= 3, s, [1.0]) for s in range(6)]
@@ -373,9 +373,20 @@ def test_ground_truth_twins_in_the_report(tmp_path: Path) -> None:
     summary = summarise("lpds", "nominal", perceived)
     assert summary.unseen_fraction == pytest.approx(0.2) and summary.stale_holds == 6
     assert summary.perception_error_mm_p50 == pytest.approx(5.0)
-    text = write_report(tmp_path / "perceived", config, [summary], perceived, twins=twins).read_text()
-    assert "| lpds | nominal | 60 | 20.0% | 5.0 / 6.0 / 6.0 | 0.20 | 0 / 40 | 6 |" in text
-    assert "| lpds | nominal | 6 | 1.00 / 0.50 | 3 / 0 | -50.0 pt |" in text
+    # Seeds 0-2 are lost; 1 and 4 held on a stale position; 5 fails with the truth, not with perception.
+    for e in perceived:
+        e.stale_holds = 40 if e.seed in (1, 4) else 0
+    truth[5].success = False
+    losses = perception_losses(truth, perceived)
+    assert [(x.lost, x.lost_stale, x.gained, x.stale, x.stale_truth_solved, x.lost_stale_seeds) for x in losses] == [
+        (3, 1, 1, 2, 2, [1])]
+    twins = twin_comparisons(truth, perceived)
+    summary = summarise("lpds", "nominal", perceived)
+    text = write_report(tmp_path / "perceived", config, [summary], perceived, twins=twins, losses=losses).read_text()
+    assert "| lpds | nominal | 60 | 20.0% | 5.0 / 6.0 / 6.0 | 0.20 | 0 / 40 | 80 |" in text
+    assert "| lpds | nominal | 6 | 0.83 / 0.50 | 3 / 1 | -33.3 pt |" in text
+    assert "| lpds | nominal | 3 | 1 | 1 | 2 | 2 | 1 |" in text
+    assert json.loads((tmp_path / "perceived" / "results.json").read_text())["perception_losses"][0]["lost"] == 3
     assert (tmp_path / "perceived" / "perception.png").read_bytes()[:4] == b"\x89PNG"
     # No perception and no twin for another head: no twin row.
     assert twin_comparisons(loaded, [_episode("base", True, 0, [1.0])]) == []

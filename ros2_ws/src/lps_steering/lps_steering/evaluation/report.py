@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .stats import EpisodeRecord, PairedComparison, RunSummary, episode_from_dict, json_safe
+from .stats import EpisodeRecord, PairedComparison, PerceptionLosses, RunSummary, episode_from_dict, json_safe
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # no display: plots go to files only
 
@@ -30,10 +30,11 @@ def episode_dict(e: EpisodeRecord, tcp_stride: int = 10) -> dict[str, Any]:
 
 def write_json(path: Path, config: dict[str, Any], summaries: Sequence[RunSummary],
                episodes: Sequence[EpisodeRecord], comparisons: Sequence[PairedComparison] = (),
-               twins: Sequence[PairedComparison] = ()) -> None:
+               twins: Sequence[PairedComparison] = (), losses: Sequence[PerceptionLosses] = ()) -> None:
     data = {"config": config, "summaries": [asdict(s) for s in summaries],
             "comparisons": [dict(asdict(c), separated=c.separated) for c in comparisons],
             "ground_truth_twins": [dict(asdict(c), separated=c.separated) for c in twins],
+            "perception_losses": [asdict(x) for x in losses],
             "episodes": [episode_dict(e) for e in episodes]}
     path.write_text(json.dumps(json_safe(data), indent=1))
 
@@ -209,7 +210,8 @@ def comparison_lines(comparisons: Sequence[PairedComparison]) -> list[str]:
     return lines + [""]
 
 
-def perception_lines(summaries: Sequence[RunSummary], twins: Sequence[PairedComparison]) -> list[str]:
+def perception_lines(summaries: Sequence[RunSummary], twins: Sequence[PairedComparison],
+                     losses: Sequence[PerceptionLosses] = ()) -> list[str]:
     if not any(s.frames for s in summaries):
         return []
     lines = ["## Perception in the loop", "",
@@ -237,11 +239,23 @@ def perception_lines(summaries: Sequence[RunSummary], twins: Sequence[PairedComp
                          f"{c.only_reference} / {c.only_head} | {c.difference * 100:+.1f} pt | "
                          f"[{c.low * 100:+.1f}, {c.high * 100:+.1f}] | {c.mcnemar_p:.3g} | "
                          f"{'yes' if c.separated else 'no'} |")
+    if losses:
+        lines += ["", "Where the losses come from: of the seeds only the truth solved, those whose perception "
+                  "episode held on a stale object position (not seen for longer than the policy's input may be "
+                  "old: occlusion, dim light) and the rest (position error); and of all episodes that held on a "
+                  "stale position, how many the truth solved.", "",
+                  "| head | profile | lost | of which stale holds | gained | episodes with stale holds | "
+                  "of which the truth solved | lost seeds with stale holds |", "|---|---|---|---|---|---|---|---|"]
+        for x in losses:
+            seeds = ", ".join(map(str, x.lost_stale_seeds)) or "-"
+            lines.append(f"| {x.head} | {x.profile} | {x.lost} | {x.lost_stale} | {x.gained} | {x.stale} | "
+                         f"{x.stale_truth_solved} | {seeds} |")
     return lines + [""]
 
 
 def markdown(config: dict[str, Any], summaries: Sequence[RunSummary], images: dict[str, str],
-             comparisons: Sequence[PairedComparison] = (), twins: Sequence[PairedComparison] = ()) -> str:
+             comparisons: Sequence[PairedComparison] = (), twins: Sequence[PairedComparison] = (),
+             losses: Sequence[PerceptionLosses] = ()) -> str:
     longest = max((s.episodes for s in summaries), default=1)
     counts = sorted({s.episodes for s in summaries})
     lines = [
@@ -267,7 +281,7 @@ def markdown(config: dict[str, Any], summaries: Sequence[RunSummary], images: di
             f"{_fmt(s.mean_time_to_success, '.2f')} | {_fmt(s.mean_sq_jerk)} | "
             f"{_fmt(s.inference_ms_p50, '.2f')} / {_fmt(s.inference_ms_p99, '.2f')} | "
             f"{_fmt(s.delta_sq_norm_mean)} / {_fmt(s.delta_sq_norm_p95)} | {s.holds} |")
-    lines += ["", *comparison_lines(comparisons), *perception_lines(summaries, twins), "Heads:", ""]
+    lines += ["", *comparison_lines(comparisons), *perception_lines(summaries, twins, losses), "Heads:", ""]
     lines += [f"- `{label}`: `{path}`" for label, path in config.get("heads", {}).items()]
     lines += ["", "Definitions: the 95% interval is Wilson's score interval; jerk is the third finite "
               "difference of the commanded joint positions at the command period, squared norm over the "
@@ -285,10 +299,11 @@ def markdown(config: dict[str, Any], summaries: Sequence[RunSummary], images: di
 
 def write_report(out_dir: Path, config: dict[str, Any], summaries: Sequence[RunSummary],
                  episodes: Sequence[EpisodeRecord], tcp_plots: int = 3,
-                 comparisons: Sequence[PairedComparison] = (), twins: Sequence[PairedComparison] = ()) -> Path:
+                 comparisons: Sequence[PairedComparison] = (), twins: Sequence[PairedComparison] = (),
+                 losses: Sequence[PerceptionLosses] = ()) -> Path:
     """Everything into `out_dir`; returns the path of report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "results.json", config, summaries, episodes, comparisons, twins)
+    write_json(out_dir / "results.json", config, summaries, episodes, comparisons, twins, losses)
     plot_success(out_dir / "success.png", summaries)
     images = {"Success per head and profile": "success.png"}
     if comparisons:
@@ -301,7 +316,7 @@ def write_report(out_dir: Path, config: dict[str, Any], summaries: Sequence[RunS
         plot_perception(out_dir / "perception.png", episodes)
         images["Perception error"] = "perception.png"
     path = out_dir / "report.md"
-    path.write_text(markdown(config, summaries, images, comparisons, twins))
+    path.write_text(markdown(config, summaries, images, comparisons, twins, losses))
     return path
 
 

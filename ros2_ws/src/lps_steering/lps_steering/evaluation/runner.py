@@ -16,7 +16,15 @@ from typing import Any, NamedTuple
 from .config import EvalConfig
 from .journal import Journal, episode_key, journal_episodes
 from .report import load_twin, write_report
-from .stats import EpisodeRecord, PairedComparison, RunSummary, paired_comparison, summarise, twin_comparisons
+from .stats import (
+    EpisodeRecord,
+    PairedComparison,
+    RunSummary,
+    paired_comparison,
+    perception_losses,
+    summarise,
+    twin_comparisons,
+)
 
 Progress = Callable[[EpisodeRecord, int, int], None]
 STACK_STARTUP_S = 180.0  # a stack launched here may take this long to answer (loaded machine)
@@ -188,13 +196,15 @@ def _report(config: EvalConfig, episodes: list[EpisodeRecord], twin: list[Episod
     comparisons = [paired_comparison(by_run[(reference, p)], by_run[(h, p)])
                    for h, p in order if h != reference and _share_a_seed(by_run[(reference, p)], by_run[(h, p)])]
     twins = twin_comparisons(twin, episodes) if twin else []
+    losses = perception_losses(twin, episodes) if twin else []
     meta: dict[str, Any] = config.to_dict()
     meta["reference"] = reference
     meta["episode_key"] = episode_key(config)  # what a later part checks before it goes on from these
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     if interim:  # results.json and report.md say they hold a part of the runs
         meta["interim"] = f"{len(episodes)} of {sum(n for _, _, n in config.runs())} episodes"
-    report = write_report(Path(config.out_dir), meta, summaries, episodes, config.tcp_plots, comparisons, twins)
+    report = write_report(Path(config.out_dir), meta, summaries, episodes, config.tcp_plots, comparisons, twins,
+                          losses)
     return EvaluationResult(summaries, comparisons, episodes, report)
 
 

@@ -314,6 +314,40 @@ def _perception_summary(episodes: Sequence[EpisodeRecord]) -> dict[str, float | 
     return out
 
 
+@dataclass
+class PerceptionLosses:
+    """Where one run's losses to its ground-truth twin come from: episodes that held on a stale
+    object position (the object not seen for longer than the policy's input may be old: occlusion,
+    dim light) or, without such a hold, the position's error."""
+
+    head: str
+    profile: str
+    lost: int                 # seeds the truth solved and perception did not
+    lost_stale: int           # of those, episodes held on a stale object position
+    gained: int               # seeds only perception solved
+    stale: int                # episodes held on a stale object position
+    stale_truth_solved: int   # of those, seeds the truth solved
+    lost_stale_seeds: list[int] = field(default_factory=list)
+
+
+def perception_losses(truth: Sequence[EpisodeRecord], perceived: Sequence[EpisodeRecord]) -> list[PerceptionLosses]:
+    """Per (head, profile) run with a twin, its losses split by stale holds, on the seeds both ran."""
+    out = []
+    for head, profile in dict.fromkeys((e.head, e.profile) for e in perceived):
+        twin = {e.seed: e.success for e in truth if (e.head, e.profile) == (head, profile)}
+        mine = [e for e in perceived if (e.head, e.profile) == (head, profile) and e.seed in twin]
+        if not mine:
+            continue
+        lost = [e for e in mine if twin[e.seed] and not e.success]
+        stale = [e for e in mine if e.stale_holds > 0]
+        out.append(PerceptionLosses(
+            head, profile, lost=len(lost), lost_stale=sum(e.stale_holds > 0 for e in lost),
+            gained=sum(e.success and not twin[e.seed] for e in mine), stale=len(stale),
+            stale_truth_solved=sum(twin[e.seed] for e in stale),
+            lost_stale_seeds=sorted(e.seed for e in lost if e.stale_holds > 0)))
+    return out
+
+
 def twin_comparisons(truth: Sequence[EpisodeRecord], perceived: Sequence[EpisodeRecord]) -> list[PairedComparison]:
     """Each (head, profile) run with perception against its ground-truth twin, seed by seed (the twin
     is the reference: a negative difference is what perception costs)."""
