@@ -417,3 +417,6 @@ def test_perception_options_on_the_command_line(monkeypatch: pytest.MonkeyPatch)
     assert cfg.perception and cfg.camera_size == [320, 240] and cfg.episodes == 3
     plain = config_from_args(["--head", "base=none", "--perception"])
     assert plain.perception and plain.camera_size == [640, 480] and not plain.ground_truth
+    assert not plain.resume_from
+    later = config_from_args(["--config", "launch/evaluations/perception.yaml", "--resume-from", "part1.json.gz"])
+    assert later.resume_from == "part1.json.gz" and later.perception
