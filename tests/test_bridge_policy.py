@@ -27,8 +27,9 @@ def _settle(collector: Collector, quiet_s: float = 0.3, timeout_s: float = 5.0) 
 
 
 def _clock_publisher(client: RosClient):
-    """A /clock publisher of the test's own, once the policy node's reader has matched it (clocks
-    published before that are lost to the node)."""
+    """A /clock publisher of the test's own, once it has matched a reader. The policy node's reader
+    may match it later (discovery is not symmetric): clocks published before that are lost to the
+    node, so the tests publish theirs repeatedly."""
     pub = client.node.create_publisher(Clock, "/clock", 10)
     deadline = time.monotonic() + 30.0
     while pub.get_subscription_count() < 1:
@@ -139,8 +140,10 @@ def test_a_stalled_lockstep_bridge_gets_no_extra_commands(tmp_path, tiny_models)
             _settle(commands)
             _settle(telemetry)
             commands.clear()
-            _publish_clock(clock_pub, _last_cycle_time(telemetry) + 0.01)  # the bridge's next period, 100 Hz
-            time.sleep(1.5)
+            next_period = _last_cycle_time(telemetry) + 0.01  # the bridge's next period, 100 Hz
+            for _ in range(15):  # the same clock again and again: a reader that matched late gets it too
+                _publish_clock(clock_pub, next_period)
+                time.sleep(0.1)
             early = len(commands.snapshot())
         finally:
             bridge.proc.send_signal(signal.SIGCONT)

@@ -3,6 +3,8 @@ episodes is refused, a line cut short by a stop is run again."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 from pathlib import Path
 
@@ -13,11 +15,11 @@ from lps_steering.evaluation.journal import JOURNAL, Journal, record_from_json, 
 from lps_steering.evaluation.stats import EpisodeRecord
 
 
-def _record(head: str = "base", seed: int = 3, success: bool = True) -> EpisodeRecord:
+def _record(head: str = "base", seed: int = 3, success: bool = True, tcp_points: int = 4) -> EpisodeRecord:
     return EpisodeRecord(head=head, head_id="none", profile="nominal", seed=seed, episode_id=seed + 1,
                          success=success, termination="success" if success else "timeout", steps=120,
                          sim_time=1.2, time_to_success=1.2 if success else math.nan, mean_sq_jerk=0.5,
-                         inference_ms=[1.5, 2.0], tcp=np.arange(12, dtype=float).reshape(4, 3) / 7,
+                         inference_ms=[1.5, 2.0], tcp=np.arange(3 * tcp_points, dtype=float).reshape(-1, 3) / 7,
                          start_q=[0.1] * 7, perception_error_mm=[3.25], longest_blind_s=0.4)
 
 
@@ -147,37 +149,69 @@ def test_an_evaluation_goes_on_elsewhere_from_its_earlier_parts_results(tmp_path
     first = _config(tmp_path / "first", episodes=4)
     journal = Journal(tmp_path / "first", first, resume=False)
     for seed, ok in ((3, True), (4, False)):
-        journal.append(_record(seed=seed, success=ok))
+        journal.append(_record(seed=seed, success=ok, tcp_points=250))
     report_from_journal(first)  # writes first/results.json, an interim one (2 of 4)
     earlier = str(tmp_path / "first" / "results.json")
 
+    # A report of the earlier part alone, from a folder that has no journal of its own.
+    alone = report_from_journal(_config(tmp_path / "alone", episodes=4, resume_from=earlier))
+    assert [(s.episodes, s.successes) for s in alone.summaries] == [(2, 1)]
+
     later = _config(tmp_path / "later", episodes=4, resume_from=earlier)
     assert Journal(tmp_path / "later", later, resume=False).done() == {("base", "nominal", s) for s in (3, 4)}
-    Journal(tmp_path / "later", later, resume=False).append(_record(seed=5, success=True))
+    Journal(tmp_path / "later", later, resume=False).append(_record(seed=5, success=True, tcp_points=250))
     # Its own journal now holds the earlier part's episodes too: resuming needs no results.json.
     again = Journal(tmp_path / "later", _config(tmp_path / "later", episodes=4), resume=True)
     assert again.done() == {("base", "nominal", s) for s in (3, 4, 5)}
     result = report_from_journal(later)
     assert [(s.episodes, s.successes) for s in result.summaries] == [(3, 2)]
-    # The earlier part's record as results.json keeps it (TCP thinned), not as the run made it.
-    (kept,) = [e for e in result.episodes if e.seed == 3]
-    assert kept.success and len(kept.tcp) == 1
+    # The earlier part's TCP path as results.json keeps it (every 10th step), and thinned only once
+    # however many parts it went through; the new episode's in full until its results.json.
+    by_seed = {e.seed: e for e in result.episodes}
+    assert (len(by_seed[3].tcp), by_seed[3].tcp_stride) == (25, 10)
+    assert (len(by_seed[5].tcp), by_seed[5].tcp_stride) == (250, 1)
+    kept = {d["seed"]: d for d in json.loads((tmp_path / "later" / "results.json").read_text())["episodes"]}
+    assert (len(kept[3]["tcp"]), len(kept[5]["tcp"])) == (25, 25)
+
+    # This folder's own episode wins over the earlier part's record of the same seed.
+    own = Journal(tmp_path / "own", _config(tmp_path / "own", episodes=4), resume=False)
+    own.append(_record(seed=4, success=True))
+    mixed = Journal(tmp_path / "own", _config(tmp_path / "own", episodes=4, resume_from=earlier), resume=True)
+    assert {e.seed: e.success for e in mixed.episodes} == {3: True, 4: True}
+
     with pytest.raises(ValueError, match="task 'pick_place' -> 'lift'"):
         Journal(tmp_path / "other", _config(tmp_path / "other", task="lift", resume_from=earlier), resume=False)
     # Kept gzipped (a committed record), it reads the same.
-    import gzip
-
     (tmp_path / "results.json.gz").write_bytes(gzip.compress(Path(earlier).read_bytes()))
     zipped = _config(tmp_path / "zipped", episodes=4, resume_from=str(tmp_path / "results.json.gz"))
     assert Journal(tmp_path / "zipped", zipped, resume=False).done() == {("base", "nominal", s) for s in (3, 4)}
-    # A results.json that does not say whose episodes it holds is no part of this evaluation.
-    import json
 
-    data = json.loads(Path(earlier).read_text())
-    del data["config"]["episode_key"]
-    (tmp_path / "unkeyed.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="resume_from"):
-        Journal(tmp_path / "x", _config(tmp_path / "x", resume_from=str(tmp_path / "unkeyed.json")), resume=False)
+
+def test_resume_from_refuses_what_is_not_an_earlier_part(tmp_path: Path) -> None:
+    def journal(path: Path) -> Journal:
+        return Journal(tmp_path / "x", _config(tmp_path / "x", resume_from=str(path)), resume=False)
+
+    with pytest.raises(FileNotFoundError, match="`resume_from`: .*none.json does not exist"):
+        journal(tmp_path / "none.json")
+    (tmp_path / "cut.json.gz").write_bytes(gzip.compress(b'{"config": {}, "episodes": []}')[:-6])
+    with pytest.raises(ValueError, match="not a readable results.json"):
+        journal(tmp_path / "cut.json.gz")
+    (tmp_path / "unkeyed.json").write_text(json.dumps({"config": {"task": "pick_place"}, "episodes": []}))
+    with pytest.raises(ValueError, match="does not record whose episodes.*--report-only"):
+        journal(tmp_path / "unkeyed.json")
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(ValueError, match="not a results.json"):
+        journal(tmp_path / "list.json")
+    # A journal of other episodes in the folder: refused, with the way out.
+    Journal(tmp_path / "y", _config(tmp_path / "y", task="lift"), resume=False).append(_record())
+    first = _config(tmp_path / "first", episodes=4)
+    Journal(tmp_path / "first", first, resume=False).append(_record(seed=3))
+    from lps_steering.evaluation.runner import report_from_journal
+
+    report_from_journal(first)
+    with pytest.raises(ValueError, match="another `out_dir`.*`resume_from` off"):
+        Journal(tmp_path / "y", _config(tmp_path / "y", resume_from=str(tmp_path / "first" / "results.json")),
+                resume=False)
 
 
 def test_auto_resume_after_stale_is_the_stacks_and_keys_the_journal_only_when_set(tmp_path: Path) -> None:

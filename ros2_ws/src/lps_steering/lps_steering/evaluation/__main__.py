@@ -73,8 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     cli.add_argument("--resume-from", dest="resume_from", metavar="RESULTS_JSON",
                      help="go on from the episodes of an earlier part's results.json (implies --resume)")
     cli.add_argument("--report-only", action="store_true", dest="report_only",
-                     help="run nothing: write the report of the episodes already in --out-dir (episodes.jsonl); "
-                          "a long evaluation's interim report, also while it runs")
+                     help="run nothing: write the report of the episodes already in --out-dir (episodes.jsonl) "
+                          "and --resume-from; a long evaluation's interim report, also while it runs")
     return cli
 
 

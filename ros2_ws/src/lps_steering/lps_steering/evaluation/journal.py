@@ -25,8 +25,7 @@ import numpy as np
 from ..core.manifest import sha256_file
 from ..core.policy import NO_HEAD
 from .config import EvalConfig
-from .report import read_results
-from .stats import EpisodeRecord, episode_from_dict, json_safe
+from .stats import EpisodeRecord, episode_from_dict, json_safe, read_results
 
 JOURNAL = "episodes.jsonl"
 
@@ -65,7 +64,8 @@ class Journal:
     def __init__(self, out_dir: Path, config: EvalConfig, resume: bool) -> None:
         self.path = Path(out_dir) / JOURNAL
         self._lock = threading.Lock()
-        key = episode_key(config)
+        # Hashed once, at the start: what results.json records is what the episodes were run with.
+        self.key = key = episode_key(config)
         self.episodes: list[EpisodeRecord] = []
         earlier = _read_results(Path(config.resume_from), key) if config.resume_from else {}
         resume = resume or bool(config.resume_from)
@@ -126,10 +126,17 @@ def _read_results(path: Path, key: dict[str, Any]) -> dict[tuple[str, str, int],
     """The episodes of an earlier part's results.json by (head, profile, seed).
 
     Raises:
-        ValueError: its episodes are not this evaluation's (or it does not say whose they are).
+        FileNotFoundError: no such file; ValueError: unreadable, or its episodes are not this
+        evaluation's (or it does not say whose they are).
     """
+    if not path.is_file():
+        raise FileNotFoundError(f"`resume_from`: {path} does not exist")
     data = read_results(path)
-    written = data.get("config", {}).get("episode_key")
+    config = data.get("config")
+    written = config.get("episode_key") if isinstance(config, dict) else None
+    if written is None:
+        raise ValueError(f"`resume_from`: {path} does not record whose episodes it holds (no `episode_key` "
+                         "in its config): write it again with `--report-only` in its evaluation's folder")
     if written != key:
         raise ValueError(f"`resume_from`: {path} holds episodes other than this evaluation's: "
                          f"{_differences(written or {}, key)}")
@@ -155,7 +162,8 @@ def _read(path: Path, key: dict[str, Any]) -> dict[tuple[str, str, int], Episode
     if written != key:
         raise ValueError(f"{path} was written by an evaluation whose episodes differ from "
                          f"this one's: {_differences(written or {}, key)}; "
-                         "use another `out_dir` (or, to run the evaluation afresh, leave `resume` off)")
+                         "use another `out_dir` (or, to run the evaluation afresh, leave `resume` and "
+                         "`resume_from` off: the journal is then kept aside as episodes.jsonl.previous)")
     kept: dict[tuple[str, str, int], EpisodeRecord] = {}
     for line in lines[1:]:
         try:

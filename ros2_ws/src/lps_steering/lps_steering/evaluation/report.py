@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import os
@@ -13,7 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from .stats import EpisodeRecord, PairedComparison, PerceptionLosses, RunSummary, episode_from_dict, json_safe
+from .stats import (
+    EpisodeRecord,
+    PairedComparison,
+    PerceptionLosses,
+    RunSummary,
+    episode_from_dict,
+    json_safe,
+    read_results,
+)
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # no display: plots go to files only
 
@@ -23,8 +30,12 @@ def _fmt(x: float, spec: str = ".3g") -> str:
 
 
 def episode_dict(e: EpisodeRecord, tcp_stride: int = 10) -> dict[str, Any]:
+    """An episode as results.json keeps it: the TCP path at one point per `tcp_stride` control steps
+    (a path thinned before, an earlier part's, is not thinned again)."""
     d = asdict(e)
-    d["tcp"] = np.asarray(e.tcp)[::tcp_stride].round(4).tolist()
+    step = max(1, tcp_stride // max(1, e.tcp_stride))
+    d["tcp"] = np.asarray(e.tcp)[::step].round(4).tolist()
+    d["tcp_stride"] = e.tcp_stride * step
     return d
 
 
@@ -37,13 +48,6 @@ def write_json(path: Path, config: dict[str, Any], summaries: Sequence[RunSummar
             "perception_losses": [asdict(x) for x in losses],
             "episodes": [episode_dict(e) for e in episodes]}
     path.write_text(json.dumps(json_safe(data), indent=1))
-
-
-def read_results(path: str | Path) -> dict[str, Any]:
-    """A results.json, or its gzip (`.gz`: how a long evaluation's record is kept in a repository)."""
-    path = Path(path)
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    return json.loads(raw)
 
 
 def load_twin(path: str | Path, task: str) -> list[EpisodeRecord]:
@@ -241,9 +245,9 @@ def perception_lines(summaries: Sequence[RunSummary], twins: Sequence[PairedComp
                          f"{'yes' if c.separated else 'no'} |")
     if losses:
         lines += ["", "Where the losses come from: of the seeds only the truth solved, those whose perception "
-                  "episode held on a stale object position (not seen for longer than the policy's input may be "
-                  "old: occlusion, dim light) and the rest (position error); and of all episodes that held on a "
-                  "stale position, how many the truth solved.", "",
+                  "episode held on a stale or missing object position (not seen for longer than the policy's "
+                  "input may be old: occlusion, dim light) and the rest (position error); and of all episodes "
+                  "that held so, how many the truth solved.", "",
                   "| head | profile | lost | of which stale holds | gained | episodes with stale holds | "
                   "of which the truth solved | lost seeds with stale holds |", "|---|---|---|---|---|---|---|---|"]
         for x in losses:

@@ -168,7 +168,7 @@ def run_evaluation(config: EvalConfig, progress: Progress | None = None,
         if errors:
             raise errors[0]
 
-    return _report(config, episodes, twin, interim=False)
+    return _report(config, episodes, twin, interim=False, key=journal.key)
 
 
 def report_from_journal(config: EvalConfig) -> EvaluationResult:
@@ -183,7 +183,7 @@ def report_from_journal(config: EvalConfig) -> EvaluationResult:
 
 
 def _report(config: EvalConfig, episodes: list[EpisodeRecord], twin: list[EpisodeRecord],
-            interim: bool) -> EvaluationResult:
+            interim: bool, key: dict[str, Any] | None = None) -> EvaluationResult:
     # One summary per (head, profile), episodes in seed order whatever worker ran them.
     order = {(h, p): i for i, (h, p, _) in enumerate(config.runs())}
     episodes = sorted(episodes, key=lambda e: (order[(e.head, e.profile)], e.seed))
@@ -199,7 +199,7 @@ def _report(config: EvalConfig, episodes: list[EpisodeRecord], twin: list[Episod
     losses = perception_losses(twin, episodes) if twin else []
     meta: dict[str, Any] = config.to_dict()
     meta["reference"] = reference
-    meta["episode_key"] = episode_key(config)  # what a later part checks before it goes on from these
+    meta["episode_key"] = key or episode_key(config)  # what a later part checks before it goes on from these
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     if interim:  # results.json and report.md say they hold a part of the runs
         meta["interim"] = f"{len(episodes)} of {sum(n for _, _, n in config.runs())} episodes"

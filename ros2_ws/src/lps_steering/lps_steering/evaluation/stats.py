@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -149,6 +152,7 @@ class EpisodeRecord:
     delta_sq_norm: list[float] = field(default_factory=list)   # lpds: one per inferred chunk
     holds: int = 0             # cycles the safety filter held the arm
     tcp: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # measured TCP path (m)
+    tcp_stride: int = 1        # every how many control steps `tcp` has a point (results.json thins it)
     start_q: list[float] = field(default_factory=list)  # arm joints after reset (rad)
     wall_s: float = 0.0
     # Perception in the loop (object_perception's frame reports against the sim's truth; empty and 0
@@ -170,6 +174,23 @@ def json_safe(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [json_safe(x) for x in v]
     return v
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """A results.json, or its gzip (`.gz`: how a long evaluation's record is kept in a repository).
+
+    Raises:
+        FileNotFoundError: no such file; ValueError: not a readable (gzipped) JSON object.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        data = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+    except (OSError, EOFError, ValueError) as exc:  # a corrupt or cut gzip, or broken JSON
+        raise ValueError(f"{path} is not a readable results.json: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a results.json: a {type(data).__name__}, not an object")
+    return data
 
 
 def episode_from_dict(d: dict[str, Any]) -> EpisodeRecord:
@@ -316,16 +337,16 @@ def _perception_summary(episodes: Sequence[EpisodeRecord]) -> dict[str, float | 
 
 @dataclass
 class PerceptionLosses:
-    """Where one run's losses to its ground-truth twin come from: episodes that held on a stale
-    object position (the object not seen for longer than the policy's input may be old: occlusion,
-    dim light) or, without such a hold, the position's error."""
+    """Where one run's losses to its ground-truth twin come from: episodes that held on a stale or
+    missing object position (the object not seen for longer than the policy's input may be old:
+    occlusion, dim light) or, without such a hold, the position's error."""
 
     head: str
     profile: str
     lost: int                 # seeds the truth solved and perception did not
-    lost_stale: int           # of those, episodes held on a stale object position
+    lost_stale: int           # of those, episodes held on a stale or missing object position
     gained: int               # seeds only perception solved
-    stale: int                # episodes held on a stale object position
+    stale: int                # episodes held on a stale or missing object position
     stale_truth_solved: int   # of those, seeds the truth solved
     lost_stale_seeds: list[int] = field(default_factory=list)
 
