@@ -159,7 +159,9 @@ def test_an_evaluation_goes_on_elsewhere_from_its_earlier_parts_results(tmp_path
 
     later = _config(tmp_path / "later", episodes=4, resume_from=earlier)
     assert Journal(tmp_path / "later", later, resume=False).done() == {("base", "nominal", s) for s in (3, 4)}
-    Journal(tmp_path / "later", later, resume=False).append(_record(seed=5, success=True, tcp_points=250))
+    fifth = _record(seed=5, success=True, tcp_points=250)
+    fifth.perception_error_mm = [3.2468, math.nan]
+    Journal(tmp_path / "later", later, resume=False).append(fifth)
     # Its own journal now holds the earlier part's episodes too: resuming needs no results.json.
     again = Journal(tmp_path / "later", _config(tmp_path / "later", episodes=4), resume=True)
     assert again.done() == {("base", "nominal", s) for s in (3, 4, 5)}
@@ -172,6 +174,7 @@ def test_an_evaluation_goes_on_elsewhere_from_its_earlier_parts_results(tmp_path
     assert (len(by_seed[5].tcp), by_seed[5].tcp_stride) == (250, 1)
     kept = {d["seed"]: d for d in json.loads((tmp_path / "later" / "results.json").read_text())["episodes"]}
     assert (len(kept[3]["tcp"]), len(kept[5]["tcp"])) == (25, 25)
+    assert kept[5]["perception_error_mm"] == [3.2, None]  # to 0.1 mm, NaN kept (as null)
 
     # This folder's own episode wins over the earlier part's record of the same seed.
     own = Journal(tmp_path / "own", _config(tmp_path / "own", episodes=4), resume=False)

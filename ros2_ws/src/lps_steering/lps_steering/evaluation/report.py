@@ -36,6 +36,10 @@ def episode_dict(e: EpisodeRecord, tcp_stride: int = 10) -> dict[str, Any]:
     step = max(1, tcp_stride // max(1, e.tcp_stride))
     d["tcp"] = np.asarray(e.tcp)[::step].round(4).tolist()
     d["tcp_stride"] = e.tcp_stride * step
+    # Per-frame and per-chunk lists at what they can resolve (0.1 mm, 1 µs): at full float precision
+    # they were most of a perception record's size.
+    for name, decimals in (("perception_error_mm", 1), ("frame_age_ms", 3), ("inference_ms", 3)):
+        d[name] = [round(x, decimals) if math.isfinite(x) else x for x in d[name]]
     return d
 
 
