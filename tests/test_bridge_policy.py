@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 from contextlib import contextmanager
@@ -172,9 +173,7 @@ def test_sim_time_moving_on_without_joint_states_still_makes_the_node_hold(tmp_p
             # on until the node has held three times (a loaded machine may match the node's /clock
             # reader to this publisher late, and clocks before that are lost to it).
             deadline = time.monotonic() + 30.0
-            k = 0
-            while True:
-                k += 1
+            for k in itertools.count(1):
                 _publish_clock(clock_pub, sim_now + 0.1 * k)
                 time.sleep(0.1)
                 held = [m for m in telemetry.snapshot() if m.safety_state == SteeringTelemetry.SAFETY_HOLD]

@@ -67,12 +67,8 @@ class Journal:
         # Hashed once, at the start: what results.json records is what the episodes were run with.
         self.key = key = episode_key(config)
         self.episodes: list[EpisodeRecord] = []
-        earlier = _read_results(Path(config.resume_from), key) if config.resume_from else {}
-        resume = resume or bool(config.resume_from)
-        if resume and (self.path.is_file() or earlier):
-            kept = _read(self.path, key) if self.path.is_file() else {}
-            for k, e in earlier.items():
-                kept.setdefault(k, e)  # this folder's own episode, with its full TCP path, first
+        if resume or config.resume_from:
+            kept = _episodes_so_far(self.path, config, key)
             wanted = _wanted(config)
             # Episodes of a longer run stay in the file (a later resume may want them again).
             self.episodes = [e for k, e in kept.items() if k in wanted]
@@ -107,15 +103,20 @@ def journal_episodes(out_dir: Path, config: EvalConfig) -> list[EpisodeRecord]:
         FileNotFoundError: there is no journal and no `resume_from`; ValueError: either holds other episodes.
     """
     path = Path(out_dir) / JOURNAL
-    key = episode_key(config)
-    earlier = _read_results(Path(config.resume_from), key) if config.resume_from else {}
-    if not path.is_file() and not earlier:
+    if not path.is_file() and not config.resume_from:
         raise FileNotFoundError(f"{path} does not exist: no evaluation has written episodes there")
+    wanted = _wanted(config)
+    return [e for k, e in _episodes_so_far(path, config, episode_key(config)).items() if k in wanted]
+
+
+def _episodes_so_far(path: Path, config: EvalConfig, key: dict[str, Any]) -> dict[tuple[str, str, int], EpisodeRecord]:
+    """The journal's episodes at `path` (if any), then those of `resume_from` it lacks: the
+    folder's own episode, with its full TCP path, comes first."""
     kept = _read(path, key) if path.is_file() else {}
+    earlier = _read_results(Path(config.resume_from), key) if config.resume_from else {}
     for k, e in earlier.items():
         kept.setdefault(k, e)
-    wanted = _wanted(config)
-    return [e for k, e in kept.items() if k in wanted]
+    return kept
 
 
 def _wanted(config: EvalConfig) -> set[tuple[str, str, int]]:
@@ -139,7 +140,7 @@ def _read_results(path: Path, key: dict[str, Any]) -> dict[tuple[str, str, int],
                          "in its config): write it again with `--report-only` in its evaluation's folder")
     if written != key:
         raise ValueError(f"`resume_from`: {path} holds episodes other than this evaluation's: "
-                         f"{_differences(written or {}, key)}")
+                         f"{_differences(written, key)}")
     kept: dict[tuple[str, str, int], EpisodeRecord] = {}
     for d in data.get("episodes", []):
         e = episode_from_dict(d)

@@ -344,11 +344,14 @@ class PerceptionLosses:
     head: str
     profile: str
     lost: int                 # seeds the truth solved and perception did not
-    lost_stale: int           # of those, episodes held on a stale or missing object position
     gained: int               # seeds only perception solved
     stale: int                # episodes held on a stale or missing object position
     stale_truth_solved: int   # of those, seeds the truth solved
-    lost_stale_seeds: list[int] = field(default_factory=list)
+    lost_stale_seeds: list[int] = field(default_factory=list)  # lost seeds that held so
+
+    @property
+    def lost_stale(self) -> int:
+        return len(self.lost_stale_seeds)
 
 
 def perception_losses(truth: Sequence[EpisodeRecord], perceived: Sequence[EpisodeRecord]) -> list[PerceptionLosses]:
@@ -362,7 +365,7 @@ def perception_losses(truth: Sequence[EpisodeRecord], perceived: Sequence[Episod
         lost = [e for e in mine if twin[e.seed] and not e.success]
         stale = [e for e in mine if e.stale_holds > 0]
         out.append(PerceptionLosses(
-            head, profile, lost=len(lost), lost_stale=sum(e.stale_holds > 0 for e in lost),
+            head, profile, lost=len(lost),
             gained=sum(e.success and not twin[e.seed] for e in mine), stale=len(stale),
             stale_truth_solved=sum(twin[e.seed] for e in stale),
             lost_stale_seeds=sorted(e.seed for e in lost if e.stale_holds > 0)))
