@@ -7,7 +7,7 @@ import pytest
 import torch
 from lps_sim.four_modes import FourModes, FourModesConfig, collect_demos, goal_shares, make
 from lps_train.entropy import knn_entropy
-from lps_train.toy_setup import mode_metrics
+from lps_train.toy_setup import mode_metrics, toy_env
 
 
 def test_reaching_a_goal_pays_its_reward_and_ends_the_episode():
@@ -108,3 +108,5 @@ def test_paper_check_fast_version_writes_results_and_measures_the_constraint(tmp
     # LP-DS latents are eps + Delta with a small Delta: their norm stays near sqrt(d).
     assert abs(np.mean(runs["lpds_delta0.05"]["latent_norm"]) - res["sqrt_d"]) < 1.0
     assert np.isfinite(runs["lpds_delta0.05"]["delta_sq_last"])
+    # DSRL learns from the authors' reward: 1 per executed action of the chunk until the goal.
+    assert res["dsrl_config"]["reward_offset"] == toy_env("unequal").cfg.execute_steps
