@@ -220,3 +220,10 @@ def main() -> None:
                       f"{r['missed']}", "", "", "-, 0, 0")
     console.print(table)
 
+    console.print(f"peer measured: {'policy node' if policy is not None else 'responder only'}. "
+                  "peers: the policy node runs the tiny decoder (no head) with trigger=observation and "
+                  "use_sim_time; the responder answers each joint state with a hold command at once.")
+
+
+if __name__ == "__main__":
+    main()
