@@ -420,3 +420,25 @@ def test_perception_options_on_the_command_line(monkeypatch: pytest.MonkeyPatch)
     assert not plain.resume_from
     later = config_from_args(["--config", "launch/evaluations/perception.yaml", "--resume-from", "part1.json.gz"])
     assert later.resume_from == "part1.json.gz" and later.perception
+
+
+def test_frames_larger_than_fast_dds_builtin_segment_get_the_shared_memory_profile(tmp_path: Path) -> None:
+    from lps_steering.evaluation.runner import image_transport_env
+
+    root = Path(__file__).resolve().parents[1]
+    profile = str(root / "config" / "fastdds_localhost.xml")
+    robot_size = load_config(perception=True, camera_size=[640, 480])
+    env: dict[str, str] = {}
+    assert image_transport_env(robot_size, env, root) == profile
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == profile
+    # 320 x 240 rgb8 (225 KiB) fits Fast DDS's own 512 KiB segment: the environment stays as it is.
+    small = load_config(perception=True, camera_size=[320, 240])
+    assert image_transport_env(small, env := {}, root) is None and env == {}
+    # A profile the caller chose, another middleware, no camera, or no profile file: left alone.
+    chosen = {"FASTDDS_DEFAULT_PROFILES_FILE": "/elsewhere.xml"}
+    assert image_transport_env(robot_size, chosen, root) is None
+    assert chosen == {"FASTDDS_DEFAULT_PROFILES_FILE": "/elsewhere.xml"}
+    cyclone = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
+    assert image_transport_env(robot_size, cyclone, root) is None and "FASTDDS_DEFAULT_PROFILES_FILE" not in cyclone
+    assert image_transport_env(load_config(camera_size=[640, 480]), env := {}, root) is None and env == {}
+    assert image_transport_env(robot_size, env := {}, tmp_path) is None and env == {}

@@ -19,6 +19,11 @@ the evaluation seeds):
    millimetres; a steering head moves the grasp by a fraction of this per chunk, to set against
    the centimetres by which failing grasps miss.
 
+6. carry release: at `--states` carry states of successful demonstrations (cube 3 cm above its
+   start), how often a random latent's chunk opens the fingers by more than 1 cm within its
+   executed steps, against how often the demonstration's own chunk does there; what a latent
+   actor searching the sphere can find and what the data shows its critics about it.
+
 `--head` runs the anatomy with a steering head on the decoder (where a head's grasps close).
 
     scripts/with-env python training/checks/base_failures.py   # ~2.5 min on one core
@@ -156,6 +161,33 @@ def latent_sensitivity(decoder: str, demos: str, states: int = 20, latents: int 
             "arm_max": float(r[:, :dim - 1].max()), "gripper_mean": float(r[:, dim - 1].mean())}
 
 
+def carry_release(decoder: str, demos: str, states: int = 40, latents: int = 256, lift: float = 0.03,
+                  opening: float = 0.01) -> dict:
+    dec = load_model(decoder, "decoder", warmup_runs=0)
+    data = load_dataset(demos)
+    obs, ids = data["observations"], data["episode_ids"]
+    execute = int(data["layout"]["execute_steps"])
+    names = [e["source"] for e in data["layout"]["observation"]]
+    offsets = np.cumsum([0] + [e["size"] for e in data["layout"]["observation"]])
+    width = offsets[names.index("gripper_width")]
+    cube_z = offsets[names.index("object_position")] + 2
+    first = np.r_[0, np.flatnonzero(np.diff(ids)) + 1]
+    start_z = obs[first, cube_z][np.searchsorted(first, np.arange(len(obs)), side="right") - 1]
+    carry = np.flatnonzero((obs[:, cube_z] - start_z > lift) & data["episode_success"][ids])
+    rng = np.random.default_rng(0)
+    rates, demo_opens = [], 0
+    for i in rng.choice(carry, min(states, len(carry)), replace=False):
+        policy = SteeredPolicy(dec, seed=int(i))
+        o = obs[i].astype(np.float64)
+        grip = np.stack([policy.infer(o).actions[:execute, -1] for _ in range(latents)])
+        rates.append(float(((grip - o[width]) > opening).any(1).mean()))
+        demo_opens += int(((data["actions"][i, :execute, -1] - o[width]) > opening).any())
+    r = np.asarray(rates)
+    return {"states": len(r), "latents": latents, "carry_rows": int(len(carry)), "opening_m": opening,
+            "latent_release_rate_mean": float(r.mean()), "latent_release_rate_max": float(r.max()),
+            "states_with_a_releasing_latent": int((r > 0).sum()), "demo_chunks_releasing": demo_opens}
+
+
 # Where the hand may be for a replan to count, relative to the cube: (min height, max height,
 # max horizontal distance), m.
 LEVER_WINDOWS = {"grasp": (0.02, 0.08, 0.04), "approach": (0.08, 0.16, 0.08)}
@@ -197,7 +229,7 @@ def latent_lever(decoder: str, episodes: int, window: str = "grasp", latents: in
             "principal_std_mm": [1000 * v for v in principal]}
 
 
-MEASUREMENTS = ("anatomy", "scenes", "refresh", "sensitivity", "lever")
+MEASUREMENTS = ("anatomy", "scenes", "refresh", "sensitivity", "lever", "carry")
 
 
 def main() -> None:
@@ -209,6 +241,7 @@ def main() -> None:
                    help="the decoder's demonstrations (lps-train collect --quality clean ...)")
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--scenes", type=int, default=10)
+    p.add_argument("--states", type=int, default=40, help="carry: demonstration states")
     p.add_argument("--noises", type=int, default=5)
     p.add_argument("--only", nargs="+", choices=MEASUREMENTS, default=list(MEASUREMENTS),
                    help="measurements to run (default: all)")
@@ -252,6 +285,12 @@ def main() -> None:
         ls = out["latent_sensitivity"] = latent_sensitivity(a.decoder, a.demos)
         print(f"latent spread / data std: arm {ls['arm_min']:.2f}-{ls['arm_max']:.2f}, "
               f"gripper {ls['gripper_mean']:.2f}")
+    if "carry" in a.only:
+        cr = out["carry_release"] = carry_release(a.decoder, a.demos, a.states)
+        print(f"carry release ({cr['states']} carry states, {cr['latents']} latents each): a random latent opens the "
+              f"fingers > {100 * cr['opening_m']:.0f} cm in {100 * cr['latent_release_rate_mean']:.2f}% of chunks "
+              f"(at most {100 * cr['latent_release_rate_max']:.1f}%, in {cr['states_with_a_releasing_latent']} "
+              f"states); demonstration chunks there: {cr['demo_chunks_releasing']}")
     if "lever" in a.only:
         lv = out.setdefault("latent_lever", {})[a.lever_window] = latent_lever(a.decoder, a.episodes,
                                                                                 a.lever_window)

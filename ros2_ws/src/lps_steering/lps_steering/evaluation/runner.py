@@ -29,6 +29,11 @@ from .stats import (
 Progress = Callable[[EpisodeRecord, int, int], None]
 STACK_STARTUP_S = 180.0  # a stack launched here may take this long to answer (loaded machine)
 MAX_DOMAIN_ID = 232  # the largest ROS domain id Fast DDS and Cyclone map to valid ports on Linux
+# Fast DDS's built-in shared-memory segment: a colour frame larger than this crosses between the
+# bridge and object_perception as UDP fragments, and in lock-step some arrive after the bridge
+# stopped waiting for their report (bench/bench_bridge_lockstep.py: 7 of 42 frames at 640 x 480).
+BUILTIN_SHM_SEGMENT_BYTES = 512 * 1024
+FASTDDS_PROFILE = Path("config") / "fastdds_localhost.xml"
 
 
 def find_launch_runner() -> Path:
@@ -52,13 +57,30 @@ def find_launch_runner() -> Path:
     return candidate
 
 
+def image_transport_env(config: EvalConfig, env: dict[str, str], root: Path) -> str | None:
+    """Point Fast DDS at the checkout's shared-memory profile (`root`/config/fastdds_localhost.xml)
+    when the stack streams colour frames larger than Fast DDS's built-in segment, unless the caller
+    chose a profile or another middleware. Returns the profile set, or None."""
+    if not config.perception or "FASTDDS_DEFAULT_PROFILES_FILE" in env:
+        return None
+    if env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
+        return None
+    width, height = config.camera_size
+    profile = root / FASTDDS_PROFILE
+    if width * height * 3 <= BUILTIN_SHM_SEGMENT_BYTES or not profile.is_file():
+        return None
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+    return str(profile)
+
+
 @contextmanager
 def eval_stack(config: EvalConfig, log_path: Path, domain_id: int | None = None):
     """The eval stack as a child process for the duration of the block (SIGINT on the way out).
 
     `domain_id` puts the stack in that ROS domain instead of the inherited ROS_DOMAIN_ID.
     """
-    args = [sys.executable, str(find_launch_runner()), "--stop-with-parent", "eval",
+    runner = find_launch_runner()
+    args = [sys.executable, str(runner), "--stop-with-parent", "eval",
             f"decoder:={Path(config.decoder).resolve()}", f"task:={config.task}",
             f"profile:={config.profiles[0]}", f"seed:={config.seed}"]
     if config.namespace:
@@ -75,6 +97,11 @@ def eval_stack(config: EvalConfig, log_path: Path, domain_id: int | None = None)
         env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
         if domain_id is not None:
             env["ROS_DOMAIN_ID"] = str(domain_id)
+        profile = image_transport_env(config, env, runner.resolve().parents[1])
+        if profile:
+            log.write(f"FASTDDS_DEFAULT_PROFILES_FILE={profile} (colour frames larger than Fast DDS's built-in "
+                      "shared-memory segment)\n")
+            log.flush()
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             yield proc
