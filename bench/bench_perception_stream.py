@@ -3,7 +3,7 @@
 The sim bridge in real-time mode streams colour + aligned depth (system-default QoS, as
 realsense2_camera publishes) at a resolution and rate; ``object_perception`` runs with its shipped
 QoS and pairing (reliable, queue 10, pairs by stamp within 8 frames) and, as the baseline in the
-same run, with what it had before (queue depth 1, only the newest colour and depth kept), and, for
+same run, with queue depth 1 and only the newest colour and depth kept, and, for
 frames larger than Fast DDS's built-in 512 KiB shared-memory segment, with the shipped settings over
 `config/fastdds_localhost.xml` (what the evaluation and the robot's compose file use). Counted
 over LPS_BENCH_SECONDS (default 10 s) of wall time per setting, from the node's own frame reports:

@@ -108,5 +108,12 @@ def test_paper_check_fast_version_writes_results_and_measures_the_constraint(tmp
     # LP-DS latents are eps + Delta with a small Delta: their norm stays near sqrt(d).
     assert abs(np.mean(runs["lpds_delta0.05"]["latent_norm"]) - res["sqrt_d"]) < 1.0
     assert np.isfinite(runs["lpds_delta0.05"]["delta_sq_last"])
-    # DSRL learns from the authors' reward: 1 per executed action of the chunk until the goal.
-    assert res["dsrl_config"]["reward_offset"] == toy_env("unequal").cfg.execute_steps
+    # DSRL learns from the authors' reward: 1 per executed action of the chunk (8) until the goal.
+    assert toy_env("unequal").cfg.execute_steps == 8 and res["dsrl_config"]["reward_offset"] == 8
+    # Another cost per step is a run of its own beside it; the runs not retrained are read back.
+    again = check.run("unequal", steps=400, deltas=[0.05], seed=0, eval_every=200, eval_episodes=20,
+                      base_steps=300, progress=False, out=tmp_path, methods=("dsrl",), dsrl_reward_offset=0.0)
+    assert set(again["runs"]) == {"base", "lpds_delta0.05", "dsrl", "dsrl_reward_offset0"}
+    assert again["runs"]["dsrl"] == runs["dsrl"] and again["runs"]["lpds_delta0.05"] == runs["lpds_delta0.05"]
+    assert again["dsrl_config"]["reward_offset"] == 8 and again["dsrl_reward_offset0_config"]["reward_offset"] == 0
+    assert (tmp_path / "dsrl_reward_offset0.csv").exists()

@@ -174,6 +174,8 @@ def carry_release(decoder: str, demos: str, states: int = 40, latents: int = 256
     first = np.r_[0, np.flatnonzero(np.diff(ids)) + 1]
     start_z = obs[first, cube_z][np.searchsorted(first, np.arange(len(obs)), side="right") - 1]
     carry = np.flatnonzero((obs[:, cube_z] - start_z > lift) & data["episode_success"][ids])
+    if not len(carry):
+        raise SystemExit(f"{demos}: no row of a successful episode has the cube {100 * lift:.0f} cm above its start")
     rng = np.random.default_rng(0)
     rates, demo_opens = [], 0
     for i in rng.choice(carry, min(states, len(carry)), replace=False):
@@ -183,7 +185,7 @@ def carry_release(decoder: str, demos: str, states: int = 40, latents: int = 256
         rates.append(float(((grip - o[width]) > opening).any(1).mean()))
         demo_opens += int(((data["actions"][i, :execute, -1] - o[width]) > opening).any())
     r = np.asarray(rates)
-    return {"states": len(r), "latents": latents, "carry_rows": int(len(carry)), "opening_m": opening,
+    return {"demos": demos, "states": len(r), "latents": latents, "carry_rows": int(len(carry)), "opening_m": opening,
             "latent_release_rate_mean": float(r.mean()), "latent_release_rate_max": float(r.max()),
             "states_with_a_releasing_latent": int((r > 0).sum()), "demo_chunks_releasing": demo_opens}
 

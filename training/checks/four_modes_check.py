@@ -15,8 +15,9 @@ The script reports what it measures. The variant decides what the objective rewa
     scripts/with-env python training/checks/four_modes_check.py --variant unequal --steps 3000
     scripts/with-env python training/checks/four_modes_check.py --variant symmetric --steps 3000
 
-`--methods dsrl` retrains DSRL alone and reads the LP-DS runs back from the results folder (refused
-unless their variant, steps, seed and base policy are this run's).
+`--methods dsrl` retrains DSRL alone and reads the other runs back from the results folder (refused
+unless their variant, steps, seed and base policy are this run's). `--dsrl-reward-offset X` other
+than the authors' cost is kept beside it as the run `dsrl_reward_offsetX`.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def dsrl_policy(agent: dsrl.DSRLAgent):
 METHODS = ("lpds", "dsrl")
 
 
-def earlier_runs(out: Path, results: dict, keep: tuple[str, ...]) -> dict[str, Logger]:
-    """The runs of methods not retrained now, from the results in `out` of the same settings."""
+def earlier_runs(out: Path, results: dict, retrained: set[str]) -> dict[str, Logger]:
+    """The runs not retrained now (every run but `retrained`), from the results in `out` of the same
+    settings, with the DSRL configs they were made with."""
     old = json.loads((out / "results.json").read_text())
     for key in ("variant", "steps", "seed"):
         if old[key] != results[key]:
@@ -68,10 +70,17 @@ def earlier_runs(out: Path, results: dict, keep: tuple[str, ...]) -> dict[str, L
         raise SystemExit("the base policy differs from the one the earlier runs steered: retrain every method")
     logs = {}
     for name, run in old["runs"].items():
-        if name != "base" and name.split("_")[0] in keep:
+        if name != "base" and name not in retrained:
             results["runs"][name] = run
             logs[name] = Logger.load_csv(out / f"{name}.csv")
+            if f"{name}_config" in old:
+                results[f"{name}_config"] = old[f"{name}_config"]
     return logs
+
+
+def dsrl_run_name(offset: float, default: float) -> str:
+    """DSRL at the authors' reward is "dsrl"; at any other cost per step a run of its own name."""
+    return "dsrl" if offset == default else f"dsrl_reward_offset{offset:g}"
 
 
 def run(variant: str, steps: int, deltas: list[float], seed: int, eval_every: int, eval_episodes: int,
@@ -87,8 +96,14 @@ def run(variant: str, steps: int, deltas: list[float], seed: int, eval_every: in
     results["runs"]["base"] = {"final": mode_metrics(env, base_policy(dec), eval_episodes, seed=seed + 1)}
     common = dict(seed=seed, total_steps=steps, learning_starts=min(500, steps // 4), hidden=128,
                   batch_size=128, eval_every=eval_every, gamma=env.cfg.discount)
-    kept = tuple(m for m in METHODS if m not in methods)
-    logs: dict[str, Logger] = earlier_runs(out, results, kept) if kept else {}
+    # The authors' manipulation reward: 1 per executed action until the success (their robomimic
+    # wrapper); with the toy's 0/1 reward alone the entropy bonus outweighs any goal.
+    offset = env.cfg.execute_steps if dsrl_reward_offset is None else dsrl_reward_offset
+    dsrl_name = dsrl_run_name(offset, env.cfg.execute_steps)
+    retrained = ({f"lpds_delta{d:g}" for d in deltas} if "lpds" in methods else set()) | \
+        ({dsrl_name} if "dsrl" in methods else set())
+    partial = set(methods) != set(METHODS) and (out / "results.json").exists()
+    logs: dict[str, Logger] = earlier_runs(out, results, retrained) if partial else {}
     for delta in deltas if "lpds" in methods else []:
         name = f"lpds_delta{delta:g}"
         cfg = lpds.LPDSConfig(delta=delta, **common)
@@ -97,15 +112,12 @@ def run(variant: str, steps: int, deltas: list[float], seed: int, eval_every: in
         logs[name] = log
         results["runs"][name] = {"final": mode_metrics(env, lpds_policy(agent), eval_episodes, seed=seed + 2)}
     if "dsrl" in methods:
-        # The authors' manipulation reward: 1 per executed action until the success (their robomimic
-        # wrapper); with the toy's 0/1 reward alone the entropy bonus outweighs any goal.
-        offset = env.cfg.execute_steps if dsrl_reward_offset is None else dsrl_reward_offset
         cfg = dsrl.DSRLConfig(**common, reward_offset=offset)
         agent, log = dsrl.train(cfg, env, dec, progress=progress,
                                 eval_fn=lambda s, a: mode_metrics(env, dsrl_policy(a), eval_episodes, seed=seed + 1))
-        logs["dsrl"] = log
-        results["runs"]["dsrl"] = {"final": mode_metrics(env, dsrl_policy(agent), eval_episodes, seed=seed + 2)}
-        results["dsrl_config"] = dataclasses.asdict(cfg)
+        logs[dsrl_name] = log
+        results["runs"][dsrl_name] = {"final": mode_metrics(env, dsrl_policy(agent), eval_episodes, seed=seed + 2)}
+        results[f"{dsrl_name}_config"] = dataclasses.asdict(cfg)
     for name, log in logs.items():
         log.save_csv(out / f"{name}.csv")
         results["runs"][name]["latent_norm"] = log.series("latent/norm")[1].tolist()

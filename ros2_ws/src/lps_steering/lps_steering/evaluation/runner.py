@@ -97,11 +97,18 @@ def eval_stack(config: EvalConfig, log_path: Path, domain_id: int | None = None)
         env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
         if domain_id is not None:
             env["ROS_DOMAIN_ID"] = str(domain_id)
-        profile = image_transport_env(config, env, runner.resolve().parents[1])
+        root = runner.resolve().parents[1]
+        profile = image_transport_env(config, env, root)
         if profile:
             log.write(f"FASTDDS_DEFAULT_PROFILES_FILE={profile} (colour frames larger than Fast DDS's built-in "
                       "shared-memory segment)\n")
-            log.flush()
+        elif (config.perception and config.camera_size[0] * config.camera_size[1] * 3 > BUILTIN_SHM_SEGMENT_BYTES
+              and "FASTDDS_DEFAULT_PROFILES_FILE" not in env
+              and env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") == "rmw_fastrtps_cpp"):
+            log.write(f"warning: no {FASTDDS_PROFILE} under {root} (set LPS_ROOT to the checkout): colour frames "
+                      "cross as UDP fragments and some may reach object_perception after the bridge stopped "
+                      "waiting for them\n")
+        log.flush()
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             yield proc
