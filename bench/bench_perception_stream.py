@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import numpy as np  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lps_msgs.msg import PerceptionFrame  # noqa: E402
+from lps_steering.evaluation.runner import BUILTIN_SHM_SEGMENT_BYTES, FASTDDS_PROFILE  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from ros_util import Collector, NodeProcess, RosClient, bridge_counters, stack_node_parameters  # noqa: E402
@@ -41,8 +42,8 @@ SECONDS = float(os.environ.get("LPS_BENCH_SECONDS", "10"))
 SETTINGS = ((640, 480, 30.0), (320, 240, 60.0), (1280, 720, 15.0))
 BASELINE = {"image_queue_depth": 1, "pair_window": 1}
 # The shared-memory profile the evaluation and the robot's compose file use for frames larger than
-# Fast DDS's built-in 512 KiB segment.
-PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_localhost.xml"
+# Fast DDS's built-in segment.
+PROFILE = Path(__file__).resolve().parents[1] / FASTDDS_PROFILE
 console = Console()
 
 
@@ -101,7 +102,7 @@ def main() -> None:
         for w, h, rate in SETTINGS:
             results = {label: measure(client, tmp, w, h, rate, overrides)
                        for label, overrides in (("shipped", {}), ("depth 1, newest only", BASELINE))}
-            if w * h * 3 > 512 * 1024:
+            if w * h * 3 > BUILTIN_SHM_SEGMENT_BYTES:
                 results["shipped, shared-memory profile"] = measure(client, tmp, w, h, rate, {}, PROFILE)
             for label, r in results.items():
                 table.add_row(f"{w}x{h} @ {rate:g} Hz", label, str(r["published"]), str(r["paired"]), str(r["lost"]),

@@ -47,6 +47,7 @@ from lps_steering.core.policy import SteeredPolicy, load_model
 from lps_train.pick_place.dataset import load_dataset
 from lps_train.pick_place.env import ControllerEpisode
 from lps_train.pick_place.evaluation import controller_episode
+from lps_train.pick_place.layout import entry_slice, layout_of
 from lps_train.runlog import save_json
 from tqdm import tqdm
 
@@ -167,10 +168,9 @@ def carry_release(decoder: str, demos: str, states: int = 40, latents: int = 256
     data = load_dataset(demos)
     obs, ids = data["observations"], data["episode_ids"]
     execute = int(data["layout"]["execute_steps"])
-    names = [e["source"] for e in data["layout"]["observation"]]
-    offsets = np.cumsum([0] + [e["size"] for e in data["layout"]["observation"]])
-    width = offsets[names.index("gripper_width")]
-    cube_z = offsets[names.index("object_position")] + 2
+    layout = layout_of(data["layout"]["observation"])
+    width = entry_slice("gripper", layout).start
+    cube_z = entry_slice("object", layout).start + 2
     first = np.r_[0, np.flatnonzero(np.diff(ids)) + 1]
     start_z = obs[first, cube_z][np.searchsorted(first, np.arange(len(obs)), side="right") - 1]
     carry = np.flatnonzero((obs[:, cube_z] - start_z > lift) & data["episode_success"][ids])

@@ -21,20 +21,11 @@ from lps_steering.core.kinematics import DH_MODIFIED, FLANGE_D, HAND_TCP_D, HAND
 from torch import nn
 
 from lps_train.normalization import Normalization
-from lps_train.pick_place.layout import ACTION_DIM, OBSERVATION_LAYOUT
+from lps_train.pick_place.layout import ACTION_DIM, entry_slice
 
 # Offsets in units of 5 cm: order one near the grasp, where the critic must resolve millimetres; the
 # place zone's offsets reach 6-8 units across the table, which layer norm takes in its stride.
 FEATURE_SCALE_M = 0.05
-
-
-def _slice(name: str) -> slice:
-    start = 0
-    for entry, _, size in OBSERVATION_LAYOUT:
-        if entry == name:
-            return slice(start, start + size)
-        start += size
-    raise KeyError(name)
 
 
 def _links(a: float, d: float, alpha: float, theta: torch.Tensor) -> torch.Tensor:
@@ -87,8 +78,8 @@ class ChunkTcpFeatures(nn.Module):
             raise ValueError(f"`references` must be a non-empty subset of {REFERENCES}, got {references}")
         self.steps = steps
         self.out_dim = steps * 3 * len(references)
-        self._arm = _slice("arm_q")
-        self._refs = [_slice(r) for r in references]
+        self._arm = entry_slice("arm_q")
+        self._refs = [entry_slice(r) for r in references]
 
     def forward(self, obs: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
         raw_obs = obs * self.obs_std + self.obs_mean

@@ -89,6 +89,16 @@ def layout_of(entries: list[dict] | None) -> tuple:
     return tuple((e["name"], e["source"], int(e["size"])) for e in entries)
 
 
+def entry_slice(name: str, layout: tuple = OBSERVATION_LAYOUT) -> slice:
+    """Where the entry `name` (e.g. "object") sits in an observation vector of `layout`."""
+    start = 0
+    for entry, _, size in layout:
+        if entry == name:
+            return slice(start, start + size)
+        start += size
+    raise KeyError(name)
+
+
 def layout_entries(layout: tuple) -> list[dict]:
     return [{"name": n, "source": s, "size": z} for n, s, z in layout]
 

@@ -57,17 +57,20 @@ def find_launch_runner() -> Path:
     return candidate
 
 
+def _wants_shm_profile(config: EvalConfig, env: dict[str, str]) -> bool:
+    """The stack streams colour frames larger than Fast DDS's built-in segment, and the caller chose
+    neither a profile nor another middleware."""
+    width, height = config.camera_size
+    return (config.perception and width * height * 3 > BUILTIN_SHM_SEGMENT_BYTES
+            and "FASTDDS_DEFAULT_PROFILES_FILE" not in env
+            and env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") == "rmw_fastrtps_cpp")
+
+
 def image_transport_env(config: EvalConfig, env: dict[str, str], root: Path) -> str | None:
     """Point Fast DDS at the checkout's shared-memory profile (`root`/config/fastdds_localhost.xml)
-    when the stack streams colour frames larger than Fast DDS's built-in segment, unless the caller
-    chose a profile or another middleware. Returns the profile set, or None."""
-    if not config.perception or "FASTDDS_DEFAULT_PROFILES_FILE" in env:
-        return None
-    if env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
-        return None
-    width, height = config.camera_size
+    where `_wants_shm_profile`. Returns the profile set, or None."""
     profile = root / FASTDDS_PROFILE
-    if width * height * 3 <= BUILTIN_SHM_SEGMENT_BYTES or not profile.is_file():
+    if not _wants_shm_profile(config, env) or not profile.is_file():
         return None
     env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     return str(profile)
@@ -102,9 +105,7 @@ def eval_stack(config: EvalConfig, log_path: Path, domain_id: int | None = None)
         if profile:
             log.write(f"FASTDDS_DEFAULT_PROFILES_FILE={profile} (colour frames larger than Fast DDS's built-in "
                       "shared-memory segment)\n")
-        elif (config.perception and config.camera_size[0] * config.camera_size[1] * 3 > BUILTIN_SHM_SEGMENT_BYTES
-              and "FASTDDS_DEFAULT_PROFILES_FILE" not in env
-              and env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") == "rmw_fastrtps_cpp"):
+        elif _wants_shm_profile(config, env):
             log.write(f"warning: no {FASTDDS_PROFILE} under {root} (set LPS_ROOT to the checkout): colour frames "
                       "cross as UDP fragments and some may reach object_perception after the bridge stopped "
                       "waiting for them\n")
