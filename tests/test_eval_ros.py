@@ -383,3 +383,47 @@ def test_perception_in_the_loop_beside_its_ground_truth_twin(domain, tiny_models
     text = perceived[0].report.read_text()
     assert "## Perception in the loop" in text and "ground-truth twin" in text
 
+
+
+def test_a_lost_state_request_is_sent_again(domain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server just discovered can drop the first request or its answer (its side of the match not
+    yet made, on a loaded machine). The evaluator asks for the lifecycle state again instead of
+    waiting out its limit; here the server sits on its first request past that limit."""
+    import threading
+
+    import rclpy
+    from lifecycle_msgs.srv import GetState
+    from lps_steering.evaluation import ros_client
+    from rclpy.callback_groups import ReentrantCallbackGroup
+    from rclpy.executors import MultiThreadedExecutor
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(int(os.environ["ROS_DOMAIN_ID"]) + 30))
+    monkeypatch.setattr(ros_client, "RESEND_S", 0.5)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    server = rclpy.create_node("policy_node", context=context)
+    release, requests = threading.Event(), []
+
+    def answer(_req: GetState.Request, res: GetState.Response) -> GetState.Response:
+        requests.append(time.monotonic())
+        if len(requests) == 1:
+            release.wait(10.0)  # the first request's answer never comes in time
+        res.current_state.label = "inactive"
+        return res
+
+    server.create_service(GetState, "/policy_node/get_state", answer, callback_group=ReentrantCallbackGroup())
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(server)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    client = ros_client.EvaluationClient(EvalConfig(heads={"base": "none"}))
+    try:
+        started = time.monotonic()
+        assert client.lifecycle_state() == "inactive"
+        assert len(requests) >= 2 and time.monotonic() - started < 3.0
+    finally:
+        release.set()
+        client.close()
+        executor.shutdown()
+        server.destroy_node()
+        rclpy.shutdown(context=context)

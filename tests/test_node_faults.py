@@ -51,6 +51,18 @@ def _resume(client: RosClient) -> Trigger.Response:
     return client.call(Trigger, f'{NODE}/resume', Trigger.Request())
 
 
+def _resume_granted(client: RosClient, attempts: int = 5) -> Trigger.Response:
+    """Resume, asked again while the only refusal is this test's own joint states arriving late:
+    the test process's publisher thread can starve past the 0.2 s watchdog on a loaded machine,
+    and the node is right to refuse then. Any other refusal is returned at once."""
+    for _ in range(attempts - 1):
+        res = _resume(client)
+        if res.success or 'watchdog: no joint_states' not in res.message:
+            return res
+        time.sleep(0.1)
+    return _resume(client)
+
+
 class RawJointStates:
     """Publishes whatever JointState `make(stamp)` builds, at 100 Hz, from the test's node, and
     the object pose the tiny decoder observes (always well-formed)."""
@@ -175,7 +187,7 @@ def test_each_malformed_joint_state_brakes_every_period_with_its_reason(
                 time.sleep(0.2)
                 n = len(telemetry.snapshot())
                 assert all(m.safety_state == HOLD for m in telemetry.wait_count(n + 5, 3.0)[n:]), case
-                res = _resume(client)
+                res = _resume_granted(client)
                 assert res.success, (case, res.message)
                 n_c = len(commands.snapshot())
                 telemetry.wait_for(lambda m, n=n: any(x.safety_state != HOLD for x in m[n:]), 3.0, case)
@@ -219,7 +231,7 @@ def test_a_non_finite_pose_holds_on_every_message_and_a_flicker_still_latches(
             assert not res.success and 'pose.position.x' in res.message, res.message
             source.object_x = [0.5]
             time.sleep(0.2)
-            res = _resume(client)
+            res = _resume_granted(client)
             assert res.success, res.message
             n = len(telemetry.snapshot())
             telemetry.wait_for(lambda m: sum(x.safety_state != HOLD for x in m[n:]) >= 10, 3.0, 'resumed')
@@ -236,7 +248,7 @@ def test_a_non_finite_pose_holds_on_every_message_and_a_flicker_still_latches(
             msgs = telemetry.wait_count(n + 20, 3.0)[n:]
             assert all(m.safety_state == HOLD for m in msgs), 'a flicker must stay latched until ~/resume'
             assert 'cleared, waiting for ~/resume' in msgs[-1].safety_reason, msgs[-1].safety_reason
-            assert _resume(client).success
+            assert _resume_granted(client).success
     finally:
         _close(source)
 
@@ -291,7 +303,7 @@ def test_sim_time_activation_right_after_the_clock_starts_and_a_restarted_sim_cl
             assert all(m.safety_state == HOLD for m in telemetry.wait_count(n + 10, 3.0)[n:]), \
                 'a restarted sim must not release the hold by itself'
             n, n_c = len(telemetry.snapshot()), len(commands.snapshot())
-            res = _resume(client)
+            res = _resume_granted(client)
             assert res.success, res.message
             msgs = telemetry.wait_for(lambda m: sum(x.safety_state != HOLD for x in m[n:]) >= 10, 5.0,
                                       'moving again')
@@ -344,7 +356,7 @@ def test_future_and_out_of_order_stamps(tmp_path: Path, client: RosClient, tiny_
             # Sane stamps again: the cause is gone, resume is accepted and steering goes on.
             source.make = source.good
             time.sleep(0.3)
-            res = _resume(client)
+            res = _resume_granted(client)
             assert res.success, res.message
             n = len(telemetry.snapshot())
             telemetry.wait_for(lambda m: any(x.safety_state != HOLD for x in m[n:]), 3.0, 'resumed')
@@ -390,7 +402,7 @@ def test_joint_state_publisher_killed_and_restarted_resumes_from_the_measured_po
             assert max(np.abs(q - np.array(source.q)).max() for q in back) < 1e-9
             assert np.abs(held - np.array(source.q)).max() > 0.1  # the check can fail
             n = len(telemetry.snapshot())
-            res = _resume(client)
+            res = _resume_granted(client)
             assert res.success, res.message
             msgs = telemetry.wait_for(lambda m: sum(x.safety_state != HOLD for x in m[n:]) >= 20, 3.0, 'resumed')
             measured = np.array(source.q)
@@ -434,7 +446,7 @@ def test_auto_resume_after_stale_releases_silence_by_itself_but_not_a_malformed_
             time.sleep(0.3)
             n = len(telemetry.snapshot())
             assert all(m.safety_state == HOLD for m in telemetry.wait_count(n + 10, 3.0)[n:])
-            assert _resume(client).success
+            assert _resume_granted(client).success
     finally:
         _close(source)
 
@@ -532,7 +544,7 @@ def test_readiness_gates_activation_and_holds_when_lost(tmp_path: Path, client: 
             assert not _resume(client).success
             readiness.update(ready=True)
             time.sleep(0.2)
-            assert _resume(client).success
+            assert _resume_granted(client).success
             # The supervisor goes silent: stale readiness holds too.
             readiness['ready'] = None
             n = len(telemetry.snapshot())

@@ -48,6 +48,7 @@ SAFETY_HOLD = 2
 BEST_EFFORT = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 LATCHED = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SERVICE_TIMEOUT_S = 30.0
+RESEND_S = 5.0  # reads (lifecycle state, parameters) are sent again this often until answered (see _call)
 # Topics written to MCAP when recording: what a reviewer needs to replay an episode.
 # Everything `lps-train convert --source mcap` needs to rebuild observations, actions and outcomes.
 RECORDED = (("task_status", TaskStatus), ("joint_states", JointState),
@@ -175,16 +176,32 @@ class EvaluationClient:
         return client
 
     def _call(self, srv_type: type, name: str, request: Any, timeout: float = SERVICE_TIMEOUT_S,
-              available_within: float | None = None) -> Any:
+              available_within: float | None = None, resend_s: float | None = None) -> Any:
         """Call `name` and wait for the answer; `available_within` bounds the wait for the server
-        (default `timeout`)."""
+        (default `timeout`).
+
+        `resend_s` (only for requests that may be answered twice) sends the request again whenever
+        that long passes without an answer. A server just discovered may not yet have matched our
+        request writer or response reader: a loaded machine loses the first request or its answer,
+        and waiting longer for it never helps.
+        """
         client = self._service(srv_type, name, timeout if available_within is None else available_within)
         done = threading.Event()
-        future = client.call_async(request)
-        future.add_done_callback(lambda _f: done.set())
-        if not self._sliced(done.wait, timeout):
-            raise EvaluationError(f"service {name} did not answer within {timeout} s")
-        return future.result()
+        futures: list[Any] = []
+
+        def send() -> None:
+            future = client.call_async(request)
+            future.add_done_callback(lambda _f: done.set())
+            futures.append(future)
+
+        send()
+        deadline = time.monotonic() + timeout
+        while not self._sliced(done.wait, min(resend_s or timeout, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                raise EvaluationError(f"service {name} did not answer within {timeout} s "
+                                      f"({len(futures)} request{'s' if len(futures) > 1 else ''} sent)")
+            send()
+        return next(f for f in futures if f.done()).result()
 
     def _check_stack(self) -> None:
         failure = self._stack_failure() if self._stack_failure is not None else ""
@@ -232,7 +249,8 @@ class EvaluationClient:
 
     # ----------------------------------------------------------------------------- policy node
     def lifecycle_state(self) -> str:
-        return self._call(GetState, f"{self.policy}/get_state", GetState.Request()).current_state.label
+        return self._call(GetState, f"{self.policy}/get_state", GetState.Request(),
+                          resend_s=RESEND_S).current_state.label
 
     def transition(self, transition_id: int, label: str) -> None:
         req = ChangeState.Request()
@@ -248,7 +266,7 @@ class EvaluationClient:
         other stacks starting beside it).
         """
         state = self._call(GetState, f"{self.policy}/get_state", GetState.Request(),
-                           available_within=startup_timeout_s).current_state.label
+                           available_within=startup_timeout_s, resend_s=RESEND_S).current_state.label
         if state == "unconfigured":
             self.transition(Transition.TRANSITION_CONFIGURE, "configure")
         elif state == "active":
@@ -311,7 +329,7 @@ class EvaluationClient:
 
     def command_period(self) -> float:
         req = GetParameters.Request(names=["command_rate_hz"])
-        value = self._call(GetParameters, f"{self.policy}/get_parameters", req).values[0]
+        value = self._call(GetParameters, f"{self.policy}/get_parameters", req, resend_s=RESEND_S).values[0]
         if value.type != ParameterType.PARAMETER_DOUBLE or not value.double_value > 0:
             raise EvaluationError(f"{self.policy} has no usable `command_rate_hz` parameter")
         return 1.0 / value.double_value
