@@ -141,3 +141,46 @@ def test_malformed_recordings_are_refused_with_the_nodes_reason(tmp_path):
     (tmp_path / "junk.mcap").write_bytes(b"\x89MCAP0\r\n" + b"\0" * 20)
     with pytest.raises(fmt.DatasetError, match="not a readable MCAP recording"):
         convert_recordings([str(tmp_path / "junk.mcap")])
+
+
+# ---------------------------------------------------------------------------------------------- pick_place .npz
+def test_pick_place_datasets_convert_and_cut_back_into_their_own_chunks(tmp_path):
+    from lps_train.offline.chunks import ChunkDataset
+    from lps_train.offline.pick_place import convert_datasets
+    from lps_train.pick_place.dataset import load_dataset, save_dataset
+    from lps_train.pick_place.demos import collect
+    from lps_train.pick_place.layout import CHUNK_LENGTH, make_pick_place
+
+    save_dataset(tmp_path / "done.npz", collect(1, "careful", seed=2, progress=False))
+    # Cut by the time limit before the expert can finish: a time-out that bootstraps.
+    save_dataset(tmp_path / "cut.npz", collect(1, "careful", seed=3, progress=False,
+                                               task=make_pick_place(episode_limit_s=2.0)))
+    paths = [str(tmp_path / "done.npz"), str(tmp_path / "cut.npz")]
+    data = fmt.load(fmt.save(convert_datasets(paths), tmp_path / "ds"))
+    rows = [load_dataset(p) for p in paths]
+    np.testing.assert_array_equal(data.episode_lengths, [len(r["observations"]) for r in rows])
+    np.testing.assert_array_equal(data.success, [True, False])
+    np.testing.assert_array_equal(data.timeouts, [False, True])
+    n0 = data.episode_lengths[0]
+    assert data.terminals.sum() == 1 and data.terminals[n0 - 1] and data.rewards.sum() == 1.0 and data.rewards[n0 - 1] == 1
+    np.testing.assert_allclose(data.final_observations[0], rows[0]["next_observations"][-1])
+    assert [e.source for e in data.observation][0] == "arm_joint_positions" and data.rate_hz == 10.0
+    assert [f["file"] for f in data.source["files"]] == ["done.npz", "cut.npz"]
+    # The chunks cut from the steps are the recorded rows' chunks, command for command.
+    chunks = ChunkDataset(data, CHUNK_LENGTH, 0.99)
+    starts = chunks.starts[chunks.starts < n0]
+    np.testing.assert_allclose(chunks.chunks(starts), rows[0]["actions"][starts], atol=1e-5)
+
+    # A row whose later commands are not the next rows' own cannot be cut into steps.
+    bad = dict(rows[0], layout=json.dumps(rows[0]["layout"]))
+    bad["actions"] = bad["actions"].copy()
+    bad["actions"][3, 2, 1] += 0.01
+    save_dataset(tmp_path / "bad.npz", bad)
+    with pytest.raises(fmt.DatasetError, match=r"episode 0: row chunks are not the rows' own commands \(command 2"):
+        convert_datasets([str(tmp_path / "bad.npz")])
+    # Files of different observation layouts do not mix.
+    save_dataset(tmp_path / "vel.npz", collect(1, "careful", seed=2, progress=False, observation="state_velocity"))
+    with pytest.raises(fmt.DatasetError, match="layout differs"):
+        convert_datasets([paths[0], str(tmp_path / "vel.npz")])
+    with pytest.raises(fmt.DatasetError, match="not a pick_place dataset"):
+        convert_datasets([str(tmp_path / "missing.npz")])

@@ -565,6 +565,10 @@ def cmd_convert(a: Convert, command: str) -> None:
             if len(a.input) != 1:
                 raise SystemExit(f"--input: one OGBench .npz, got {len(a.input)} paths")
             data = convert_npz(a.input[0], a.task)
+        elif a.source == "pick-place":
+            from lps_train.offline.pick_place import convert_datasets
+
+            data = convert_datasets(list(a.input))
         else:
             from lps_train.offline.mcap import convert_recordings
 

@@ -222,10 +222,12 @@ class Evaluate:
 class Convert:
     """Offline data of another format -> the trajectory dataset folder (docs/datasets.md)."""
 
-    source: Literal["lerobot", "ogbench", "mcap"]
-    """the input's format: a LeRobotDataset v3 folder, an OGBench .npz, or the stack's MCAP recordings"""
+    source: Literal["lerobot", "ogbench", "mcap", "pick-place"]
+    """the input's format: a LeRobotDataset v3 folder, an OGBench .npz, the stack's MCAP recordings, or
+    this project's pick_place .npz files (`lps-train collect`)"""
     input: tuple[str, ...]
-    """the input: a LeRobot folder, an .npz, or .mcap files (one episode each)"""
+    """the input: a LeRobot folder, an .npz, .mcap files (one episode each), or pick_place .npz files
+    (concatenated)"""
     out: str
     """the dataset folder to write"""
     task: str = ""
