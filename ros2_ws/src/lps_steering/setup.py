@@ -15,7 +15,9 @@ setup(
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
-        ('share/' + package_name + '/config', glob('config/*.yaml')),
+        # The shared-memory Fast DDS profile beside the node configs: an installed evaluator streaming
+        # large camera frames finds it relative to its launch_stack.py, as a checkout's does.
+        ('share/' + package_name + '/config', glob('config/*.yaml') + [repository + '/config/fastdds_localhost.xml']),
         ('share/' + package_name + '/launch',
          sorted(glob(repository + '/launch/*.py') + glob(repository + '/launch/*.yaml'))
          + [repository + '/scripts/launch_stack.py']),

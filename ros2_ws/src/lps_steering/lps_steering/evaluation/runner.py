@@ -67,7 +67,7 @@ def _wants_shm_profile(config: EvalConfig, env: dict[str, str]) -> bool:
 
 
 def image_transport_env(config: EvalConfig, env: dict[str, str], root: Path) -> str | None:
-    """Point Fast DDS at the checkout's shared-memory profile (`root`/config/fastdds_localhost.xml)
+    """Point Fast DDS at the shared-memory profile under `root` (the checkout or lps_steering's share)
     where `_wants_shm_profile`. Returns the profile set, or None."""
     profile = root / FASTDDS_PROFILE
     if not _wants_shm_profile(config, env) or not profile.is_file():
@@ -106,7 +106,7 @@ def eval_stack(config: EvalConfig, log_path: Path, domain_id: int | None = None)
             log.write(f"FASTDDS_DEFAULT_PROFILES_FILE={profile} (colour frames larger than Fast DDS's built-in "
                       "shared-memory segment)\n")
         elif _wants_shm_profile(config, env):
-            log.write(f"warning: no {FASTDDS_PROFILE} under {root} (set LPS_ROOT to the checkout): colour frames "
+            log.write(f"warning: no {FASTDDS_PROFILE} under {root} (rebuild the workspace, or set LPS_ROOT to the checkout): colour frames "
                       "cross as UDP fragments and some may reach object_perception after the bridge stopped "
                       "waiting for them\n")
         log.flush()
