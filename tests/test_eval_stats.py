@@ -431,10 +431,6 @@ def test_frames_larger_than_fast_dds_builtin_segment_get_the_shared_memory_profi
     env: dict[str, str] = {}
     assert image_transport_env(robot_size, env, root) == profile
     assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == profile
-    # 320 x 240 rgb8 (225 KiB) fits Fast DDS's own 512 KiB segment: the environment stays as it is.
-    small = load_config(perception=True, camera_size=[320, 240])
-    assert image_transport_env(small, env := {}, root) is None and env == {}
-    # A profile the caller chose, another middleware, no camera, or no profile file: left alone.
     # Installed without a checkout (no LPS_ROOT): the runner's root is lps_steering's share, which
     # carries the same profile.
     from ament_index_python.packages import get_package_share_directory
@@ -443,6 +439,10 @@ def test_frames_larger_than_fast_dds_builtin_segment_get_the_shared_memory_profi
     assert (share / "launch" / "launch_stack.py").is_file()
     assert (share / "config" / "fastdds_localhost.xml").read_bytes() == Path(profile).read_bytes()
     assert image_transport_env(robot_size, env := {}, share) == str(share / "config" / "fastdds_localhost.xml")
+    # 320 x 240 rgb8 (225 KiB) fits Fast DDS's own 512 KiB segment: the environment stays as it is.
+    small = load_config(perception=True, camera_size=[320, 240])
+    assert image_transport_env(small, env := {}, root) is None and env == {}
+    # A profile the caller chose, another middleware, no camera, or no profile file: left alone.
     chosen = {"FASTDDS_DEFAULT_PROFILES_FILE": "/elsewhere.xml"}
     assert image_transport_env(robot_size, chosen, root) is None
     assert chosen == {"FASTDDS_DEFAULT_PROFILES_FILE": "/elsewhere.xml"}

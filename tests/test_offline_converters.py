@@ -178,9 +178,20 @@ def test_pick_place_datasets_convert_and_cut_back_into_their_own_chunks(tmp_path
     save_dataset(tmp_path / "bad.npz", bad)
     with pytest.raises(fmt.DatasetError, match=r"episode 0: row chunks are not the rows' own commands \(command 2"):
         convert_datasets([str(tmp_path / "bad.npz")])
+    # The gripper's later widths are checked as well: they are cut from the following rows too.
+    bad = dict(rows[0], layout=json.dumps(rows[0]["layout"]))
+    bad["actions"] = bad["actions"].copy()
+    bad["actions"][5, 1, 7] += 0.005
+    save_dataset(tmp_path / "bad_grip.npz", bad)
+    with pytest.raises(fmt.DatasetError, match=r"episode 0: row chunks are not the rows' own commands \(command 1"):
+        convert_datasets([str(tmp_path / "bad_grip.npz")])
+    # Rollouts hold the policy's chunk per env step of several policy steps: not step-level commands.
+    save_dataset(tmp_path / "rollouts.npz", dict(rows[0], layout=json.dumps(rows[0]["layout"] | {"quality": "rollouts"})))
+    with pytest.raises(fmt.DatasetError, match="a rollout file"):
+        convert_datasets([str(tmp_path / "rollouts.npz")])
     # Files of different observation layouts do not mix.
     save_dataset(tmp_path / "vel.npz", collect(1, "careful", seed=2, progress=False, observation="state_velocity"))
-    with pytest.raises(fmt.DatasetError, match="layout differs"):
+    with pytest.raises(fmt.DatasetError, match="layout or policy rate differs"):
         convert_datasets([paths[0], str(tmp_path / "vel.npz")])
     with pytest.raises(fmt.DatasetError, match="not a pick_place dataset"):
         convert_datasets([str(tmp_path / "missing.npz")])

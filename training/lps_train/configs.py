@@ -224,10 +224,10 @@ class Convert:
 
     source: Literal["lerobot", "ogbench", "mcap", "pick-place"]
     """the input's format: a LeRobotDataset v3 folder, an OGBench .npz, the stack's MCAP recordings, or
-    this project's pick_place .npz files (`lps-train collect`)"""
+    this project's pick_place demonstrations (`lps-train collect` without --policy)"""
     input: tuple[str, ...]
-    """the input: a LeRobot folder, an .npz, .mcap files (one episode each), or pick_place .npz files
-    (concatenated)"""
+    """the input: a LeRobot folder, an .npz, .mcap files (one episode each), or pick_place demonstration
+    .npz files (concatenated)"""
     out: str
     """the dataset folder to write"""
     task: str = ""

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lps_train.normalization import Normalization
-from lps_train.offline.format import DatasetError, Trajectories
+from lps_train.offline.format import DatasetError, Entry, Trajectories
 
 
 class ChunkDataset:
@@ -43,7 +43,7 @@ class ChunkDataset:
         self.obs = self.norm.normalize_obs(data.observations)
         self.next_obs_all = self.norm.normalize_obs(data.next_observations())
         self.raw_actions = data.actions
-        self.rereference = relative_action_slices(data)
+        self.rereference = relative_action_slices(data.observation, data.action)
         self.raw_q = data.observations
         self.rewards = data.rewards.astype(np.float64)
         self.not_terminal = (~data.terminals).astype(np.float64)
@@ -89,15 +89,15 @@ class ChunkDataset:
         return self.obs[self.starts], self.chunks(self.starts)
 
 
-def relative_action_slices(data: Trajectories) -> list[tuple[slice, slice]]:
+def relative_action_slices(observation: tuple[Entry, ...], action: tuple[Entry, ...]) -> list[tuple[slice, slice]]:
     """(action slice, observation slice) of each `joint_position_delta` action entry and the
     `arm_joint_positions` observation it is relative to."""
     obs_at, i = {}, 0
-    for e in data.observation:
+    for e in observation:
         obs_at[e.source] = slice(i, i + e.size)
         i += e.size
     out, i = [], 0
-    for e in data.action:
+    for e in action:
         if e.mode == "joint_position_delta":
             q = obs_at.get("arm_joint_positions")
             if q is None or q.stop - q.start != e.size:

@@ -196,12 +196,17 @@ class EvaluationClient:
 
         send()
         deadline = time.monotonic() + timeout
-        while not self._sliced(done.wait, min(resend_s or timeout, max(0.0, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline:
-                raise EvaluationError(f"service {name} did not answer within {timeout} s "
-                                      f"({len(futures)} request{'s' if len(futures) > 1 else ''} sent)")
-            send()
-        return next(f for f in futures if f.done()).result()
+        try:
+            while not self._sliced(done.wait, min(resend_s or timeout, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    raise EvaluationError(f"service {name} did not answer within {timeout} s "
+                                          f"({len(futures)} request{'s' if len(futures) > 1 else ''} sent)")
+                send()
+            return next(f for f in futures if f.done()).result()
+        finally:
+            for f in futures:  # the client keeps unanswered requests until told otherwise
+                if not f.done():
+                    client.remove_pending_request(f)
 
     def _check_stack(self) -> None:
         failure = self._stack_failure() if self._stack_failure is not None else ""

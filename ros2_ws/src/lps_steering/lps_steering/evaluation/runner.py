@@ -106,8 +106,8 @@ def eval_stack(config: EvalConfig, log_path: Path, domain_id: int | None = None)
             log.write(f"FASTDDS_DEFAULT_PROFILES_FILE={profile} (colour frames larger than Fast DDS's built-in "
                       "shared-memory segment)\n")
         elif _wants_shm_profile(config, env):
-            log.write(f"warning: no {FASTDDS_PROFILE} under {root} (rebuild the workspace, or set LPS_ROOT to the checkout): colour frames "
-                      "cross as UDP fragments and some may reach object_perception after the bridge stopped "
+            log.write(f"warning: no {FASTDDS_PROFILE} under {root} (rebuild the workspace, or set LPS_ROOT to "
+                      "the checkout): colour frames cross as UDP fragments and some may reach object_perception after the bridge stopped "
                       "waiting for them\n")
         log.flush()
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
