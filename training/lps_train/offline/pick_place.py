@@ -10,7 +10,8 @@ where it does not hold is refused: its chunks could not be cut back. Rollout fil
 
 The row rewards count a success anywhere within the next `execute_steps` steps; a step-level
 reward is 1 on the step where the task succeeds (the last row of a successful episode) and 0
-elsewhere, so `--lps.reward-shift -1` gives OGBench's {-1, 0}. An episode ends terminal where the
+elsewhere (`--lps.reward-shift -1` then charges 1 per chunk until the success, where OGBench's
+relabelled data charges 1 per step in its rewards). An episode ends terminal where the
 collector says it terminated (success, the object off the table) and by time-out otherwise; its
 final observation is the last row's next observation, the state after the last step.
 """
