@@ -171,20 +171,15 @@ def test_pick_place_datasets_convert_and_cut_back_into_their_own_chunks(tmp_path
     starts = chunks.starts[chunks.starts < n0]
     np.testing.assert_allclose(chunks.chunks(starts), rows[0]["actions"][starts], atol=1e-5)
 
-    # A row whose later commands are not the next rows' own cannot be cut into steps.
-    bad = dict(rows[0], layout=json.dumps(rows[0]["layout"]))
-    bad["actions"] = bad["actions"].copy()
-    bad["actions"][3, 2, 1] += 0.01
-    save_dataset(tmp_path / "bad.npz", bad)
-    with pytest.raises(fmt.DatasetError, match=r"episode 0: row chunks are not the rows' own commands \(command 2"):
-        convert_datasets([str(tmp_path / "bad.npz")])
-    # The gripper's later widths are checked as well: they are cut from the following rows too.
-    bad = dict(rows[0], layout=json.dumps(rows[0]["layout"]))
-    bad["actions"] = bad["actions"].copy()
-    bad["actions"][5, 1, 7] += 0.005
-    save_dataset(tmp_path / "bad_grip.npz", bad)
-    with pytest.raises(fmt.DatasetError, match=r"episode 0: row chunks are not the rows' own commands \(command 1"):
-        convert_datasets([str(tmp_path / "bad_grip.npz")])
+    # A row whose later commands are not the next rows' own cannot be cut into steps: an arm command
+    # (re-referenced) or a gripper width (as it is).
+    for name, (row, command, entry, delta) in {"arm": (3, 2, 1, 0.01), "grip": (5, 1, 7, 0.005)}.items():
+        bad = dict(rows[0], layout=json.dumps(rows[0]["layout"]))
+        bad["actions"] = bad["actions"].copy()
+        bad["actions"][row, command, entry] += delta
+        save_dataset(tmp_path / f"bad_{name}.npz", bad)
+        with pytest.raises(fmt.DatasetError, match=rf"episode 0: row chunks are not the rows' own commands \(command {command}"):
+            convert_datasets([str(tmp_path / f"bad_{name}.npz")])
     # Rollouts hold the policy's chunk per env step of several policy steps: not step-level commands.
     save_dataset(tmp_path / "rollouts.npz", dict(rows[0], layout=json.dumps(rows[0]["layout"] | {"quality": "rollouts"})))
     with pytest.raises(fmt.DatasetError, match="a rollout file"):
