@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
@@ -51,16 +52,8 @@ def measure(client: RosClient, tmp: Path, w: int, h: int, rate: float, perceptio
             profile: Path | None = None) -> dict:
     name = f"{w}x{h}_{rate:g}_{'baseline' if perception_overrides else 'shipped'}{'_shm' if profile else ''}"
     # The two node processes inherit this process's environment; the profile is theirs only.
-    before = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
-    if profile:
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
-    try:
+    with mock.patch.dict(os.environ, {"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)} if profile else {}):
         return _measure(client, tmp, name, w, h, rate, perception_overrides)
-    finally:
-        if before is None:
-            os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-        else:
-            os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = before
 
 
 def _measure(client: RosClient, tmp: Path, name: str, w: int, h: int, rate: float, perception_overrides: dict) -> dict:

@@ -55,12 +55,12 @@ def _resume_granted(client: RosClient, attempts: int = 5) -> Trigger.Response:
     """Resume, asked again while the only refusal is this test's own joint states arriving late:
     the test process's publisher thread can starve past the 0.2 s watchdog on a loaded machine,
     and the node is right to refuse then. A refusal without that cause is returned at once."""
-    for _ in range(attempts - 1):
+    for _ in range(attempts):
         res = _resume(client)
         if res.success or 'watchdog: no joint_states' not in res.message:
-            return res
+            break
         time.sleep(0.1)
-    return _resume(client)
+    return res
 
 
 class RawJointStates:

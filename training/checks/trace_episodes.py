@@ -29,7 +29,8 @@ PHASES = ("success", "held", "never_lifted", "dropped", "not_placed")
 
 
 def trace(decoder: str, head: str, episodes: int, seed: int) -> list[dict]:
-    """One record per episode: success, holds, and at every replan t, TCP, cube and zone positions."""
+    """One record per episode: success, holds, and at every replan t, TCP, cube and zone positions
+    and the gripper's measured width."""
     ep = controller_episode(decoder, head)
     out = []
     for k in tqdm(range(episodes), desc="trace"):
@@ -44,13 +45,14 @@ def trace(decoder: str, head: str, episodes: int, seed: int) -> list[dict]:
         r = np.round(np.asarray(rows), 4)  # 0.1 mm: the traces are kept in the repository
         out.append({"seed": seed + k, "success": bool(ep.result.success), "hold_periods": int(ep.result.holds),
                     "t": r[:, 0].tolist(), "tcp": r[:, 1:4].tolist(), "cube": r[:, 4:7].tolist(),
-                    "zone_xy": r[:, 7:9].tolist(), "cube_half": float(ep.task.cube_half)})
+                    "zone_xy": r[:, 7:9].tolist(), "gripper": r[:, 9].tolist(), "cube_half": float(ep.task.cube_half)})
     return out
 
 
 def _row(ep: ControllerEpisode) -> list[float]:
     task = ep.task
-    return [ep.now, *task.tcp_position(), *task.object_position(), *task.target_position()[:2]]
+    return [ep.now, *task.tcp_position(), *task.object_position(), *task.target_position()[:2],
+            float(np.asarray(ep.obs["gripper_width"]).reshape(-1)[0])]
 
 
 def phase(episode: dict) -> str:
