@@ -87,6 +87,10 @@ def test_chunk_targets_match_a_hand_computation():
     np.testing.assert_allclose(b["discounts"], [0.25] * 3)
     np.testing.assert_array_equal(b["actions"][2], data.actions[2:4])
     np.testing.assert_array_equal(b["obs"], data.observations[:3])
+    # SARSA's next chunk starts at t+2; from start 1 on, the episode's last whole chunk (start 2) stands in.
+    np.testing.assert_array_equal(b["next_actions"], data.actions[[[2, 3], [2, 3], [2, 3]]])
+    np.testing.assert_array_equal(ChunkDataset(data, horizon=1, gamma=0.5).batch(np.arange(4))["next_actions"][:, 0],
+                                  data.actions[[1, 2, 3, 3]])
     # Normalised units: the chunk's actions go through the dataset's statistics, the rewards do not.
     norm = Normalization(np.zeros(3), np.full(3, 2.0), np.array([1.0, 0.0]), np.array([2.0, 4.0]))
     nb = ChunkDataset(data, 2, 0.5, norm).batch(np.array([1]))

@@ -92,6 +92,32 @@ def test_the_joint_update_keeps_each_loss_on_its_own_parameters():
     assert info["losses/q"] == pytest.approx(float(((qs - batch["rewards"]) ** 2).mean(1).sum()), rel=1e-5)
 
 
+def test_sarsa_targets_come_from_the_datas_next_chunk_and_never_from_the_actor():
+    data = _chunks()
+    dec_cfg = MeanFlowConfig(hidden=16, layers=2)
+    batch = data.sample(8, np.random.default_rng(1))
+    decoder = MeanFlowDecoder(4, 2, 3, dec_cfg)
+
+    def critic_after_one_update(target: str, actor_seed: int) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        agent = lps.LPSAgent(lps.LPSConfig(hidden=16, critic_layers=2, actor_layers=1, critic_target=target), decoder)
+        torch.manual_seed(actor_seed)
+        for p in agent.actor.parameters():
+            torch.nn.init.normal_(p)
+        agent.update_critic(batch)
+        return _params(agent.q)
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+    from_data = critic_after_one_update("data", 1)
+    assert same(from_data, critic_after_one_update("data", 2))
+    assert not same(critic_after_one_update("policy", 1), critic_after_one_update("policy", 2))
+    # The data's target is the next chunk's: another next chunk, another update.
+    batch["next_actions"] = batch["next_actions"] + 1.0
+    assert not same(from_data, critic_after_one_update("data", 1))
+
+
 def test_action_bounds_clamp_what_the_critics_and_the_actor_read():
     dec_cfg = MeanFlowConfig(hidden=16, layers=2)
     torch.manual_seed(0)

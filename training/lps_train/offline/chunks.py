@@ -8,6 +8,11 @@ LPS and Q-chunking samplers do the same: no padded chunks). For such a start:
     mask        prod_{i<H} (1 - terminal_{t+i})           0: the TD target does not bootstrap
     next_obs    o_{t+H} (the episode's final observation when t+H is its end)
     discount    gamma^H                                   what the bootstrap is multiplied by
+    next_actions the chunk starting at t+H                 (SARSA targets, `--lps.critic-target data`)
+
+Where fewer than H steps follow t+H in the episode, the episode's last whole chunk stands in for
+the next one: a terminal there does not bootstrap, and after a time-out it is the data's action
+nearest to o_{t+H}.
 
 Actions of mode `joint_position_delta` are stored per step, relative to that step's measured arm
 joint positions (observation source `arm_joint_positions`); the runtime reads every delta of a chunk
@@ -36,6 +41,7 @@ class ChunkDataset:
         starts, lengths = data.episode_starts, data.episode_lengths
         self.starts = np.concatenate([s + np.arange(max(0, n - horizon + 1)) for s, n in zip(starts, lengths, strict=True)]
                                      ).astype(np.int64)
+        self.last_start = np.repeat(starts + lengths - horizon, lengths).astype(np.int64)  # per step: where its episode's last whole chunk starts
         if len(self.starts) == 0:
             raise DatasetError(f"no episode has {horizon} steps: no chunk of length {horizon} can be cut "
                                f"(longest episode: {int(lengths.max())} steps)")
@@ -74,6 +80,7 @@ class ChunkDataset:
             # o_{t+H} is the next observation of step t+H-1: the final one where the episode ends.
             "next_obs": self.next_obs_all[starts + h - 1],
             "discounts": np.full(len(starts), self.gamma ** h, np.float32),
+            "next_actions": self.chunks(np.minimum(starts + h, self.last_start[starts])),
         }
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
