@@ -21,7 +21,7 @@ def test_the_benchmark_command_regenerates_trains_and_evaluates(tmp_path):
                         "--episode-steps", "30", "--workers", "1", "--tasks", "1", "2", "--seeds", "0",
                         "--train-steps", "4", "--eval-every", "4", "--eval-episodes", "1",
                         "--decoder-training", "frozen", "--decoder-steps", "4", "--dsrl", "--dsrl-hidden", "16"],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["generation"]["rows"] == 60 and res["generation"]["env_steps_per_s_per_process"] > 0
