@@ -32,6 +32,7 @@ def test_a_traced_episode_follows_the_cube_and_gets_its_phase(tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert sum(res["phases"].values()) == 2 and out.with_suffix(".png").stat().st_size > 0
+    assert res["close"] == _module().close_summary(res["episodes"]) and res["close"]["episodes"] == 2
     # The same seeds through lps-train's evaluation succeed as often.
     assert res["phases"]["success"] == evaluate(str(DECODER), "", 2, seed=100_000, progress=False).successes
     radius = PickPlaceConfig().target_radius
@@ -56,3 +57,15 @@ def test_phases_of_failures():
     assert mod.phase(ep([0, 0.01, 0.0])) == "never_lifted"
     assert mod.phase(ep([0, 0.1, 0.0])) == "dropped"
     assert mod.phase(ep([0, 0.1, 0.09])) == "not_placed"
+
+
+def test_the_close_point_is_where_the_width_first_drops_under_the_open_hand():
+    mod = _module()
+    ep = {"gripper": [0.08, 0.08, 0.065, 0.02, 0.08], "tcp": [[0.0, 0.0, 0.3]] * 2 + [[0.53, 0.04, 0.05]] * 3,
+          "cube": [[0.5, 0.0, 0.0225]] * 5}
+    horizontal, height = mod.close_point(ep)
+    assert horizontal == pytest.approx(0.05) and height == pytest.approx(0.0275)
+    assert mod.close_point(ep | {"gripper": [0.08] * 5}) is None
+    summary = mod.close_summary([ep, ep | {"gripper": [0.08] * 5}])
+    assert summary["episodes"] == 2 and summary["closed"] == 1
+    assert summary["horizontal_cm"] == [5.0, 5.0, 5.0] and summary["height_cm"] == [2.75, 2.75, 2.75]

@@ -9,8 +9,14 @@ Phases of an episode that did not succeed (checked in this order):
                   would be a success)
     not_placed    it is still off the table at the end (held, or in the air)
 
+Where each episode starts closing the gripper (the first replan at which its measured width is
+under `CLOSING_WIDTH`, the open hand being 8 cm): the TCP's horizontal distance to the cube's centre
+and its height above it. A policy that closes beside the cube shows up there before it shows up as
+a failure.
+
     scripts/with-env python training/checks/trace_episodes.py --head runs/pick_place/lps_s1_round1.onnx \\
         --episodes 20 --out runs/checks/trace_lps.json        # + trace_lps.png
+    scripts/with-env python training/checks/trace_episodes.py --summarise runs/checks/trace_*.json
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from lps_train.pick_place.evaluation import controller_episode
 from tqdm import tqdm
 
 PHASES = ("success", "held", "never_lifted", "dropped", "not_placed")
+CLOSING_WIDTH = 0.07  # m: under the open hand's 8 cm by more than the width's settling noise
 
 
 def trace(decoder: str, head: str, episodes: int, seed: int) -> list[dict]:
@@ -67,6 +74,42 @@ def phase(episode: dict) -> str:
     return "dropped" if lift[-1] < LIFT_HEIGHT else "not_placed"
 
 
+def close_point(episode: dict) -> tuple[float, float] | None:
+    """(horizontal TCP-to-cube distance, TCP height above the cube's centre) in m where the gripper
+    first measures under `CLOSING_WIDTH`; None if it never closes."""
+    closing = np.flatnonzero(np.asarray(episode["gripper"]) < CLOSING_WIDTH)
+    if closing.size == 0:
+        return None
+    i = closing[0]
+    tcp, cube = np.asarray(episode["tcp"][i]), np.asarray(episode["cube"][i])
+    return float(np.linalg.norm(tcp[:2] - cube[:2])), float(tcp[2] - cube[2])
+
+
+def close_summary(episodes: list[dict]) -> dict:
+    """How many episodes close the gripper, and the quartiles (cm) of where they start to."""
+    points = np.array([p for p in map(close_point, episodes) if p is not None]).reshape(-1, 2)
+    out = {"episodes": len(episodes), "closed": len(points)}
+    if len(points):
+        for k, name in enumerate(("horizontal_cm", "height_cm")):
+            out[name] = [round(float(v) * 100, 2) for v in np.percentile(points[:, k], [25, 50, 75])]
+    return out
+
+
+def summarise(paths: list[Path]) -> None:
+    print("| trace | phases | closes | horizontal TCP-cube at the close, cm (median, IQR) | height above the centre, cm |")
+    print("|---|---|---|---|---|")
+    for path in paths:
+        res = json.loads(path.read_text())
+        phases = ", ".join(f"{k} {v}" for k, v in res["phases"].items() if v)
+        if not all("gripper" in e for e in res["episodes"]):
+            print(f"| {path.name} | {phases} | no gripper widths in this trace | | |")
+            continue
+        c = close_summary(res["episodes"])
+        h, z = c.get("horizontal_cm"), c.get("height_cm")
+        cells = (f"{h[1]:.1f} ({h[0]:.1f}-{h[2]:.1f})", f"{z[1]:.1f} ({z[0]:.1f}-{z[2]:.1f})") if h else ("", "")
+        print(f"| {path.name} | {phases} | {c['closed']}/{c['episodes']} | {cells[0]} | {cells[1]} |")
+
+
 def plot(episodes: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
@@ -98,8 +141,15 @@ def main() -> None:
     p.add_argument("--head", default="", help="a steering head (.onnx) on the decoder (default: the frozen base)")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=100_000)
-    p.add_argument("--out", type=Path, required=True, help="results .json; the plot goes beside it as .png")
+    p.add_argument("--out", type=Path, help="results .json; the plot goes beside it as .png")
+    p.add_argument("--summarise", type=Path, nargs="+", help="print the phases and close points of these traces, "
+                   "as a Markdown table, instead of tracing")
     a = p.parse_args()
+    if a.summarise:
+        summarise(a.summarise)
+        return
+    if a.out is None:
+        raise SystemExit("--out is required (or --summarise)")
     if a.episodes < 1:
         raise SystemExit(f"--episodes must be >= 1, got {a.episodes}")
     episodes = trace(a.decoder, a.head, a.episodes, a.seed)
@@ -108,7 +158,8 @@ def main() -> None:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     # One line per episode: thousands of positions, one per line, would make the file ten times longer.
     lines = ",\n".join(json.dumps(e | {"phase": phase(e)}, separators=(",", ":")) for e in episodes)
-    head = json.dumps({"decoder": a.decoder, "head": a.head, "seed": a.seed, "phases": counts})
+    head = json.dumps({"decoder": a.decoder, "head": a.head, "seed": a.seed, "phases": counts,
+                       "close": close_summary(episodes)})
     a.out.write_text(head[:-1] + ', "episodes": [\n' + lines + "\n]}\n")
     plot(episodes, a.out.with_suffix(".png"), Path(a.head).stem if a.head else "frozen base")
     print(", ".join(f"{k} {v}" for k, v in counts.items()), f"of {a.episodes} -> {a.out} (+ .png)")
