@@ -41,7 +41,8 @@ class ChunkDataset:
         starts, lengths = data.episode_starts, data.episode_lengths
         self.starts = np.concatenate([s + np.arange(max(0, n - horizon + 1)) for s, n in zip(starts, lengths, strict=True)]
                                      ).astype(np.int64)
-        self.last_start = np.repeat(starts + lengths - horizon, lengths).astype(np.int64)  # per step: where its episode's last whole chunk starts
+        # Per step: where its episode's last whole chunk starts (the stand-in for a missing next chunk).
+        self.last_start = np.repeat(starts + lengths - horizon, lengths).astype(np.int64)
         if len(self.starts) == 0:
             raise DatasetError(f"no episode has {horizon} steps: no chunk of length {horizon} can be cut "
                                f"(longest episode: {int(lengths.max())} steps)")
