@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"BC {r['bc']['success_rate']:.2f}", flush=True)
                     return {f"eval/{algo}_success": r[algo]["success_rate"], "eval/bc_success": r["bc"]["success_rate"]}
 
-                report = train_offline(cfg, command, eval_fn=eval_fn, progress=False)
+                report = train_offline(cfg, command, eval_fn=eval_fn)
                 final = evaluate_exported(folder, env_name, args.eval_episodes, args.eval_seed, algo)
                 run["final"] |= final
                 run[f"{algo}_train_wall_s"] = round(report["train_wall_s"], 1)
