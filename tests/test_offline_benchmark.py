@@ -17,11 +17,11 @@ CHECK = Path(__file__).resolve().parents[1] / "training" / "checks" / "ogbench_c
 @pytest.mark.slow
 def test_the_benchmark_command_regenerates_trains_and_evaluates(tmp_path):
     out = tmp_path / "cube"
-    r = subprocess.run([sys.executable, "-W", "ignore", str(CHECK), "--out", str(out), "--play-episodes", "2",
-                        "--episode-steps", "30", "--workers", "1", "--tasks", "1", "2", "--seeds", "0",
-                        "--train-steps", "4", "--eval-every", "4", "--eval-episodes", "1",
-                        "--decoder-training", "frozen", "--decoder-steps", "4", "--dsrl", "--dsrl-hidden", "16"],
-                       capture_output=True, text=True, timeout=900)
+    command = [sys.executable, "-W", "ignore", str(CHECK), "--out", str(out), "--play-episodes", "2",
+               "--episode-steps", "30", "--workers", "1", "--tasks", "1", "2", "--seeds", "0",
+               "--train-steps", "4", "--eval-every", "4", "--eval-episodes", "1",
+               "--decoder-training", "frozen", "--decoder-steps", "4", "--dsrl", "--dsrl-hidden", "16"]
+    r = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["generation"]["rows"] == 60 and res["generation"]["env_steps_per_s_per_process"] > 0
@@ -45,3 +45,13 @@ def test_the_benchmark_command_regenerates_trains_and_evaluates(tmp_path):
         dsrl_head = json.loads((out / "runs" / f"task{task}_s0" / "dsrl" / "heads" / "dsrl.json").read_text())
         dec = json.loads((out / "runs" / f"task{task}_s0" / "dsrl" / "decoder.json").read_text())
         assert dsrl_head["decoder_sha256"] == dec["onnx_sha256"] and dsrl_head["noise_input"]
+
+    # The same command with a larger budget continues each LPS run from its last update, curve and all.
+    command[command.index("--train-steps") + 1] = "8"
+    r = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("continuing at update 4 of 8") == 2
+    res = json.loads((out / "results.json").read_text())
+    for run in res["runs"]:
+        assert [c["step"] for c in run["curve"]] == [4, 8]
+        assert all({"lps", "bc"} <= set(c) for c in run["curve"])

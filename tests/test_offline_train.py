@@ -5,6 +5,7 @@ benchmark's environment through the same SteeredPolicy."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 from lps_steering.core.manifest import ManifestError, load_manifest
 from lps_steering.core.policy import SteeredPolicy, load_model
-from lps_train import lps
+from lps_train import lps, meanflow
 from lps_train.cli import main
 from lps_train.meanflow import MeanFlowConfig, MeanFlowDecoder
 from lps_train.offline import format as fmt
@@ -144,6 +145,88 @@ def test_a_frozen_decoder_stays_fixed_and_a_foreign_one_is_refused(tmp_path):
         lps.train_from_chunks(cfg, dec_cfg, _chunks(h=2), "frozen", decoder=decoder, progress=False)
     with pytest.raises(ValueError, match="must be 'frozen'"):
         lps.train_from_chunks(cfg, dec_cfg, data, "joint", decoder=decoder, progress=False)
+
+
+class _Killed(Exception):
+    """Stands in for the process dying mid-run (a session's end, a device's time limit)."""
+
+
+def _state(agent) -> dict[str, list[torch.Tensor]]:
+    return {n: _params(getattr(agent, n)) for n in ("decoder", "actor", "q", "q_target")}
+
+
+@pytest.mark.parametrize("decoder_training", ["joint", "frozen"])
+def test_an_interrupted_run_continues_from_its_checkpoint_to_the_uninterrupted_result(tmp_path, monkeypatch,
+                                                                                     decoder_training):
+    data = _chunks()
+    cfg = lps.LPSConfig(hidden=16, critic_layers=2, actor_layers=1, batch_size=8, steps=12, log_every=2,
+                        eval_every=7)
+    dec_cfg = MeanFlowConfig(hidden=16, layers=2, steps=1)
+
+    def run(eval_fn, **kw):
+        return lps.train_from_chunks(cfg, dec_cfg, data, decoder_training, decoder_steps=6, progress=False,
+                                     eval_fn=eval_fn, **kw)
+
+    def evaluate(step, agent):
+        return {"eval/actor_norm": float(sum(p.norm() for p in agent.actor.parameters()))}
+
+    def dies(step, agent):
+        raise _Killed
+
+    straight, straight_log = run(evaluate)
+    ckpt = tmp_path / "resume.pt"
+    with pytest.raises(_Killed):  # at update 7, three updates after the checkpoint at 4
+        run(dies, checkpoint=ckpt, checkpoint_every=4)
+    assert torch.load(ckpt, weights_only=False)["step"] == 4
+    # A restart from scratch would end in the same place (same seeds): count what the continuation does.
+    cls = lps.JointLPSAgent if decoder_training == "joint" else lps.LPSAgent
+    updates, update = [], cls.update
+    monkeypatch.setattr(cls, "update", lambda self, b: updates.append(1) or update(self, b))
+    monkeypatch.setattr(meanflow, "train", lambda *a, **k: pytest.fail("the fitted decoder was fitted again"))
+    resumed, resumed_log = run(evaluate, checkpoint=ckpt, checkpoint_every=4)
+    assert len(updates) == 8
+    a, b = _state(straight), _state(resumed)
+    for name in a:
+        assert all(torch.equal(x, y) for x, y in zip(a[name], b[name], strict=True)), name
+    assert dict(resumed_log.history) == dict(straight_log.history)
+    assert [s for s, _ in resumed_log.history["eval/actor_norm"]] == [7]
+
+
+def test_a_finished_run_goes_on_with_more_steps_and_refuses_other_settings(tmp_path):
+    data = _chunks()
+    cfg = lps.LPSConfig(hidden=16, critic_layers=2, actor_layers=1, batch_size=8, steps=6, log_every=3)
+    dec_cfg = MeanFlowConfig(hidden=16, layers=2)
+    ckpt = tmp_path / "resume.pt"
+
+    def run(c, **kw):
+        return lps.train_from_chunks(c, dec_cfg, data, "joint", progress=False, **kw)[0]
+
+    run(cfg, checkpoint=ckpt, checkpoint_every=3)
+    longer = dataclasses.replace(cfg, steps=9)
+    went_on, straight = run(longer, checkpoint=ckpt, checkpoint_every=3), run(longer)
+    assert torch.load(ckpt, weights_only=False)["step"] == 9
+    assert all(torch.equal(x, y) for x, y in zip(_params(went_on.actor), _params(straight.actor), strict=True))
+    with pytest.raises(ValueError, match=r"other settings \(lps\.critic_lr\)"):
+        run(dataclasses.replace(longer, critic_lr=1e-3), checkpoint=ckpt, checkpoint_every=3)
+    with pytest.raises(ValueError, match="beyond the 6"):
+        run(cfg, checkpoint=ckpt, checkpoint_every=3)
+
+
+def test_train_offline_started_again_continues_its_run(tmp_path, capsys):
+    for i in range(2):
+        write_stack_mcap(tmp_path / f"ep{i}.mcap", seconds=1.2, done_at=0.9, success=i == 0, seed=i)
+    assert main(["convert", "--source", "mcap", "--input", str(tmp_path / "ep0.mcap"), str(tmp_path / "ep1.mcap"),
+                 "--out", str(tmp_path / "ds")]) == 0
+    args = ["train-offline", "--dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "run"), "--chunk-length", "4",
+            "--checkpoint-every", "10", *TINY]
+    assert main(args) == 0
+    assert main([*args, "--lps.steps", "40"]) == 0
+    assert "continuing at update 30 of 40" in capsys.readouterr().out
+    rows = [line.split(",") for line in (tmp_path / "run" / "train.csv").read_text().splitlines()[1:]]
+    assert [int(step) for key, step, _ in rows if key == "losses/q"] == [10, 20, 30, 40]
+    assert load_manifest(tmp_path / "run" / "heads" / "lps.onnx").provenance.metrics["gradient_steps"] == 40
+    with pytest.raises(SystemExit, match="other settings"):
+        main([*args, "--lps.steps", "40", "--lps.actor-lr", "1e-3"])
 
 
 def test_ogbench_data_trains_and_runs_in_the_benchmarks_env(tmp_path):

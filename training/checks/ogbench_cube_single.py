@@ -17,7 +17,11 @@ latent drawn on the sphere) beside it, evaluated the same way at the same checkp
 Writes <out>/results.json (per task and seed: LPS and BC success at each evaluation, the final ones,
 their means over tasks, the wall times, oracle env steps/s and training steps/s, the command) and
 <out>/curves.png (success against gradient steps, LPS solid, BC dashed). The play data is reused
-when <out>/data/play.npz exists.
+when <out>/data/play.npz exists, and each LPS run checkpoints itself every `--checkpoint-every`
+updates: the same command started again after an interruption (the end of a session, a borrowed
+GPU's time limit) continues every run where it stopped, e.g. on a device with a limit per command:
+
+    timeout 540 scripts/with-env python training/checks/ogbench_cube_single.py ... ; echo $?  # 124: again
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument("--eval-seed", type=int, default=10_000)
     p.add_argument("--device", default="cpu", help="torch device of the training (e.g. cuda)")
+    p.add_argument("--checkpoint-every", type=int, default=10_000,
+                   help="LPS updates between resumable checkpoints: the same command started again continues "
+                        "each run where it stopped (0: none)")
     p.add_argument("--dsrl", action="store_true",
                    help="also offline DSRL-NA through the same frozen decoder, with the same steps, seeds and evaluations")
     p.add_argument("--dsrl-hidden", type=int, default=2048, help="DSRL's MLP width (its authors': 2048)")
@@ -96,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = TrainOffline(dataset=str(ds), out=str(run_dir), name=f"cube_single_task{task}", normalize=False,
                                action_bound=1.0, device=args.device,
                                decoder_training=args.decoder_training, decoder_steps=args.decoder_steps,
-                               decoder_checkpoint=shared_decoder)
+                               decoder_checkpoint=shared_decoder, checkpoint_every=args.checkpoint_every)
             cfg.lps = dataclasses.replace(cfg.lps, steps=args.train_steps, seed=seed, eval_every=args.eval_every,
                                           log_every=max(1, min(cfg.lps.log_every, args.eval_every)))
             t0 = time.perf_counter()
@@ -107,28 +114,32 @@ def main(argv: list[str] | None = None) -> int:
                     # Through the decoder the LPS run used, as a frozen checkpoint.
                     cfg = dataclasses.replace(cfg, algo="dsrl", out=str(run_dir / "dsrl"), decoder_training="frozen",
                                               decoder_checkpoint=str(run_dir / "decoder.pt"), action_bound=0.0,
-                                              dsrl_steps=args.train_steps, device="cpu")
+                                              dsrl_steps=args.train_steps, device="cpu", checkpoint_every=0)
                     cfg.dsrl = dataclasses.replace(cfg.dsrl, seed=seed, hidden=args.dsrl_hidden,
                                                    eval_every=args.eval_every,
                                                    log_every=max(1, min(cfg.dsrl.log_every, args.eval_every)))
                 folder = Path(cfg.out)
 
-                def eval_fn(step, agent, norm, data, env_name=env_name, run=run, seed=seed, task=task, algo=algo):
+                def eval_fn(step, agent, norm, data, env_name=env_name, seed=seed, task=task, algo=algo):
                     projection = None if algo == "lps" else ("sphere" if agent.projects else "none")
                     with tempfile.TemporaryDirectory() as tmp:
                         export_models(tmp, agent.decoder, agent.actor, norm, data, "eval", command, seed,
                                       head_type=algo, latent_projection=projection)
                         r = evaluate_exported(Path(tmp), env_name, args.eval_episodes, args.eval_seed, algo)
-                    point = next((c for c in run["curve"] if c["step"] == step), None)
-                    if point is None:
-                        point = {"step": step}
-                        run["curve"].append(point)
-                    point |= {algo: r[algo]["success_rate"], "bc": r["bc"]["success_rate"]}
                     print(f"task{task} seed {seed} step {step}: {algo.upper()} {r[algo]['success_rate']:.2f}, "
                           f"BC {r['bc']['success_rate']:.2f}", flush=True)
                     return {f"eval/{algo}_success": r[algo]["success_rate"], "eval/bc_success": r["bc"]["success_rate"]}
 
                 report = train_offline(cfg, command, eval_fn=eval_fn)
+                # From the run's logged curves, which a continued run carries over from its checkpoint.
+                for label in (algo, "bc"):
+                    for step, value in zip(*report["logger"].series(f"eval/{label}_success"), strict=True):
+                        point = next((c for c in run["curve"] if c["step"] == step), None)
+                        if point is None:
+                            point = {"step": int(step)}
+                            run["curve"].append(point)
+                        point[label] = float(value)
+                run["curve"].sort(key=lambda c: c["step"])
                 final = evaluate_exported(folder, env_name, args.eval_episodes, args.eval_seed, algo)
                 run["final"] |= final
                 run[f"{algo}_train_wall_s"] = round(report["train_wall_s"], 1)

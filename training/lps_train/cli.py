@@ -600,6 +600,8 @@ def train_offline(a: TrainOffline, command: str, eval_fn: Any = None, progress: 
         norm = Normalization.identity(data.observations.shape[1], data.actions.shape[1])
     if a.algo == "dsrl" and a.device != "cpu":
         raise SystemExit("train-offline --algo dsrl trains on the CPU (--device is an LPS setting)")
+    if a.algo == "dsrl" and a.checkpoint_every:
+        raise SystemExit("--checkpoint-every is an LPS setting (offline DSRL runs in one go)")
     if a.algo == "dsrl" and a.decoder_training != "frozen":
         raise SystemExit("train-offline --algo dsrl steers a frozen decoder: add --decoder-training frozen")
     chunks = ChunkDataset(data, a.chunk_length, (a.dsrl if a.algo == "dsrl" else a.lps).gamma, norm)
@@ -631,11 +633,16 @@ def train_offline(a: TrainOffline, command: str, eval_fn: Any = None, progress: 
                                         eval_fn=hook)
         head_cfg, head_steps, seed = a.dsrl, a.dsrl_steps, a.dsrl.seed
     else:
-        agent, log = lps.train_from_chunks(a.lps, a.meanflow, chunks, a.decoder_training, a.decoder_steps,
-                                           progress=progress, logger=log, decoder=given, action_bounds=bounds,
-                                           device=a.device, eval_fn=hook)
+        try:
+            agent, log = lps.train_from_chunks(a.lps, a.meanflow, chunks, a.decoder_training, a.decoder_steps,
+                                               progress=progress, logger=log, decoder=given, action_bounds=bounds,
+                                               device=a.device, eval_fn=hook,
+                                               checkpoint=out / "resume.pt" if a.checkpoint_every else None,
+                                               checkpoint_every=a.checkpoint_every)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
         head_cfg, head_steps, seed = a.lps, a.lps.steps, a.lps.seed
-    wall = time.perf_counter() - t0 - agent.eval_wall_s
+    wall = time.perf_counter() - t0 - agent.eval_wall_s + getattr(agent, "prior_train_s", 0.0)
     steps = head_steps + (a.decoder_steps if a.decoder_training == "frozen" and a.decoder_checkpoint == "" else 0)
     extra = {"env": data.source.get("converter", ""), "dataset": a.dataset, "rows": len(chunks), "command": command,
              "train_wall_s": round(wall, 1)}

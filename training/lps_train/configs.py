@@ -276,6 +276,10 @@ class TrainOffline:
     decoder_checkpoint: str = ""
     """frozen decoder: reuse this decoder.pt (from an earlier train-offline on data with the same observations
     and actions, e.g. another task's relabelling of the same play data) instead of fitting one"""
+    checkpoint_every: int = 0
+    """lps: updates between checkpoints in <out>/resume.pt, which is also written once a frozen decoder is
+    fitted and at the last update (0: none). The same command started again continues from it, and with more `--lps.steps` a
+    finished run goes on: a long budget can run in stretches (a session, a borrowed GPU)"""
     algo: Literal["lps", "dsrl"] = "lps"
     """lps: LPS (`--lps.*`); dsrl: the noise-aliased DSRL baseline (`--dsrl.*`, variant na) through a
     frozen decoder (`--decoder-training frozen`), with no env steps"""

@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import trange
+from tqdm import tqdm, trange
 
 from lps_train.nets import (
     ChunkCritic,
@@ -267,31 +269,43 @@ def train_from_chunks(cfg: LPSConfig, decoder_cfg: Any, data: Any, decoder_train
                       eval_fn: Callable[[int, LPSAgent], dict[str, float]] | None = None,
                       decoder: nn.Module | None = None,
                       action_bounds: tuple[np.ndarray, np.ndarray] | None = None,
-                      device: str = "cpu") -> tuple[LPSAgent, Logger]:
+                      device: str = "cpu", checkpoint: str | Path | None = None,
+                      checkpoint_every: int = 0) -> tuple[LPSAgent, Logger]:
     """LPS on chunk batches (`lps_train.offline.chunks.ChunkDataset`, normalised units): decoder and
     head from the data alone. `decoder_training` "joint" is the reference (decoder, critics and actor
     updated together for `cfg.steps`); "frozen" fits the decoder first for `decoder_steps` and trains
     critics and actor through it, frozen (one decoder for several heads or seeds: cheaper on CPUs);
     a frozen `decoder` given here is used as it is. `action_bounds` (low, high in normalised units)
     clamp the decoded actions the critics and the actor see. The networks train on `device` (a torch
-    device name) and come back on the CPU."""
+    device name) and come back on the CPU.
+
+    `checkpoint` is a file the run saves itself to every `checkpoint_every` updates, and once a frozen
+    decoder is fitted, and continues from where it exists: decoder, actor, critics and their targets,
+    optimisers, random states, the step and the logged curves. An interrupted run started again thus
+    ends where an uninterrupted one would have (bit for bit on the same device), and a finished one
+    started with more `cfg.steps` goes on. A checkpoint of other settings is refused; `steps`,
+    `log_every`, `eval_every` and `torch_threads` may differ."""
     if decoder_training not in ("joint", "frozen"):
         raise ValueError(f"`decoder_training` must be 'joint' or 'frozen', got {decoder_training!r}")
     logger = logger if logger is not None else Logger()
     dev = torch.device(device)
     with dev:  # every network and every tensor made inside lives on `dev`
         agent = _build_and_train(cfg, decoder_cfg, data, decoder_training, decoder_steps, progress, logger, eval_fn,
-                                 decoder, action_bounds, dev)
+                                 decoder, action_bounds, dev, Path(checkpoint) if checkpoint else None,
+                                 checkpoint_every)
     for module in (agent.decoder, agent.actor, agent.q, agent.q_target):
         module.cpu()
     return agent, logger
 
 
 def _build_and_train(cfg, decoder_cfg, data, decoder_training, decoder_steps, progress, logger, eval_fn, decoder,
-                     action_bounds, dev) -> LPSAgent:
+                     action_bounds, dev, checkpoint, checkpoint_every) -> LPSAgent:
     from lps_train.meanflow import MeanFlowDecoder
     from lps_train.meanflow import train as train_meanflow
 
+    t_start = time.perf_counter()
+    if checkpoint_every < 0:
+        raise ValueError(f"`checkpoint_every` must be >= 0 (0: only after the decoder), got {checkpoint_every}")
     if decoder is not None:
         decoder.to(dev)
         if decoder_training != "frozen":
@@ -300,6 +314,13 @@ def _build_and_train(cfg, decoder_cfg, data, decoder_training, decoder_steps, pr
         if dims != (data.obs_dim, data.action_dim, data.horizon):
             raise ValueError(f"the decoder's (obs, action, chunk) dims {dims} differ from the data's "
                              f"{(data.obs_dim, data.action_dim, data.horizon)}")
+    fingerprint = _fingerprint(cfg, decoder_cfg, data, decoder_training, decoder_steps, action_bounds,
+                               given_decoder=decoder is not None)
+    resume = _load_checkpoint(checkpoint, fingerprint, cfg.steps, dev) if checkpoint and checkpoint.exists() else None
+    if resume is not None:
+        decoder = resume["decoder"]
+    elif decoder is not None:
+        pass
     elif decoder_training == "frozen":
         if decoder_steps < 1:
             raise ValueError(f"a frozen decoder needs `decoder_steps` >= 1, got {decoder_steps}")
@@ -312,8 +333,21 @@ def _build_and_train(cfg, decoder_cfg, data, decoder_training, decoder_steps, pr
     rng = seed_everything(cfg.seed, cfg.torch_threads)
     agent = (JointLPSAgent(cfg, decoder, decoder_cfg, action_bounds) if decoder_training == "joint"
              else LPSAgent(cfg, decoder, action_bounds=action_bounds))
-    eval_s = 0.0
-    bar = trange(cfg.steps, desc=f"lps ({decoder_training} decoder)", disable=not progress, mininterval=1.0)
+    start, eval_s, prior_s = 0, 0.0, 0.0
+    if resume is not None:
+        start, prior_s = resume["step"], resume["train_s"]
+        _restore(agent, rng, logger, resume, dev)
+        print(f"{checkpoint}: continuing at update {start} of {cfg.steps}", flush=True)
+
+    def save(step: int) -> None:
+        if checkpoint is not None:
+            train_s = prior_s + time.perf_counter() - t_start - eval_s
+            _save_checkpoint(checkpoint, fingerprint, agent, step, rng, logger, train_s, dev)
+
+    if resume is None and decoder_training == "frozen":
+        save(0)  # the decoder's fit is never repeated
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"lps ({decoder_training} decoder)",
+               disable=not progress, mininterval=1.0)
     for step in bar:
         info = agent.update({k: v.to(dev) for k, v in data.sample(cfg.batch_size, rng).items()})
         if (step + 1) % cfg.log_every == 0:
@@ -323,6 +357,73 @@ def _build_and_train(cfg, decoder_cfg, data, decoder_training, decoder_steps, pr
             t_eval = time.perf_counter()
             logger.log(step + 1, **eval_fn(step + 1, agent))
             eval_s += time.perf_counter() - t_eval
+        if checkpoint_every and ((step + 1) % checkpoint_every == 0 or step + 1 == cfg.steps):
+            save(step + 1)
     freeze(agent.decoder)
     agent.eval_wall_s = eval_s  # the caller's training time excludes its evaluations
+    agent.prior_train_s = prior_s  # and adds the training before the checkpoint it continued from
     return agent
+
+
+# Settings that may change between an interrupted run and its continuation: they do not change what
+# the updates compute.
+_RESUMABLE = ("steps", "log_every", "eval_every", "torch_threads")
+
+
+def _fingerprint(cfg, decoder_cfg, data, decoder_training, decoder_steps, action_bounds, given_decoder) -> dict:
+    return {"lps": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RESUMABLE},
+            "decoder": dataclasses.asdict(decoder_cfg), "decoder_training": decoder_training,
+            "decoder_steps": 0 if given_decoder else decoder_steps, "given_decoder": given_decoder,
+            "data": [data.obs_dim, data.action_dim, data.horizon, len(data)],
+            "action_bounds": None if action_bounds is None else [np.asarray(b).tolist() for b in action_bounds]}
+
+
+def _optimizers(agent: LPSAgent) -> dict[str, torch.optim.Optimizer]:
+    names = ("q_opt", "actor_opt", "decoder_opt")
+    return {n: getattr(agent, n) for n in names if hasattr(agent, n)}
+
+
+def _save_checkpoint(path: Path, fingerprint, agent, step, rng, logger, train_s, dev) -> None:
+    state = {"fingerprint": fingerprint, "step": step, "train_s": train_s, "decoder": agent.decoder,
+             "modules": {n: getattr(agent, n).state_dict() for n in ("actor", "q", "q_target")},
+             "optimizers": {n: o.state_dict() for n, o in _optimizers(agent).items()},
+             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+             "device_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+             "history": {k: list(v) for k, v in logger.history.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a run killed while saving leaves the previous checkpoint whole
+
+
+def _load_checkpoint(path: Path, fingerprint: dict, steps: int, dev: torch.device) -> dict:
+    state = torch.load(path, map_location=dev, weights_only=False)
+    saved = state["fingerprint"]
+    if saved != fingerprint:
+        a, b = _flatten(saved), _flatten(fingerprint)
+        keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        raise ValueError(f"{path} is a checkpoint of other settings ({', '.join(keys)}): "
+                         "remove it or train into another folder")
+    if state["step"] > steps:
+        raise ValueError(f"{path} is at update {state['step']}, beyond the {steps} asked for")
+    return state
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for k, v in d.items():
+        out |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def _restore(agent: LPSAgent, rng: np.random.Generator, logger: Logger, state: dict, dev: torch.device) -> None:
+    for n, sd in state["modules"].items():
+        getattr(agent, n).load_state_dict(sd)
+    for n, opt in _optimizers(agent).items():
+        opt.load_state_dict(state["optimizers"][n])
+    rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if dev.type == "cuda" and state["device_rng"] is not None:
+        torch.cuda.set_rng_state(state["device_rng"].cpu(), dev)
+    logger.history.clear()
+    logger.history.update({k: [tuple(x) for x in v] for k, v in state["history"].items()})
