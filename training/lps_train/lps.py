@@ -319,15 +319,13 @@ def _build_and_train(cfg, decoder_cfg, data, decoder_training, decoder_steps, pr
     resume = _load_checkpoint(checkpoint, fingerprint, cfg.steps, dev) if checkpoint and checkpoint.exists() else None
     if resume is not None:
         decoder = resume["decoder"]
-    elif decoder is not None:
-        pass
-    elif decoder_training == "frozen":
+    elif decoder is None and decoder_training == "frozen":
         if decoder_steps < 1:
             raise ValueError(f"a frozen decoder needs `decoder_steps` >= 1, got {decoder_steps}")
         obs, chunks = data.observations_and_chunks()
         decoder = train_meanflow(dataclasses.replace(decoder_cfg, steps=decoder_steps), obs, chunks,
                                  progress=progress, logger=logger)
-    else:
+    elif decoder is None:
         seed_everything(decoder_cfg.seed)
         decoder = MeanFlowDecoder(data.obs_dim, data.action_dim, data.horizon, decoder_cfg)
     rng = seed_everything(cfg.seed, cfg.torch_threads)
