@@ -334,7 +334,9 @@ def test_future_and_out_of_order_stamps(tmp_path: Path, client: RosClient, tiny_
         return make
 
     try:
-        with _start(tmp_path, 'stamps', decoder=str(tiny_models.decoder)):
+        # The stamps are the subject, not the watchdog (tests/test_hw_safety.py): with half the states dropped
+        # as out of order, a loaded machine's publisher thread can starve past the default 0.2 s.
+        with _start(tmp_path, 'stamps', decoder=str(tiny_models.decoder), watchdog_timeout_ms=1000.0):
             client.wait_for_node(NODE)
             _active(client, telemetry)
             # Every other state stamped 0.5 s in the past (a second, delayed path): dropped as out

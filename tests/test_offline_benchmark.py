@@ -20,7 +20,7 @@ def test_the_benchmark_command_regenerates_trains_and_evaluates(tmp_path):
     command = [sys.executable, "-W", "ignore", str(CHECK), "--out", str(out), "--play-episodes", "2",
                "--episode-steps", "30", "--workers", "1", "--tasks", "1", "2", "--seeds", "0",
                "--train-steps", "4", "--eval-every", "4", "--eval-episodes", "1",
-               "--decoder-training", "frozen", "--decoder-steps", "4", "--dsrl", "--dsrl-hidden", "16"]
+               "--decoder-training", "frozen", "--decoder-steps", "4", "--algos", "lps", "dsrl", "--dsrl-hidden", "16"]
     r = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
@@ -55,3 +55,35 @@ def test_the_benchmark_command_regenerates_trains_and_evaluates(tmp_path):
     for run in res["runs"]:
         assert [c["step"] for c in run["curve"]] == [4, 8]
         assert all({"lps", "bc"} <= set(c) for c in run["curve"])
+
+    # DSRL-NA alone through the decoder that run fitted: no new fit, no LPS, the same evaluations.
+    solo = tmp_path / "solo"
+    (solo / "data").mkdir(parents=True)
+    (solo / "data" / "play.npz").write_bytes((out / "data" / "play.npz").read_bytes())
+    shared = out / "runs" / "task1_s0" / "decoder.pt"
+    base = command[:command.index("--decoder-training")]
+    base[base.index("--out") + 1] = str(solo)
+    base[base.index("--tasks") + 1: base.index("--seeds")] = ["2"]
+    r = subprocess.run([*base, "--decoder-training", "frozen", "--decoder-checkpoint", str(shared),
+                        "--algos", "dsrl", "--dsrl-hidden", "16"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((solo / "results.json").read_text())
+    (run,) = res["runs"]
+    assert run["decoder_from"] == str(shared) and "lps" not in run["final"] and "mean_lps_success" not in res
+    assert set(run["curve"][0]) == {"step", "dsrl", "bc"}
+    assert not (solo / "runs" / "task2_s0" / "decoder.onnx").exists()
+    solo_dec = json.loads((solo / "runs" / "task2_s0" / "dsrl" / "decoder.json").read_text())
+    first_dec = json.loads((out / "runs" / "task2_s0" / "dsrl" / "decoder.json").read_text())
+    assert solo_dec["onnx_sha256"] == first_dec["onnx_sha256"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--algos", "dsrl", "--decoder-training", "frozen"], "name it with --decoder-checkpoint"),
+    (["--algos", "lps", "dsrl"], "add --decoder-training frozen"),
+    (["--decoder-checkpoint", "x.pt"], "add --decoder-training frozen"),
+])
+def test_the_benchmark_command_refuses_heads_without_a_frozen_decoder(tmp_path, extra, message):
+    r = subprocess.run([sys.executable, "-W", "ignore", str(CHECK), "--out", str(tmp_path / "cube"), *extra],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and message in r.stderr
+    assert not (tmp_path / "cube").exists()

@@ -12,7 +12,11 @@ latent drawn on the sphere) beside it, evaluated the same way at the same checkp
     ... --decoder-training frozen --decoder-steps 200000
 
     # with the offline DSRL-NA baseline through the same frozen decoder, same steps and seeds
-    ... --decoder-training frozen --decoder-steps 200000 --dsrl
+    ... --decoder-training frozen --decoder-steps 200000 --algos lps dsrl
+
+    # DSRL-NA alone, through a frozen decoder an earlier run fitted on the same play data
+    ... --decoder-training frozen --decoder-checkpoint runs/ogbench/cube_single/runs/task1_s0/decoder.pt \\
+        --algos dsrl
 
 Writes <out>/results.json (per task and seed: LPS and BC success at each evaluation, the final ones,
 their means over tasks, the wall times, oracle env steps/s and training steps/s, the command) and
@@ -75,12 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-every", type=int, default=10_000,
                    help="LPS updates between resumable checkpoints: the same command started again continues "
                         "each run where it stopped (0: none)")
-    p.add_argument("--dsrl", action="store_true",
-                   help="also offline DSRL-NA through the same frozen decoder, with the same steps, seeds and evaluations")
+    p.add_argument("--decoder-checkpoint", default="",
+                   help="frozen: a decoder.pt fitted earlier on this play data, shared by every run instead of a new fit")
+    p.add_argument("--algos", nargs="+", choices=["lps", "dsrl"], default=["lps"],
+                   help="heads trained per task and seed: LPS, and offline DSRL-NA through the same frozen decoder "
+                        "with the same steps, seeds and evaluations")
     p.add_argument("--dsrl-hidden", type=int, default=2048, help="DSRL's MLP width (its authors': 2048)")
     args = p.parse_args(argv)
-    if args.dsrl and args.decoder_training != "frozen":
-        p.error("--dsrl steers a frozen decoder: add --decoder-training frozen")
+    if args.decoder_training != "frozen" and ("dsrl" in args.algos or args.decoder_checkpoint):
+        p.error("--algos dsrl and --decoder-checkpoint steer a frozen decoder: add --decoder-training frozen")
+    if args.algos == ["dsrl"] and not args.decoder_checkpoint:
+        p.error("--algos dsrl alone steers an existing decoder: name it with --decoder-checkpoint")
+    algos = list(dict.fromkeys(args.algos))
     command = "python training/checks/ogbench_cube_single.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     (out / "data").mkdir(parents=True, exist_ok=True)
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"play data: {gen['rows']} rows, {gen['wall_s']:.0f} s, "
               f"{gen['env_steps_per_s_per_process']:.0f} oracle env steps/s per process", flush=True)
 
-    shared_decoder = ""
+    shared_decoder = args.decoder_checkpoint
     results: dict = {"command": command, "generation": gen, "runs": []}
     for task in args.tasks:
         env_name = f"cube-single-singletask-task{task}-v0"
@@ -108,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
                                           log_every=max(1, min(cfg.lps.log_every, args.eval_every)))
             t0 = time.perf_counter()
             run = {"task": task, "seed": seed, "curve": [], "final": {}, "decoder_training": args.decoder_training}
-            algos = ["lps", "dsrl"] if args.dsrl else ["lps"]
             for algo in algos:
                 if algo == "dsrl":
-                    # Through the decoder the LPS run used, as a frozen checkpoint.
+                    # Through the decoder the LPS run used (a copy of the shared one, or its own fit).
+                    decoder = str(run_dir / "decoder.pt") if "lps" in algos else shared_decoder
                     cfg = dataclasses.replace(cfg, algo="dsrl", out=str(run_dir / "dsrl"), decoder_training="frozen",
-                                              decoder_checkpoint=str(run_dir / "decoder.pt"), action_bound=0.0,
+                                              decoder_checkpoint=decoder, action_bound=0.0,
                                               dsrl_steps=args.train_steps, device="cpu", checkpoint_every=0)
                     cfg.dsrl = dataclasses.replace(cfg.dsrl, seed=seed, hidden=args.dsrl_hidden,
                                                    eval_every=args.eval_every,
@@ -149,21 +159,20 @@ def main(argv: list[str] | None = None) -> int:
             if args.decoder_training == "frozen" and not shared_decoder:
                 # The play data's observations and actions are the same for every task: one decoder serves all.
                 shared_decoder = str(run_dir / "decoder.pt")
-            run |= {"train_wall_s": run["lps_train_wall_s"], "steps_per_s": run["lps_steps_per_s"],
+            run |= {"train_wall_s": run[f"{algos[0]}_train_wall_s"], "steps_per_s": run[f"{algos[0]}_steps_per_s"],
                     "wall_s": round(time.perf_counter() - t0, 1),
                     "decoder_from": shared_decoder if shared_decoder != str(run_dir / "decoder.pt") else "fitted here"}
             results["runs"].append(run)
 
-    for label in ("lps", "bc", *(["dsrl"] if args.dsrl else [])):
+    for label in (*algos, "bc"):
         per_task = [np.mean([r["final"][label]["success_rate"] for r in results["runs"] if r["task"] == t])
                     for t in args.tasks]
         results[f"mean_{label}_success"] = float(np.mean(per_task))
     results["settings"] = vars(args)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, out / "curves.png")
-    print(f"{out}/results.json, curves.png: mean over tasks LPS {results['mean_lps_success']:.2f}, "
-          f"BC {results['mean_bc_success']:.2f}"
-          + (f", DSRL {results['mean_dsrl_success']:.2f}" if args.dsrl else ""))
+    print(f"{out}/results.json, curves.png: mean over tasks "
+          + ", ".join(f"{label.upper()} {results[f'mean_{label}_success']:.2f}" for label in (*algos, "bc")))
     return 0
 
 

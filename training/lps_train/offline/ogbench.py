@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import trange
 
 from lps_train.offline.format import DatasetError, Entry, Trajectories
 
@@ -126,7 +127,8 @@ def _generate_shard(args: tuple[str, int, int, int, float, float]) -> dict[str, 
     oracle = CubePlanOracle(env=env, noise=noise, noise_smoothing=smoothing)
     rows: dict[str, list[np.ndarray]] = {k: [] for k in ("observations", "actions", "terminals", "qpos", "qvel")}
     t0 = time.perf_counter()  # the stepping alone: process start and model compilation excluded
-    for e in range(episodes):
+    # One bar per process: a full play dataset takes tens of minutes.
+    for e in trange(episodes, desc=f"oracle play episodes (shard {seed})", mininterval=5.0):
         ob, info = env.reset(seed=seed * 100_003 + e)
         oracle.reset(ob, info)
         done = False
