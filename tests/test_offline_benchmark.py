@@ -65,13 +65,16 @@ def test_the_benchmark_command_regenerates_trains_and_evaluates(tmp_path):
     base[base.index("--out") + 1] = str(solo)
     base[base.index("--tasks") + 1: base.index("--seeds")] = ["2"]
     r = subprocess.run([*base, "--decoder-training", "frozen", "--decoder-checkpoint", str(shared),
-                        "--algos", "dsrl", "--dsrl-hidden", "16"], capture_output=True, text=True, timeout=900)
+                        "--algos", "dsrl", "dsrl", "--dsrl-hidden", "16"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((solo / "results.json").read_text())
     (run,) = res["runs"]
     assert run["decoder_from"] == str(shared) and "lps" not in run["final"] and "mean_lps_success" not in res
-    assert set(run["curve"][0]) == {"step", "dsrl", "bc"}
+    assert set(run["curve"][0]) == {"step", "dsrl", "bc"} and [c["step"] for c in run["curve"]] == [8]
+    assert res["settings"]["decoder_steps"] == 0 and run["steps_per_s"] > 0
     assert not (solo / "runs" / "task2_s0" / "decoder.onnx").exists()
+    logged = (solo / "runs" / "task2_s0" / "dsrl" / "train.csv").read_text()
+    assert "losses/qw" in logged and "losses/meanflow" not in logged  # DSRL trained, no decoder fitted
     solo_dec = json.loads((solo / "runs" / "task2_s0" / "dsrl" / "decoder.json").read_text())
     first_dec = json.loads((out / "runs" / "task2_s0" / "dsrl" / "decoder.json").read_text())
     assert solo_dec["onnx_sha256"] == first_dec["onnx_sha256"]
@@ -79,6 +82,7 @@ def test_the_benchmark_command_regenerates_trains_and_evaluates(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--algos", "dsrl", "--decoder-training", "frozen"], "name it with --decoder-checkpoint"),
+    (["--algos", "dsrl", "dsrl", "--decoder-training", "frozen"], "name it with --decoder-checkpoint"),
     (["--algos", "lps", "dsrl"], "add --decoder-training frozen"),
     (["--decoder-checkpoint", "x.pt"], "add --decoder-training frozen"),
 ])

@@ -2,7 +2,8 @@
 `ogbench` package's own plan oracle (episodes split over processes), relabel it for each single task,
 train LPS with `lps-train train-offline`'s code, and evaluate the exported ONNX decoder + head through
 the runtime core's `SteeredPolicy` in `cube-single-singletask-task{1..5}-v0`; BC (the decoder alone,
-latent drawn on the sphere) beside it, evaluated the same way at the same checkpoints.
+latent drawn on the sphere) beside it, evaluated the same way at the same checkpoints, and with
+`--algos` offline DSRL-NA through the same frozen decoder.
 
     # the reference budget (1,000 x 1,001-step play episodes, 1M steps, 50 episodes every 100k)
     scripts/with-env python training/checks/ogbench_cube_single.py --out runs/ogbench/cube_single \\
@@ -18,7 +19,7 @@ latent drawn on the sphere) beside it, evaluated the same way at the same checkp
     ... --decoder-training frozen --decoder-checkpoint runs/ogbench/cube_single/runs/task1_s0/decoder.pt \\
         --algos dsrl
 
-Writes <out>/results.json (per task and seed: LPS and BC success at each evaluation, the final ones,
+Writes <out>/results.json (per task and seed: each head's and BC's success at each evaluation, the final ones,
 their means over tasks, the wall times, oracle env steps/s and training steps/s, the command) and
 <out>/curves.png (success against gradient steps, LPS solid, BC dashed). The play data is reused
 when <out>/data/play.npz exists, and each LPS run checkpoints itself every `--checkpoint-every`
@@ -88,9 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.decoder_training != "frozen" and ("dsrl" in args.algos or args.decoder_checkpoint):
         p.error("--algos dsrl and --decoder-checkpoint steer a frozen decoder: add --decoder-training frozen")
-    if args.algos == ["dsrl"] and not args.decoder_checkpoint:
+    # LPS first: DSRL steers the decoder the LPS run fitted or was given.
+    algos = [a for a in ("lps", "dsrl") if a in args.algos]
+    if "lps" not in algos and not args.decoder_checkpoint:
         p.error("--algos dsrl alone steers an existing decoder: name it with --decoder-checkpoint")
-    algos = list(dict.fromkeys(args.algos))
+    if args.decoder_checkpoint:
+        args.decoder_steps = 0  # no decoder is fitted here, and the recorded settings say so
     command = "python training/checks/ogbench_cube_single.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     (out / "data").mkdir(parents=True, exist_ok=True)
