@@ -146,14 +146,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 report = train_offline(cfg, command, eval_fn=eval_fn)
                 # From the run's logged curves, which a continued run carries over from its checkpoint.
+                points = {c["step"]: c for c in run["curve"]}
                 for label in (algo, "bc"):
                     for step, value in zip(*report["logger"].series(f"eval/{label}_success"), strict=True):
-                        point = next((c for c in run["curve"] if c["step"] == step), None)
-                        if point is None:
-                            point = {"step": int(step)}
-                            run["curve"].append(point)
-                        point[label] = float(value)
-                run["curve"].sort(key=lambda c: c["step"])
+                        points.setdefault(int(step), {"step": int(step)})[label] = float(value)
+                run["curve"] = sorted(points.values(), key=lambda c: c["step"])
                 final = evaluate_exported(folder, env_name, args.eval_episodes, args.eval_seed, algo)
                 run["final"] |= final
                 run[f"{algo}_train_wall_s"] = round(report["train_wall_s"], 1)

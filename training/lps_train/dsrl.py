@@ -59,6 +59,7 @@ from lps_train.nets import (
 )
 from lps_train.replay import ReplayBuffer
 from lps_train.runlog import Logger
+from lps_train.snapshots import differing_settings, save_atomically
 
 # Stable-Baselines3's SAC bounds, which the authors' code runs on.
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -338,9 +339,7 @@ def save_state(path: Path, cfg: DSRLConfig, agent: DSRLAgent, buf: ReplayBuffer,
              "buffer": {k: getattr(buf, k)[:n].copy() for k in _BUFFER_ARRAYS} | {"next": buf._next, "size": n},
              "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "gen": gen.get_state(),
              "history": dict(logger.history), "since_log": since_log}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # never a half-written snapshot, even if the run is killed while saving
+    save_atomically(state, path)
 
 
 def load_state(path: Path, cfg: DSRLConfig, agent: DSRLAgent, buf: ReplayBuffer, rng: np.random.Generator,
@@ -350,12 +349,11 @@ def load_state(path: Path, cfg: DSRLConfig, agent: DSRLAgent, buf: ReplayBuffer,
     gathered since the last logged point) of it."""
     state = torch.load(path, weights_only=False)
     if state["config"] != dataclasses.asdict(cfg):
-        differ = sorted(k for k, v in dataclasses.asdict(cfg).items() if state["config"].get(k) != v)
+        differ = differing_settings(state["config"], dataclasses.asdict(cfg))
         raise ValueError(f"{path} is a snapshot of a run with other settings ({', '.join(differ)}): delete it "
                          "to start afresh, or run with its settings")
     if state["run"] != run:
-        differ = sorted(k for k in set(state["run"] or {}) | set(run or {})
-                        if (state["run"] or {}).get(k) != (run or {}).get(k))
+        differ = differing_settings(state["run"], run)
         raise ValueError(f"{path} is a snapshot of another run ({', '.join(differ)} differ): delete it to "
                          "start afresh")
     for k, sd in state["parts"].items():

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from lps_train.nets import (
 )
 from lps_train.replay import ReplayBuffer
 from lps_train.runlog import Logger
+from lps_train.snapshots import differing_settings, save_atomically
 
 
 @dataclass
@@ -388,30 +388,18 @@ def _save_checkpoint(path: Path, fingerprint, agent, step, rng, logger, train_s,
              "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
              "device_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
              "history": {k: list(v) for k, v in logger.history.items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a run killed while saving leaves the previous checkpoint whole
+    save_atomically(state, path)
 
 
 def _load_checkpoint(path: Path, fingerprint: dict, steps: int, dev: torch.device) -> dict:
     state = torch.load(path, map_location=dev, weights_only=False)
-    saved = state["fingerprint"]
-    if saved != fingerprint:
-        a, b = _flatten(saved), _flatten(fingerprint)
-        keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    if state["fingerprint"] != fingerprint:
+        keys = differing_settings(state["fingerprint"], fingerprint)
         raise ValueError(f"{path} is a checkpoint of other settings ({', '.join(keys)}): "
                          "remove it or train into another folder")
     if state["step"] > steps:
         raise ValueError(f"{path} is at update {state['step']}, beyond the {steps} asked for")
     return state
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for k, v in d.items():
-        out |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
-    return out
 
 
 def _restore(agent: LPSAgent, rng: np.random.Generator, logger: Logger, state: dict, dev: torch.device) -> None:
