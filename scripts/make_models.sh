@@ -5,7 +5,7 @@
 #
 #   scripts/make_models.sh                       # the whole chain (about 3.5 h on a 2-core CPU)
 #   STAGES="eval" scripts/make_models.sh         # one or more stages: demos base export heads eval
-#   LPS_SEED=0 LPS_ROUNDS=4 STAGES=heads scripts/make_models.sh   # LPS with another seed, at most 4 rounds
+#   LPS_SEED=0 LPS_ROUNDS=4 STAGES=heads scripts/make_models.sh   # LPS rounds: another seed, at most 4 rounds
 #
 # Every setting is a named preset of `lps-train` (lps_train/configs.py; `lps-train <command> --help`
 # lists them); each run writes its settings next to its outputs (<out>.config.json), and each
@@ -20,7 +20,7 @@ STAGES=${STAGES:-"demos base export heads eval"}
 # 200 episodes per head: with 100, a 30-point gain near these success rates is known to about
 # +-12 points (docs/training.md, "Evaluating a head").
 EPISODES=${EPISODES:-200}
-# The LPS head's training seed and its most rounds (heads stage, below).
+# The rollout-augmented LPS head's training seed and its most rounds (heads stage, below).
 LPS_SEED=${LPS_SEED:-1}
 LPS_ROUNDS=${LPS_ROUNDS:-6}
 [[ $LPS_ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "LPS_ROUNDS must be a positive integer, got '$LPS_ROUNDS'" >&2; exit 2; }
@@ -56,18 +56,23 @@ if has heads; then
   $RUN lps-train train-head --preset shipped-lpds
   # LPS differentiates through the decoder, so it trains on the exported decoder's own weights
   # (import-decoder): in a full chain the base just trained, with STAGES=heads the committed
-  # decoder.onnx, which a retrained base does not reproduce bit for bit. Its data: the
-  # demonstrations and 200 rollouts of the frozen base, then per round 200 rollouts of that
-  # round's head; the rounds stop at the first head whose rollouts do not beat the best so far,
-  # and the best is kept as runs/pick_place/lps.pt (docs/training.md, "LPS").
+  # decoder.onnx, which a retrained base does not reproduce bit for bit.
   $RUN lps-train import-decoder --onnx "$MODELS/decoder.onnx" --like "$RUNS/mf_mixed15.pt" --out "$RUNS/decoder_shipped.pt"
+  # The LPS head (lps.onnx), strictly offline: the demonstrations and two datasets of scripted
+  # operators who fail, no environment step of a learned policy (docs/training.md, "LPS").
+  $RUN lps-train collect --preset play-careless50
+  $RUN lps-train collect --preset play-sloppy
+  $RUN lps-train train-head --preset offline-lps
+  # The rollout-augmented LPS head (lps_rounds.onnx): the demonstrations and 200 rollouts of the
+  # frozen base, then per round 200 rollouts of that round's head; the rounds stop at the first
+  # head whose rollouts do not beat the best so far, and the best is kept.
   $RUN lps-train collect --preset shipped-base-rollouts
-  $RUN lps-train lps-rounds --head.lps.seed "$LPS_SEED" --max-rounds "$LPS_ROUNDS" --out "$RUNS/lps.pt"
+  $RUN lps-train lps-rounds --head.lps.seed "$LPS_SEED" --max-rounds "$LPS_ROUNDS" --out "$RUNS/lps_rounds.pt"
   # LP-DS at the paper's settings and DSRL at its authors', both through the exported decoder's own
   # weights with the shipped LP-DS run's env-step budget (docs/training.md, "LP-DS", "DSRL").
   $RUN lps-train train-head --preset paper-lpds
   $RUN lps-train train-head --preset shipped-dsrl
-  for h in lpds lpds_paper lps dsrl; do
+  for h in lpds lpds_paper lps lps_rounds dsrl; do
     $RUN lps-train export --checkpoint "$RUNS/$h.pt" --decoder-onnx "$MODELS/decoder.onnx" --out "$MODELS/heads/$h.onnx"
   done
 fi

@@ -9,6 +9,7 @@ the check that matters most: the training env executes a chunk exactly like the 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -90,7 +91,12 @@ def test_lps_reads_the_demonstrators_next_action_at_the_rows_next_state(pipeline
                  "--lps.steps", "3", "--lps.hidden", "16", "--lps.critic-layers", "1", "--lps.actor-layers", "1",
                  "--lps.batch-size", "8", "--lps.critic-target", "data", "--lps.reward-shift", "-1",
                  "--out", str(out)]) == 0
-    assert out.is_file()
+    # The exported head's manifest names the data it learnt from and each file's SHA-256.
+    onnx = pipeline["root"] / "lps_data_target.onnx"
+    assert main(["export", "--checkpoint", str(out), "--decoder-onnx", str(pipeline["onnx"]), "--out", str(onnx)]) == 0
+    metrics = load_manifest(onnx).provenance.metrics
+    assert metrics["demos"] == str(pipeline["demos"])
+    assert metrics["demos_sha256"] == [hashlib.sha256(pipeline["demos"].read_bytes()).hexdigest()]
 
 
 def test_dataset_observation_equals_the_assembler_of_the_exported_manifest(pipeline):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from lps_train.cli import as_command, main, parse
-from lps_train.configs import PRESETS_TRAIN_BASE, PRESETS_TRAIN_HEAD, TrainHead
+from lps_train.configs import PRESETS_COLLECT, PRESETS_TRAIN_BASE, PRESETS_TRAIN_HEAD, TrainHead
 from lps_train.dsrl import DSRLConfig
 from lps_train.lpds import LPDSConfig
 from lps_train.lps import LPSConfig
@@ -18,7 +18,8 @@ from lps_train.meanflow import MeanFlowConfig
 from lps_train.rounds import choose_round
 
 MODELS = Path(__file__).resolve().parents[1] / "models" / "pick_place"
-HEADS = {"shipped-lpds": "heads/lpds.json", "shipped-lps": "heads/lps.json", "paper-lpds": "heads/lpds_paper.json"}
+HEADS = {"shipped-lpds": "heads/lpds.json", "offline-lps": "heads/lps.json", "shipped-lps": "heads/lps_rounds.json",
+         "paper-lpds": "heads/lpds_paper.json"}
 DECODERS = {"shipped-meanflow": "decoder.json", "shipped-flow": "flow/decoder.json"}
 
 
@@ -66,6 +67,21 @@ def test_a_decoder_preset_reproduces_the_shipped_decoders_training_command(prese
         expected = type(getattr(default, f.name))(flags.pop(f.name)) if f.name in flags else getattr(default, f.name)
         assert getattr(algo, f.name) == expected, f.name
     assert flags == {}
+
+
+def test_the_shipped_lps_head_learnt_from_scripted_operators_only():
+    # heads/lps.onnx is the strictly offline head: each of its datasets is a collect preset of
+    # scripted operators (no `--policy`: no environment step of a learned policy), and its
+    # manifest names those files and their hashes.
+    by_out = {c.out: c for c in PRESETS_COLLECT.values()}
+    demos = PRESETS_TRAIN_HEAD["offline-lps"].demos
+    assert [by_out[d].policy for d in demos] == [""] * len(demos)
+    shipped = _metrics(HEADS["offline-lps"])
+    assert shipped["demos"].split() == list(demos)
+    assert len(shipped["demos_sha256"]) == len(demos) and all(len(h) == 64 for h in shipped["demos_sha256"])
+    # The rollout-augmented head is the other one, and says so in its data.
+    rounds = _metrics(HEADS["shipped-lps"])["train_command"]
+    assert "rollouts" in rounds, rounds
 
 
 def test_every_hyperparameter_is_listed_with_its_meaning(capsys):

@@ -302,7 +302,10 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"head_type": a.algo, "head": agent.actor, "decoder": str(a.decoder), "task": task,
                 "decoder_onnx": a.decoder_onnx, "config": a.recorded_config(), "run": dataclasses.asdict(a),
-                "command": command, "train_wall_s": round(wall, 1), "seed": cfg.seed}, a.out)
+                "command": command, "train_wall_s": round(wall, 1), "seed": cfg.seed,
+                # What an offline head learnt from, by content: a path alone names whatever file
+                # is there later.
+                "demos": list(a.demos), "demos_sha256": [sha256_file(f) for f in a.demos]}, a.out)
     write_run_config(a.out, a, command)
     Path(a.out).with_suffix(".state.pt").unlink(missing_ok=True)  # the run is done: nothing to go on from
     log.save_csv(Path(a.out).with_suffix(".csv"))
@@ -449,6 +452,8 @@ def cmd_export(a: Export, command: str) -> None:
         made_by = dm.provenance.metrics if imported_from else {
             "config": dec_ckpt.get("config", {}), "train_command": dec_extra.get("command", ""),
             "demos_sha256": dec_extra.get("demos_sha256")}
+        if made.get("demos"):
+            metrics |= {"demos": " ".join(made["demos"]), "demos_sha256": made.get("demos_sha256")}
         metrics |= {"decoder_parity_max_abs_err": dec_err, "decoder_config": made_by.get("config", {}),
                     "decoder_train_command": made_by.get("train_command", ""),
                     "decoder_demos_sha256": made_by.get("demos_sha256")}

@@ -34,9 +34,10 @@ MODELS = "models/pick_place"
 class Collect:
     """Scripted demonstrations (or `--policy` rollouts of an exported model) -> .npz dataset."""
 
-    preset: Literal["shipped-demos", "shipped-base-rollouts"] | None = None
-    """start from a shipped run's settings: the demonstrations of the shipped base, or its 200
-    rollouts that LPS trains on (options given beside it still apply)"""
+    preset: Literal["shipped-demos", "shipped-base-rollouts", "play-careless50", "play-sloppy"] | None = None
+    """start from a shipped run's settings: the demonstrations of the shipped base, its 200
+    rollouts that the LPS rounds start from, or the scripted play data of the offline LPS head
+    (options given beside it still apply)"""
     task: str = ""
     """MuJoCo task (pick_place); empty: the toy `--env`"""
     env: str = "four_modes:symmetric"
@@ -97,8 +98,10 @@ CriticFeatures = Literal["none", "tcp", "tcp-target"]
 class TrainHead:
     """Train a steering head (LPS offline, LP-DS or DSRL online) against a frozen decoder."""
 
-    preset: Literal["shipped-lpds", "shipped-lps", "shipped-dsrl", "paper-dsrl", "paper-lpds"] | None = None
-    """start from the settings of a shipped head's run (for LPS: its first round; `lps-train
+    preset: Literal["shipped-lpds", "offline-lps", "shipped-lps", "shipped-dsrl", "paper-dsrl",
+                    "paper-lpds"] | None = None
+    """start from the settings of a shipped head's run (offline-lps: the LPS head trained on
+    scripted data alone; shipped-lps: the first round of the rollout-augmented one, `lps-train
     lps-rounds` runs them all), or of LP-DS at the paper's settings (the comparison's row)"""
     algo: Literal["lps", "lpds", "dsrl"] = "lpds"
     """which head (the matching `--lps.*`, `--lpds.*` or `--dsrl.*` settings apply)"""
@@ -202,7 +205,7 @@ class Evaluate:
 
     decoder: str = f"{MODELS}/decoder.onnx"
     """the exported decoder"""
-    head: tuple[str, ...] = ("none", "lpds", "lpds_paper", "lps")
+    head: tuple[str, ...] = ("none", "lpds", "lpds_paper", "lps", "lps_rounds")
     """'none' (frozen base), a head name under <decoder dir>/heads/, or an .onnx path"""
     episodes: int = 100
     """episodes per head"""
@@ -305,6 +308,15 @@ PRESETS_COLLECT: dict[str, Collect] = {
     "shipped-base-rollouts": Collect(
         preset="shipped-base-rollouts", task="pick_place", policy=f"{MODELS}/decoder.onnx", episodes=200,
         seed=40_000, terminate_on_hold=True, out=f"{DATA}/rollouts_hold.npz"),
+    # Scripted operators who fail, for LPS with no learned policy in its data: careful ones of whom
+    # half close 3 cm above the grasp point (46% succeed), and sloppy ones (docs/training.md, "LPS").
+    "play-careless50": Collect(
+        preset="play-careless50", task="pick_place", episodes=300, quality="careful",
+        expert=dataclasses.replace(QUALITIES["careful"], early_close_prob=0.5, early_close=0.03),
+        seed=20_000, out=f"{DATA}/play_careless50.npz"),
+    "play-sloppy": Collect(
+        preset="play-sloppy", task="pick_place", episodes=100, quality="sloppy", expert=QUALITIES["sloppy"],
+        seed=30_000, out=f"{DATA}/play_sloppy.npz"),
 }
 
 _DECODER = dict(seed=0, steps=24_000, hidden=512, layers=3, lr=1e-3, ema_decay=0.998)
@@ -330,6 +342,14 @@ PRESETS_TRAIN_HEAD: dict[str, TrainHead] = {
         preset="shipped-lps", algo="lps", decoder=f"{RUNS}/decoder_shipped.pt", critic_features="tcp-target",
         demos=(f"{DATA}/demos_mixed15.npz", f"{DATA}/rollouts_hold.npz"), out=f"{RUNS}/lps_s1_round1.pt",
         lps=LPSConfig(seed=1, steps=5000, hidden=256, critic_layers=3, actor_layers=2, critic_steps=4,
+                      actor_q="min", critics=10)),
+    # The shipped LPS head: shipped-lps's settings on scripted data alone (the demonstrations and
+    # the two play datasets), no environment step of a learned policy (docs/training.md, "LPS").
+    "offline-lps": TrainHead(
+        preset="offline-lps", algo="lps", decoder=f"{RUNS}/decoder_shipped.pt", critic_features="tcp-target",
+        demos=(f"{DATA}/demos_mixed15.npz", f"{DATA}/play_careless50.npz", f"{DATA}/play_sloppy.npz"),
+        out=f"{RUNS}/lps.pt",
+        lps=LPSConfig(seed=0, steps=5000, hidden=256, critic_layers=3, actor_layers=2, critic_steps=4,
                       actor_q="min", critics=10)),
     # DSRL-NA at its authors' settings but LP-DS's network width and warm-up, with LP-DS's env-step
     # budget and episode ending (docs/training.md, "DSRL").
