@@ -28,7 +28,7 @@ bench: setup
 	@$(RUN) python bench/run_all.py
 
 # Rebuild the shipped pick_place models (demonstrations -> decoders -> heads -> evaluation); about
-# 3.5 h on 2 cores. Settings: `lps-train <command> --help`, presets in training/lps_train/configs.py.
+# 4 h on 2 cores. Settings: `lps-train <command> --help`, presets in training/lps_train/configs.py.
 models: setup
 	@scripts/make_models.sh
 

@@ -3,7 +3,7 @@
 # K=10 flow decoder) -> LP-DS / LPS / DSRL heads -> ONNX + manifests -> evaluation recorded in the
 # manifests. Datasets and run folders (data/, runs/) are not committed; models/pick_place/ is.
 #
-#   scripts/make_models.sh                       # the whole chain (about 3.5 h on a 2-core CPU)
+#   scripts/make_models.sh                       # the whole chain (about 4 h on a 2-core CPU)
 #   STAGES="eval" scripts/make_models.sh         # one or more stages: demos base export heads eval
 #   LPS_SEED=0 LPS_ROUNDS=4 STAGES=heads scripts/make_models.sh   # LPS rounds: another seed, at most 4 rounds
 #
@@ -59,7 +59,7 @@ if has heads; then
   # decoder.onnx, which a retrained base does not reproduce bit for bit.
   $RUN lps-train import-decoder --onnx "$MODELS/decoder.onnx" --like "$RUNS/mf_mixed15.pt" --out "$RUNS/decoder_shipped.pt"
   # The LPS head (lps.onnx), strictly offline: the demonstrations and two datasets of scripted
-  # operators who fail, no environment step of a learned policy (docs/training.md, "LPS").
+  # operators who sometimes fail, no environment step of a learned policy (docs/training.md, "LPS").
   $RUN lps-train collect --preset play-careless50
   $RUN lps-train collect --preset play-sloppy
   $RUN lps-train train-head --preset offline-lps

@@ -79,9 +79,9 @@ def test_the_shipped_lps_head_learnt_from_scripted_operators_only():
     shipped = _metrics(HEADS["offline-lps"])
     assert shipped["demos"].split() == list(demos)
     assert len(shipped["demos_sha256"]) == len(demos) and all(len(h) == 64 for h in shipped["demos_sha256"])
-    # The rollout-augmented head is the other one, and says so in its data.
+    # The rollout-augmented head is the other one: its data holds its first round's own rollouts.
     rounds = _metrics(HEADS["shipped-lps"])["train_command"]
-    assert "rollouts" in rounds, rounds
+    assert "rollouts_lps_round1" in rounds, rounds
 
 
 def test_every_hyperparameter_is_listed_with_its_meaning(capsys):

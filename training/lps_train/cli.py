@@ -260,6 +260,9 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
 
         return ChunkTcpFeatures(norm, steps, ("object", "target") if a.critic_features == "tcp-target" else ("object",))
 
+    # What an offline head learns from, by content, as read now: a path alone names whatever file is
+    # there later.
+    demos_sha256 = [sha256_file(f) for f in a.demos]
     t0 = time.perf_counter()
     if a.algo == "lps":
         if not a.demos:
@@ -303,9 +306,7 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
     torch.save({"head_type": a.algo, "head": agent.actor, "decoder": str(a.decoder), "task": task,
                 "decoder_onnx": a.decoder_onnx, "config": a.recorded_config(), "run": dataclasses.asdict(a),
                 "command": command, "train_wall_s": round(wall, 1), "seed": cfg.seed,
-                # What an offline head learnt from, by content: a path alone names whatever file
-                # is there later.
-                "demos": list(a.demos), "demos_sha256": [sha256_file(f) for f in a.demos]}, a.out)
+                "demos": list(a.demos), "demos_sha256": demos_sha256}, a.out)
     write_run_config(a.out, a, command)
     Path(a.out).with_suffix(".state.pt").unlink(missing_ok=True)  # the run is done: nothing to go on from
     log.save_csv(Path(a.out).with_suffix(".csv"))

@@ -171,7 +171,7 @@ class LpsRounds:
     """where each round's checkpoint and .onnx go"""
     data_dir: str = DATA
     """where each round's rollouts go"""
-    out: str = f"{RUNS}/lps.pt"
+    out: str = f"{RUNS}/lps_rounds.pt"
     """the kept round's checkpoint is copied here (+ .rounds.json: every round's rollout success)"""
 
 
@@ -308,7 +308,7 @@ PRESETS_COLLECT: dict[str, Collect] = {
     "shipped-base-rollouts": Collect(
         preset="shipped-base-rollouts", task="pick_place", policy=f"{MODELS}/decoder.onnx", episodes=200,
         seed=40_000, terminate_on_hold=True, out=f"{DATA}/rollouts_hold.npz"),
-    # Scripted operators who fail, for LPS with no learned policy in its data: careful ones of whom
+    # Scripted operators who sometimes fail, for LPS with no learned policy in its data: careful ones of whom
     # half close 3 cm above the grasp point (46% succeed), and sloppy ones (docs/training.md, "LPS").
     "play-careless50": Collect(
         preset="play-careless50", task="pick_place", episodes=300, quality="careful",
