@@ -149,6 +149,12 @@ def _load_demos(path: str, successful_only: bool = False,
         return {k: z[k] for k in ("obs", "actions", "rewards", "next_obs", "dones")}, str(z["env"]), None
 
 
+def _data_record(paths: tuple[str, ...]) -> dict[str, Any]:
+    """The datasets a model learns from, by content (taken when they are read: a path alone names
+    whatever file is there later); its checkpoint carries this, and export copies it into the manifest."""
+    return {"demos": " ".join(paths), "demos_sha256": [sha256_file(f) for f in paths]}
+
+
 def _sources(layout: list | None) -> list | str:
     return [e["source"] for e in layout] if layout else "the default"
 
@@ -229,8 +235,7 @@ def cmd_train_base(a: TrainBase, command: str) -> None:
     t0 = time.perf_counter()
     dec = module.train(cfg, obs, acts, logger=log)
     wall = time.perf_counter() - t0
-    extra = {"env": source, "demos": " ".join(a.demos), "demos_sha256": [sha256_file(f) for f in a.demos],
-             "rows": int(len(obs)), "successful_only": a.successful_only,
+    extra = {"env": source, **_data_record(a.demos), "rows": int(len(obs)), "successful_only": a.successful_only,
              "observation": observation, "command": command, "train_wall_s": round(wall, 1)}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     module.save_decoder(a.out, dec, norm, cfg, extra=extra)
@@ -260,9 +265,7 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
 
         return ChunkTcpFeatures(norm, steps, ("object", "target") if a.critic_features == "tcp-target" else ("object",))
 
-    # What an offline head learns from, by content, as read now: a path alone names whatever file is
-    # there later.
-    demos_sha256 = [sha256_file(f) for f in a.demos]
+    learnt_from = _data_record(a.demos)
     t0 = time.perf_counter()
     if a.algo == "lps":
         if not a.demos:
@@ -306,7 +309,7 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
     torch.save({"head_type": a.algo, "head": agent.actor, "decoder": str(a.decoder), "task": task,
                 "decoder_onnx": a.decoder_onnx, "config": a.recorded_config(), "run": dataclasses.asdict(a),
                 "command": command, "train_wall_s": round(wall, 1), "seed": cfg.seed,
-                "demos": list(a.demos), "demos_sha256": demos_sha256}, a.out)
+                **learnt_from}, a.out)
     write_run_config(a.out, a, command)
     Path(a.out).with_suffix(".state.pt").unlink(missing_ok=True)  # the run is done: nothing to go on from
     log.save_csv(Path(a.out).with_suffix(".csv"))
@@ -454,7 +457,7 @@ def cmd_export(a: Export, command: str) -> None:
             "config": dec_ckpt.get("config", {}), "train_command": dec_extra.get("command", ""),
             "demos_sha256": dec_extra.get("demos_sha256")}
         if made.get("demos"):
-            metrics |= {"demos": " ".join(made["demos"]), "demos_sha256": made.get("demos_sha256")}
+            metrics |= {"demos": made["demos"], "demos_sha256": made.get("demos_sha256")}
         metrics |= {"decoder_parity_max_abs_err": dec_err, "decoder_config": made_by.get("config", {}),
                     "decoder_train_command": made_by.get("train_command", ""),
                     "decoder_demos_sha256": made_by.get("demos_sha256")}

@@ -328,6 +328,8 @@ PRESETS_TRAIN_BASE: dict[str, TrainBase] = {
                               flow=FlowConfig(**_DECODER), out=f"{RUNS}/flow_mixed15.pt"),
 }
 
+# The shipped LPS settings, shared by both shipped LPS heads (they differ in data and seed).
+_LPS = dict(steps=5000, hidden=256, critic_layers=3, actor_layers=2, critic_steps=4, actor_q="min", critics=10)
 PRESETS_TRAIN_HEAD: dict[str, TrainHead] = {
     # Q^A on the 4 executed actions of each chunk, faster critics, a hold ends the training episode;
     # delta 4 (docs/training.md, "LP-DS").
@@ -341,16 +343,13 @@ PRESETS_TRAIN_HEAD: dict[str, TrainHead] = {
     "shipped-lps": TrainHead(
         preset="shipped-lps", algo="lps", decoder=f"{RUNS}/decoder_shipped.pt", critic_features="tcp-target",
         demos=(f"{DATA}/demos_mixed15.npz", f"{DATA}/rollouts_hold.npz"), out=f"{RUNS}/lps_s1_round1.pt",
-        lps=LPSConfig(seed=1, steps=5000, hidden=256, critic_layers=3, actor_layers=2, critic_steps=4,
-                      actor_q="min", critics=10)),
+        lps=LPSConfig(seed=1, **_LPS)),
     # The shipped LPS head: shipped-lps's settings on scripted data alone (the demonstrations and
     # the two play datasets), no environment step of a learned policy (docs/training.md, "LPS").
     "offline-lps": TrainHead(
         preset="offline-lps", algo="lps", decoder=f"{RUNS}/decoder_shipped.pt", critic_features="tcp-target",
         demos=(f"{DATA}/demos_mixed15.npz", f"{DATA}/play_careless50.npz", f"{DATA}/play_sloppy.npz"),
-        out=f"{RUNS}/lps.pt",
-        lps=LPSConfig(seed=0, steps=5000, hidden=256, critic_layers=3, actor_layers=2, critic_steps=4,
-                      actor_q="min", critics=10)),
+        out=f"{RUNS}/lps.pt", lps=LPSConfig(seed=0, **_LPS)),
     # DSRL-NA at its authors' settings but LP-DS's network width and warm-up, with LP-DS's env-step
     # budget and episode ending (docs/training.md, "DSRL").
     "shipped-dsrl": TrainHead(
