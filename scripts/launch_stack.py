@@ -29,6 +29,7 @@ from pathlib import Path
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 ROOT = Path(__file__).resolve().parents[1]
+PUMP_DRAIN_S = 2.0  # after the processes exit, for their last lines to pass through
 sys.path.insert(0, str(ROOT / "launch"))
 import lps_stacks  # noqa: E402
 
@@ -79,6 +80,7 @@ class Stack:
         self.nodes = nodes
         self.grace_s = grace_s
         self.procs: dict[str, subprocess.Popen] = {}
+        self.pumps: list[threading.Thread] = []
         self.stopping = threading.Event()
         self._print_lock = threading.Lock()
 
@@ -89,10 +91,12 @@ class Stack:
             self.say(f"starting {node.fully_qualified_name}: {' '.join(cmd)}")
             # Own session: a terminal's Ctrl-C reaches us only, and we stop the children in order.
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True, text=True, bufsize=1)
+                                    start_new_session=True, text=True, bufsize=1, errors="replace")
             self.procs[node.name] = proc
             self.say(f"started {node.fully_qualified_name} (pid {proc.pid})")
-            threading.Thread(target=self._pump, args=(node.name, proc), daemon=True).start()
+            pump = threading.Thread(target=self._pump, args=(node.name, proc), daemon=True)
+            pump.start()
+            self.pumps.append(pump)
 
     def say(self, text: str, name: str = "launch_stack") -> None:
         with self._print_lock:
@@ -182,6 +186,11 @@ class Stack:
             if proc.returncode != 0:
                 self.say(f"{name} exited with code {proc.returncode}")
                 clean = False
+        # A node's last lines (how it stopped, whether the arm holds) are still in its pipe when
+        # it exits; bounded, since a grandchild may keep the pipe open.
+        drained = time.monotonic() + PUMP_DRAIN_S
+        for pump in self.pumps:
+            pump.join(max(0.0, drained - time.monotonic()))
         return clean
 
 

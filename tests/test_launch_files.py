@@ -14,6 +14,7 @@ import ast
 import importlib
 import importlib.util
 import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -386,6 +387,42 @@ def test_runner_command_lines_equal_the_launch_file(standins: None, stack: str) 
             assert all(Path(f).is_file() for f in parsed["files"])
             assert parsed["params"] == g["parameters"]
             assert parsed["remaps"] == g["remappings"]
+
+
+def test_runner_passes_on_every_line_a_process_writes_as_it_stops(tmp_path: Path) -> None:
+    """A node's last lines (how it stopped, whether the arm holds) reach the runner's output before
+    the runner exits."""
+    talker = tmp_path / "talker.py"
+    talker.write_text(
+        "import os, signal, sys, time\n"
+        "def last_words(*_):\n"
+        "    for i in range(20000):\n"
+        "        print(f'L{i}')\n"
+        "    sys.stdout.flush()\n"
+        "    os._exit(0)\n"
+        "signal.signal(signal.SIGINT, last_words)\n"
+        "print('up', flush=True)\n"
+        "while True:\n"
+        "    time.sleep(0.05)\n")
+    # The runner's Stack around one process that writes a burst as it stops, in a process of its
+    # own that exits as soon as the stop returns: by then every line must be out.
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import importlib.util, os, sys, time, types\n"
+        f"spec = importlib.util.spec_from_file_location('runner', {str(ROOT / 'scripts' / 'launch_stack.py')!r})\n"
+        "runner = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(runner)\n"
+        f"runner.command_line = lambda node: [sys.executable, {str(talker)!r}]\n"
+        "stack = runner.Stack([types.SimpleNamespace(name='talker', fully_qualified_name='/talker')], 20.0)\n"
+        "stack.start()\n"
+        "time.sleep(1.0)\n"
+        "ok = stack.stop()\n"
+        "sys.stdout.flush()\n"
+        "os._exit(0 if ok else 1)\n")
+    out = subprocess.run([sys.executable, str(driver)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith("[talker] L")]
+    assert len(lines) == 20000 and lines[-1] == "[talker] L19999", (len(lines), lines[-1:])
 
 
 def _parse_ros_args(argv: list[str]) -> dict[str, Any]:

@@ -595,15 +595,49 @@ def test_autostart_waits_for_joint_states_and_starts_at_the_measured_pose(
                 time.sleep(0.2)
             first = np.array(commands.wait_count(1, 5.0)[0].points[0].positions)
             assert np.max(np.abs(first - np.array(source.q))) <= STEP + 1e-9
-            # The autostart thread logs once it has seen the activation finish (it polls every
-            # 20 ms); a stop before that would end it without the line.
-            deadline = time.monotonic() + 5.0
-            while 'autostart: active after' not in proc.log() and time.monotonic() < deadline:
-                time.sleep(0.05)
         finally:
             _close(source)
+        # Stopped at once: an activation that finished before the stop is reported all the same.
         assert proc.stop() == 0
         assert 'autostart: active after' in proc.log()
+
+
+def test_a_transition_finishing_as_the_stop_comes_is_reported_and_one_never_run_is_not() -> None:
+    from lps_steering.nodes.policy.autostart import STOP_GRACE_S, _in_executor
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        executor = SingleThreadedExecutor(context=context)
+        spinning = threading.Event()
+        spinning.set()
+
+        def spin() -> None:
+            while spinning.is_set():
+                executor.spin_once(timeout_sec=0.01)
+
+        stop = threading.Event()
+
+        def transition() -> str:
+            stop.set()  # the stop arrives while the transition is still running
+            time.sleep(0.1)
+            return 'done'
+
+        spinner = threading.Thread(target=spin, daemon=True)
+        spinner.start()
+        try:
+            assert _in_executor(executor, stop, transition) == 'done'
+        finally:
+            spinning.clear()
+            spinner.join(2.0)
+        # Nobody spins any more: a task queued under a stop is given up after the grace.
+        started = time.monotonic()
+        assert _in_executor(executor, stop, lambda: 'never') is None
+        assert STOP_GRACE_S <= time.monotonic() - started < STOP_GRACE_S + 1.0
+        executor.shutdown(timeout_sec=1.0)
+    finally:
+        rclpy.try_shutdown(context=context)
 
 
 def test_autostart_gives_up_after_the_startup_timeout_and_stays_inactive(

@@ -24,6 +24,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 
 AUTOSTART_RETRY_S = 0.25
 AUTOSTART_LOG_EVERY_S = 5.0
+STOP_GRACE_S = 0.5
 
 
 def _in_executor(executor: Any, stop: threading.Event, fn: Any) -> Any:
@@ -31,7 +32,12 @@ def _in_executor(executor: Any, stop: threading.Event, fn: Any) -> Any:
     task = executor.create_task(fn)
     while not task.done():
         if stop.wait(0.02):
-            return None
+            # The executor finishes the callback it is in before it stops: a transition under way
+            # when the stop comes still ends, and what it did must be reported, not lost.
+            deadline = time.monotonic() + STOP_GRACE_S
+            while not task.done() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return task.result() if task.done() else None
     return task.result()
 
 
