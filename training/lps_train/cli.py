@@ -267,6 +267,16 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
 
     learnt_from = _data_record(a.demos)
     t0 = time.perf_counter()
+
+    def save_head(path: str | Path, actor: torch.nn.Module, wall: float) -> None:
+        torch.save({"head_type": a.algo, "head": actor, "decoder": str(a.decoder), "task": task,
+                    "decoder_onnx": a.decoder_onnx, "config": a.recorded_config(), "run": dataclasses.asdict(a),
+                    "command": command, "train_wall_s": round(wall, 1), "seed": cfg.seed,
+                    **learnt_from}, path)
+
+    if a.snapshot_every < 0 or (a.snapshot_every and a.algo != "lps"):
+        raise SystemExit(f"--snapshot-every must be >= 0 and is an option of --algo lps, got {a.snapshot_every} "
+                         f"with --algo {a.algo}")
     if a.algo == "lps":
         if not a.demos:
             raise SystemExit("train-head --algo lps needs --demos (LPS is offline)")
@@ -278,8 +288,17 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
         data = ReplayBuffer.from_arrays(norm.normalize_obs(d["obs"]), norm.normalize_actions(d["actions"]),
                                         d["rewards"], norm.normalize_obs(d["next_obs"]), d["dones"],
                                         next_actions=next_actions)
-        agent, log = lps.train(cfg, data, dec, logger=log,
-                               action_features=critic_features(cfg.critic_steps or dec.chunk_length))
+        snapshot = None
+        if a.snapshot_every:
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+
+            def snapshot(step: int, agent: lps.LPSAgent) -> dict[str, float]:
+                path = Path(a.out).with_name(f"{Path(a.out).stem}_u{step}.pt")
+                save_head(path, agent.actor, time.perf_counter() - t0)
+                return {}
+
+        agent, log = lps.train(dataclasses.replace(cfg, eval_every=a.snapshot_every), data, dec, logger=log,
+                               eval_fn=snapshot, action_features=critic_features(cfg.critic_steps or dec.chunk_length))
     else:
         if a.task:
             from lps_train.pick_place.env import ControllerEnv
@@ -306,10 +325,7 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
                                          "terminate_on_hold": a.terminate_on_hold, "lift_bonus": a.lift_bonus})
     wall = agent.wall_s if a.algo == "dsrl" else time.perf_counter() - t0
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"head_type": a.algo, "head": agent.actor, "decoder": str(a.decoder), "task": task,
-                "decoder_onnx": a.decoder_onnx, "config": a.recorded_config(), "run": dataclasses.asdict(a),
-                "command": command, "train_wall_s": round(wall, 1), "seed": cfg.seed,
-                **learnt_from}, a.out)
+    save_head(a.out, agent.actor, wall)
     write_run_config(a.out, a, command)
     Path(a.out).with_suffix(".state.pt").unlink(missing_ok=True)  # the run is done: nothing to go on from
     log.save_csv(Path(a.out).with_suffix(".csv"))

@@ -1,0 +1,144 @@
+"""Where along its training an offline LPS head on pick_place is good, per training seed.
+
+Each seed's head is trained once with `--snapshot-every`, every snapshot is exported and all of
+them are evaluated on the same seeded episodes, beside the frozen base. The question it answers:
+do training seeds that end apart (docs/training.md, "LPS") part early and stay apart, or does each
+run swing along its training, so that where a run stops decides as much as its seed?
+
+    scripts/with-env python training/checks/lps_along_training.py --seeds 0 2 4 --out runs/checks/along
+    scripts/with-env python training/checks/lps_along_training.py --seeds 1 3 --out runs/checks/along
+    scripts/with-env python training/checks/lps_along_training.py --summarise runs/checks/along \\
+        --png runs/checks/along/along.png
+
+Every run's head checkpoints, ONNX snapshots and `eval_s<seed>.json` (the `lps-train evaluate`
+record: per-episode outcomes, paired with the base) stay under `--out`; started again, a seed whose
+evaluation exists is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+from lps_train.cli import main as lps_train
+
+
+def run_seed(seed: int, out: Path, args: argparse.Namespace) -> Path:
+    evaluation = out / f"eval_s{seed}.json"
+    if evaluation.exists():
+        print(f"seed {seed}: {evaluation} exists, skipped", flush=True)
+        return evaluation
+    head = out / f"lps_s{seed}.pt"
+    train = ["train-head", "--preset", args.preset, "--lps.seed", str(seed), "--lps.steps", str(args.steps),
+             "--snapshot-every", str(args.every), "--out", str(head)]
+    print("lps-train " + shlex.join(train), flush=True)
+    if lps_train(train) != 0:
+        raise SystemExit(f"seed {seed}: training failed")
+    snapshots = []
+    for updates in range(args.every, args.steps + 1, args.every):
+        onnx = out / f"lps_s{seed}_u{updates}.onnx"
+        if lps_train(["export", "--checkpoint", str(head.with_name(f"{head.stem}_u{updates}.pt")),
+                      "--decoder-onnx", args.decoder, "--out", str(onnx)]) != 0:
+            raise SystemExit(f"seed {seed}: export of the snapshot at {updates} updates failed")
+        snapshots.append(str(onnx))
+    evaluate = ["evaluate", "--decoder", args.decoder, "--head", "none", *snapshots, "--episodes",
+                str(args.episodes), "--profile", args.profile, "--out", str(evaluation)]
+    print("lps-train " + shlex.join(evaluate), flush=True)
+    if lps_train(evaluate) != 0:
+        raise SystemExit(f"seed {seed}: evaluation failed")
+    return evaluation
+
+
+def _updates(head: str) -> int:
+    return int(Path(head).stem.rsplit("_u", 1)[1])
+
+
+def summarise(folder: Path, png: Path | None) -> dict:
+    """Per training seed: success at each snapshot, and the spread within a run against the spread
+    between runs at their last update."""
+    runs = {}
+    for path in sorted(folder.glob("eval_s*.json")):
+        res = json.loads(path.read_text())
+        seed = int(path.stem.removeprefix("eval_s"))
+        base = next(r for r in res["results"] if r["head"] == "none")
+        heads = sorted((r for r in res["results"] if r["head"] != "none"), key=lambda r: _updates(r["head"]))
+        runs[seed] = {"episodes": res["episodes"], "base": base["successes"],
+                      "updates": [_updates(r["head"]) for r in heads],
+                      "successes": [r["successes"] for r in heads],
+                      "paired": [res["paired_with_base"][r["head"]] for r in heads]}
+    if not runs:
+        raise SystemExit(f"no eval_s*.json under {folder}")
+    updates = runs[next(iter(runs))]["updates"]
+    episodes = runs[next(iter(runs))]["episodes"]
+    print(f"pick_place, nominal, {episodes} episodes per cell; successes of each training seed's head "
+          f"at each snapshot (base {sorted({r['base'] for r in runs.values()})})\n")
+    print("| training seed | " + " | ".join(f"{u:,}" for u in updates) + " | range within the run |")
+    print("|---|" + "---|" * (len(updates) + 1))
+    for seed, r in runs.items():
+        marks = [f"{s}{'+' if p['separated'] and p['difference'] > 0 else '−' if p['separated'] else ''}"
+                 for s, p in zip(r["successes"], r["paired"], strict=True)]
+        print(f"| {seed} | " + " | ".join(marks) + f" | {min(r['successes'])}-{max(r['successes'])} |")
+    table = np.array([r["successes"] for r in runs.values()], float)
+    within = float(np.mean(table.max(1) - table.min(1)))
+    between = float(table[:, -1].max() - table[:, -1].min())
+    mean_curve = table.mean(0)
+    print("\n+ / −: separated above / below the base (Newcombe 95% interval and McNemar mid-p < 0.05)")
+    print("mean over the seeds: " + ", ".join(f"{m:.1f}" for m in mean_curve))
+    print(f"mean range within a run: {within:.1f}; range between the runs at {updates[-1]:,} updates: {between:.0f}")
+    if png is not None:
+        _plot(runs, png)
+    return {"runs": runs, "mean_curve": mean_curve.tolist(), "within": within, "between_last": between}
+
+
+def _plot(runs: dict, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for seed, r in runs.items():
+        n = r["episodes"]
+        ax.plot(r["updates"], [100 * s / n for s in r["successes"]], marker="o", label=f"training seed {seed}")
+    base = runs[next(iter(runs))]
+    ax.axhline(100 * base["base"] / base["episodes"], color="k", ls="--", label="frozen base")
+    ax.set_xlabel("LPS updates")
+    ax.set_ylabel(f"success, % of {base['episodes']} nominal episodes")
+    ax.set_title("offline LPS on pick_place along its training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="offline-lps", help="the train-head preset (its data and settings)")
+    p.add_argument("--decoder", default="models/pick_place/decoder.onnx", help="the exported decoder the head steers")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="training seeds")
+    p.add_argument("--steps", type=int, default=5000, help="LPS updates (the preset's: 5,000)")
+    p.add_argument("--every", type=int, default=1000, help="updates between snapshots")
+    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes per snapshot")
+    p.add_argument("--profile", default="nominal")
+    p.add_argument("--out", default="runs/checks/along")
+    p.add_argument("--summarise", type=Path, help="tabulate the evaluations under this folder instead")
+    p.add_argument("--png", type=Path, help="with --summarise: the success-along-training plot")
+    args = p.parse_args()
+    if args.summarise:
+        summarise(args.summarise, args.png)
+        return
+    if args.every < 1 or args.steps % args.every:
+        p.error("--every must be >= 1 and divide --steps (the last snapshot is the final head)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        run_seed(seed, out, args)
+
+
+if __name__ == "__main__":
+    main()
