@@ -46,7 +46,7 @@ def test_the_summary_reads_each_seed_along_its_snapshots(tmp_path, capsys):
     _record(tmp_path, 0, base, {2000: flipped(50), 1000: flipped(30), 3000: flipped(40)})
     _record(tmp_path, 3, base, {1000: flipped(10), 2000: flipped(12), 3000: flipped(5)})
     png = tmp_path / "along.png"
-    out = _module().summarise(tmp_path, png)
+    out = _module().summarise([tmp_path], png)
     assert out["runs"][0]["updates"] == [1000, 2000, 3000] and out["runs"][0]["successes"] == [30, 50, 40]
     assert out["runs"][3]["successes"] == [10, 12, 5]
     assert out["within"] == pytest.approx(((50 - 30) + (12 - 5)) / 2)
@@ -64,4 +64,25 @@ def test_the_summary_reads_each_seed_along_its_snapshots(tmp_path, capsys):
 
 def test_the_summary_of_an_empty_folder_says_so(tmp_path):
     with pytest.raises(SystemExit, match="no eval_s"):
-        _module().summarise(tmp_path, None)
+        _module().summarise([tmp_path], None)
+
+
+def test_a_longer_run_of_a_seed_continues_its_row_and_other_episodes_are_refused(tmp_path, capsys):
+    base = "10" * 20
+    short, longer = tmp_path / "short", tmp_path / "long"
+    _record(short, 0, base, {1000: "1" * 10 + "0" * 30, 2000: "1" * 20 + "0" * 20})
+    _record(short, 1, base, {1000: "1" * 5 + "0" * 35, 2000: "1" * 15 + "0" * 25})
+    _record(longer, 0, base, {3000: "1" * 30 + "0" * 10, 4000: "1" * 2 + "0" * 38})
+    out = _module().summarise([short, longer], None)
+    assert out["runs"][0]["updates"] == [1000, 2000, 3000, 4000]
+    assert out["runs"][0]["successes"] == [10, 20, 30, 2]
+    # Within-run and between-run spreads over the updates both seeds reached.
+    assert out["common_updates"] == [1000, 2000]
+    assert out["within"] == pytest.approx(10) and out["between_last"] == 5
+    row1 = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |"))
+    cells = [c.strip().rstrip("+−") for c in row1.split("|")[2:6]]
+    assert cells == ["5", "15", "", ""]  # seed 1 has no snapshot at 3,000 or 4,000
+    other = tmp_path / "other"
+    _record(other, 0, "01" * 20, {5000: "1" * 40})
+    with pytest.raises(SystemExit, match="not the episodes"):
+        _module().summarise([short, other], None)

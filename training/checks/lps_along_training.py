@@ -9,6 +9,11 @@ run swing along its training, so that where a run stops decides as much as its s
     scripts/with-env python training/checks/lps_along_training.py --seeds 1 3 --out runs/checks/along
     scripts/with-env python training/checks/lps_along_training.py --summarise runs/checks/along \\
         --png runs/checks/along/along.png
+    # seeds 0 and 1 on to 12,000 updates, evaluated where the runs above stopped
+    scripts/with-env python training/checks/lps_along_training.py --seeds 0 --steps 12000 \\
+        --evaluate-from 6000 --out runs/checks/along_long
+    scripts/with-env python training/checks/lps_along_training.py --summarise runs/checks/along \\
+        runs/checks/along_long --png runs/checks/along/along_long.png
 
 Every run's head checkpoints, ONNX snapshots and `eval_s<seed>.json` (the `lps-train evaluate`
 record: per-episode outcomes, paired with the base) stay under `--out`; started again, a seed whose
@@ -38,7 +43,7 @@ def run_seed(seed: int, out: Path, args: argparse.Namespace) -> Path:
     if lps_train(train) != 0:
         raise SystemExit(f"seed {seed}: training failed")
     snapshots = []
-    for updates in range(args.every, args.steps + 1, args.every):
+    for updates in range(max(args.every, args.evaluate_from), args.steps + 1, args.every):
         onnx = out / f"lps_s{seed}_u{updates}.onnx"
         if lps_train(["export", "--checkpoint", str(head.with_name(f"{head.stem}_u{updates}.pt")),
                       "--decoder-onnx", args.decoder, "--out", str(onnx)]) != 0:
@@ -56,41 +61,56 @@ def _updates(head: str) -> int:
     return int(Path(head).stem.rsplit("_u", 1)[1])
 
 
-def summarise(folder: Path, png: Path | None) -> dict:
+def summarise(folders: list[Path], png: Path | None) -> dict:
     """Per training seed: success at each snapshot, and the spread within a run against the spread
-    between runs at their last update."""
-    runs = {}
-    for path in sorted(folder.glob("eval_s*.json")):
+    between runs at the last update they all reached. A seed's evaluations in several folders (a
+    longer run of the same seed, evaluated from where the shorter one stopped) are merged when they
+    were made on the same episodes."""
+    found: dict[int, dict] = {}
+    for path in sorted(p for folder in folders for p in folder.glob("eval_s*.json")):
         res = json.loads(path.read_text())
         seed = int(path.stem.removeprefix("eval_s"))
         base = next(r for r in res["results"] if r["head"] == "none")
-        heads = sorted((r for r in res["results"] if r["head"] != "none"), key=lambda r: _updates(r["head"]))
-        runs[seed] = {"episodes": res["episodes"], "base": base["successes"],
-                      "updates": [_updates(r["head"]) for r in heads],
-                      "successes": [r["successes"] for r in heads],
-                      "paired": [res["paired_with_base"][r["head"]] for r in heads]}
-    if not runs:
-        raise SystemExit(f"no eval_s*.json under {folder}")
-    updates = runs[next(iter(runs))]["updates"]
+        run = found.setdefault(seed, {"episodes": res["episodes"], "base": base["successes"],
+                                      "outcomes": base["outcomes"], "points": {}})
+        if (res["episodes"], base["outcomes"]) != (run["episodes"], run["outcomes"]):
+            raise SystemExit(f"{path}: not the episodes of seed {seed}'s other evaluations")
+        for r in res["results"]:
+            if r["head"] != "none":
+                run["points"].setdefault(_updates(r["head"]), (r["successes"], res["paired_with_base"][r["head"]]))
+    if not found:
+        raise SystemExit(f"no eval_s*.json under {', '.join(map(str, folders))}")
+    runs = {}
+    for seed, run in sorted(found.items()):
+        ups = sorted(run["points"])
+        runs[seed] = {"episodes": run["episodes"], "base": run["base"], "updates": ups,
+                      "successes": [run["points"][u][0] for u in ups], "paired": [run["points"][u][1] for u in ups]}
+    updates = sorted(set.union(*(set(r["updates"]) for r in runs.values())))
+    common = sorted(set.intersection(*(set(r["updates"]) for r in runs.values())))
     episodes = runs[next(iter(runs))]["episodes"]
     print(f"pick_place, nominal, {episodes} episodes per cell; successes of each training seed's head "
           f"at each snapshot (base {sorted({r['base'] for r in runs.values()})})\n")
     print("| training seed | " + " | ".join(f"{u:,}" for u in updates) + " | range within the run |")
     print("|---|" + "---|" * (len(updates) + 1))
     for seed, r in runs.items():
-        marks = [f"{s}{'+' if p['separated'] and p['difference'] > 0 else '−' if p['separated'] else ''}"
-                 for s, p in zip(r["successes"], r["paired"], strict=True)]
-        print(f"| {seed} | " + " | ".join(marks) + f" | {min(r['successes'])}-{max(r['successes'])} |")
-    table = np.array([r["successes"] for r in runs.values()], float)
+        cells = dict(zip(r["updates"], (f"{s}{'+' if p['separated'] and p['difference'] > 0 else '−' if p['separated'] else ''}"
+                                        for s, p in zip(r["successes"], r["paired"], strict=True)), strict=True))
+        print(f"| {seed} | " + " | ".join(cells.get(u, "") for u in updates)
+              + f" | {min(r['successes'])}-{max(r['successes'])} |")
+    # Over the snapshots every seed has, so that a longer run does not widen its own range alone.
+    table = np.array([[dict(zip(r["updates"], r["successes"], strict=True))[u] for u in common]
+                      for r in runs.values()], float)
     within = float(np.mean(table.max(1) - table.min(1)))
     between = float(table[:, -1].max() - table[:, -1].min())
     mean_curve = table.mean(0)
     print("\n+ / −: separated above / below the base (Newcombe 95% interval and McNemar mid-p < 0.05)")
+    print(f"over the updates every seed reached ({', '.join(f'{u:,}' for u in common)}):")
     print("mean over the seeds: " + ", ".join(f"{m:.1f}" for m in mean_curve))
-    print(f"mean range within a run: {within:.1f}; range between the runs at {updates[-1]:,} updates: {between:.0f}")
+    print(f"mean range within a run: {within:.1f}; range between the runs at {common[-1]:,} updates: {between:.0f}")
     if png is not None:
         _plot(runs, png)
-    return {"runs": runs, "mean_curve": mean_curve.tolist(), "within": within, "between_last": between}
+    return {"runs": runs, "common_updates": common, "mean_curve": mean_curve.tolist(), "within": within,
+            "between_last": between}
 
 
 def _plot(runs: dict, png: Path) -> None:
@@ -123,17 +143,21 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="training seeds")
     p.add_argument("--steps", type=int, default=5000, help="LPS updates (the preset's: 5,000)")
     p.add_argument("--every", type=int, default=1000, help="updates between snapshots")
+    p.add_argument("--evaluate-from", type=int, default=0,
+                   help="evaluate the snapshots from this update on (a longer run of a seed already "
+                        "evaluated: its first snapshots are the shorter run's, update for update)")
     p.add_argument("--episodes", type=int, default=100, help="evaluation episodes per snapshot")
     p.add_argument("--profile", default="nominal")
     p.add_argument("--out", default="runs/checks/along")
-    p.add_argument("--summarise", type=Path, help="tabulate the evaluations under this folder instead")
+    p.add_argument("--summarise", type=Path, nargs="+", help="tabulate the evaluations under these folders instead")
     p.add_argument("--png", type=Path, help="with --summarise: the success-along-training plot")
     args = p.parse_args()
     if args.summarise:
         summarise(args.summarise, args.png)
         return
-    if args.every < 1 or args.steps % args.every:
-        p.error("--every must be >= 1 and divide --steps (the last snapshot is the final head)")
+    if args.every < 1 or args.steps % args.every or args.evaluate_from % args.every or args.evaluate_from > args.steps:
+        p.error("--every must be >= 1 and divide --steps (the last snapshot is the final head) and "
+                "--evaluate-from, which is at most --steps")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
