@@ -640,6 +640,57 @@ def test_a_transition_finishing_as_the_stop_comes_is_reported_and_one_never_run_
         rclpy.try_shutdown(context=context)
 
 
+def test_autostart_never_activates_a_node_whose_stop_came_while_it_checked_its_inputs() -> None:
+    from lps_steering.nodes.policy import autostart as auto
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    stop = threading.Event()
+    calls: list[str] = []
+
+    class Node:
+        """The lifecycle calls autostart makes, recorded; the stop comes during the input check."""
+        settings = type('Settings', (), {'startup_timeout_s': 10.0})
+        safety_reason = ''
+
+        def get_logger(self):
+            return rclpy.logging.get_logger('autostart_test')
+
+        def trigger_configure(self):
+            calls.append('configure')
+            return TransitionCallbackReturn.SUCCESS
+
+        def missing_for_startup(self):
+            calls.append('check')
+            stop.set()
+            return []  # everything there: only the stop keeps the node inactive
+
+        def trigger_activate(self):
+            calls.append('activate')
+            return TransitionCallbackReturn.SUCCESS
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    spinning = threading.Event()
+    spinning.set()
+
+    def spin() -> None:
+        while spinning.is_set():
+            executor.spin_once(timeout_sec=0.01)
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        assert auto.autostart(Node(), executor, stop) is False
+        assert calls == ['configure', 'check']
+    finally:
+        spinning.clear()
+        spinner.join(2.0)
+        executor.shutdown(timeout_sec=1.0)
+        rclpy.try_shutdown(context=context)
+
+
 def test_autostart_gives_up_after_the_startup_timeout_and_stays_inactive(
         tmp_path: Path, client: RosClient, tiny_models) -> None:
     status = Collector(client.node, SteeringStatus, f'{NODE}/status')

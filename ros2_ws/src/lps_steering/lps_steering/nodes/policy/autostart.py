@@ -41,6 +41,10 @@ def _in_executor(executor: Any, stop: threading.Event, fn: Any) -> Any:
     return task.result()
 
 
+def _unless_stopped(stop: threading.Event, fn: Any) -> Any:
+    return None if stop.is_set() else fn()
+
+
 def autostart(node: Any, executor: Any, stop: threading.Event) -> bool:
     """Configure, then activate once joint states (and readiness) are there; True when active."""
     log = node.get_logger()
@@ -55,7 +59,10 @@ def autostart(node: Any, executor: Any, stop: threading.Event) -> bool:
         if missing is None:
             return False
         if not missing:
-            if _in_executor(executor, stop, node.trigger_activate) == TransitionCallbackReturn.SUCCESS:
+            # A node being stopped is never activated: checked in the executor thread, where the
+            # activation runs, so a stop that came during the input check counts.
+            activate = functools.partial(_unless_stopped, stop, node.trigger_activate)
+            if _in_executor(executor, stop, activate) == TransitionCallbackReturn.SUCCESS:
                 log.info(f'autostart: active after {time.monotonic() - started:.1f} s')
                 return True
             missing = node.safety_reason
