@@ -25,12 +25,12 @@ def _result(head: str, outcomes: str) -> EvalResult:
     return EvalResult(head, n, outcomes.count("1"), 0.0, 1.0, 0.0, 0, 0.0, outcomes)
 
 
-def _record(folder: Path, seed: int, base: str, snapshots: dict[int, str]) -> None:
+def _record(folder: Path, seed: int, base: str, snapshots: dict[int, str], profile: str = "nominal") -> None:
     b = _result("none", base)
     heads = [_result(f"runs/x/lps_s{seed}_u{u}.onnx", o) for u, o in snapshots.items()]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"eval_s{seed}.json").write_text(json.dumps({
-        "profile": "nominal", "episodes": len(base), "seed": 100_000, "command": "lps-train evaluate",
+        "profile": profile, "episodes": len(base), "seed": 100_000, "command": "lps-train evaluate",
         "results": [r.to_dict() for r in [b, *heads]],
         "paired_with_base": {h.head: paired_with_base(b, h) for h in heads}}))
 
@@ -86,3 +86,7 @@ def test_a_longer_run_of_a_seed_continues_its_row_and_other_episodes_are_refused
     _record(other, 0, "01" * 20, {5000: "1" * 40})
     with pytest.raises(SystemExit, match="not the episodes"):
         _module().summarise([short, other], None)
+    gap = tmp_path / "gap"
+    _record(gap, 2, base, {1000: "1" * 40}, profile="sim2real")
+    with pytest.raises(SystemExit, match="several profiles"):
+        _module().summarise([short, gap], None)

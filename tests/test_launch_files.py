@@ -401,7 +401,7 @@ def test_runner_passes_on_every_line_a_process_writes_as_it_stops(tmp_path: Path
         "    sys.stdout.flush()\n"
         "    os._exit(0)\n"
         "signal.signal(signal.SIGINT, last_words)\n"
-        "print('up', flush=True)\n"
+        f"open({str(tmp_path / 'ready')!r}, 'w').close()\n"
         "while True:\n"
         "    time.sleep(0.05)\n")
     # The runner's Stack around one process that writes a burst as it stops, in a process of its
@@ -415,7 +415,9 @@ def test_runner_passes_on_every_line_a_process_writes_as_it_stops(tmp_path: Path
         f"runner.command_line = lambda node: [sys.executable, {str(talker)!r}]\n"
         "stack = runner.Stack([types.SimpleNamespace(name='talker', fully_qualified_name='/talker')], 20.0)\n"
         "stack.start()\n"
-        "time.sleep(1.0)\n"
+        "deadline = time.monotonic() + 30.0\n"
+        f"while not os.path.exists({str(tmp_path / 'ready')!r}) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.02)\n"
         "ok = stack.stop()\n"
         "sys.stdout.flush()\n"
         "os._exit(0 if ok else 1)\n")
@@ -611,8 +613,6 @@ def test_real_launch_file_refuses_a_missing_or_too_old_franka(standins: None, mo
 def test_installed_code_finds_the_runner_and_descriptions_through_the_package_share(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Away from a checkout (no LPS_ROOT, another working directory) the evaluator still starts stacks."""
-    import subprocess
-
     from ament_index_python.packages import get_package_share_directory
     from lps_steering.evaluation.runner import find_launch_runner
 

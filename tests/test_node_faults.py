@@ -9,6 +9,7 @@ lasts), and a first command after resume within one allowed step of the measured
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -604,45 +605,25 @@ def test_autostart_waits_for_joint_states_and_starts_at_the_measured_pose(
 
 def test_a_transition_finishing_as_the_stop_comes_is_reported_and_one_never_run_is_not() -> None:
     from lps_steering.nodes.policy.autostart import STOP_GRACE_S, _in_executor
-    from rclpy.executors import SingleThreadedExecutor
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
-        executor = SingleThreadedExecutor(context=context)
-        spinning = threading.Event()
-        spinning.set()
+    stop = threading.Event()
 
-        def spin() -> None:
-            while spinning.is_set():
-                executor.spin_once(timeout_sec=0.01)
+    def transition() -> str:
+        stop.set()  # the stop arrives while the transition is still running
+        time.sleep(0.1)
+        return 'done'
 
-        stop = threading.Event()
-
-        def transition() -> str:
-            stop.set()  # the stop arrives while the transition is still running
-            time.sleep(0.1)
-            return 'done'
-
-        spinner = threading.Thread(target=spin, daemon=True)
-        spinner.start()
-        try:
-            assert _in_executor(executor, stop, transition) == 'done'
-        finally:
-            spinning.clear()
-            spinner.join(2.0)
-        # Nobody spins any more: a task queued under a stop is given up after the grace.
+    with _spun_executor() as executor:
+        assert _in_executor(executor, stop, transition) == 'done'
+    # Nobody spins any more: a task queued under a stop is given up after the grace.
+    with _spun_executor(spin=False) as executor:
         started = time.monotonic()
         assert _in_executor(executor, stop, lambda: 'never') is None
         assert STOP_GRACE_S <= time.monotonic() - started < STOP_GRACE_S + 1.0
-        executor.shutdown(timeout_sec=1.0)
-    finally:
-        rclpy.try_shutdown(context=context)
 
 
 def test_autostart_never_activates_a_node_whose_stop_came_while_it_checked_its_inputs() -> None:
     from lps_steering.nodes.policy import autostart as auto
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
 
     stop = threading.Event()
@@ -669,24 +650,35 @@ def test_autostart_never_activates_a_node_whose_stop_came_while_it_checked_its_i
             calls.append('activate')
             return TransitionCallbackReturn.SUCCESS
 
+    with _spun_executor() as executor:
+        assert auto.autostart(Node(), executor, stop) is False
+    assert calls == ['configure', 'check']
+
+
+@contextlib.contextmanager
+def _spun_executor(spin: bool = True):
+    """A real executor in its own context, spun by a thread as the node's main() spins its own."""
+    from rclpy.executors import SingleThreadedExecutor
+
     context = rclpy.Context()
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
     spinning = threading.Event()
     spinning.set()
 
-    def spin() -> None:
+    def loop() -> None:
         while spinning.is_set():
             executor.spin_once(timeout_sec=0.01)
 
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
+    spinner = threading.Thread(target=loop, daemon=True)
+    if spin:
+        spinner.start()
     try:
-        assert auto.autostart(Node(), executor, stop) is False
-        assert calls == ['configure', 'check']
+        yield executor
     finally:
         spinning.clear()
-        spinner.join(2.0)
+        if spin:
+            spinner.join(2.0)
         executor.shutdown(timeout_sec=1.0)
         rclpy.try_shutdown(context=context)
 

@@ -99,12 +99,12 @@ def test_lps_reads_the_demonstrators_next_action_at_the_rows_next_state(pipeline
     assert metrics["demos_sha256"] == [hashlib.sha256(pipeline["demos"].read_bytes()).hexdigest()]
 
 
-def test_lps_snapshots_along_its_training_export_and_the_last_is_the_final_head(pipeline):
+def test_lps_heads_saved_along_its_training_export_and_the_last_is_the_final_head(pipeline):
     out = pipeline["root"] / "lps_snap.pt"
     args = ["train-head", "--algo", "lps", "--decoder", str(pipeline["ckpt"]), "--demos", str(pipeline["demos"]),
             "--lps.steps", "6", "--lps.hidden", "16", "--lps.critic-layers", "1", "--lps.actor-layers", "1",
             "--lps.batch-size", "8", "--out", str(out)]
-    assert main([*args, "--snapshot-every", "2"]) == 0
+    assert main([*args, "--save-head-every", "2"]) == 0
     snaps = {u: torch.load(out.with_name(f"lps_snap_u{u}.pt"), weights_only=False) for u in (2, 4, 6)}
     assert sorted(p.name for p in out.parent.glob("lps_snap_u*.pt")) == [f"lps_snap_u{u}.pt" for u in (2, 4, 6)]
     final = torch.load(out, weights_only=False)
@@ -117,14 +117,16 @@ def test_lps_snapshots_along_its_training_export_and_the_last_is_the_final_head(
     onnx = pipeline["root"] / "lps_snap_u2.onnx"
     assert main(["export", "--checkpoint", str(out.with_name("lps_snap_u2.pt")), "--decoder-onnx",
                  str(pipeline["onnx"]), "--out", str(onnx)]) == 0
-    assert load_manifest(onnx).provenance.metrics["demos"] == str(pipeline["demos"])
+    metrics = load_manifest(onnx).provenance.metrics
+    assert metrics["demos"] == str(pipeline["demos"]) and metrics["train_updates"] == 2
+    assert snaps[6]["updates"] == 6 and "updates" not in final
     # Without the option nothing but the head is written, and with it the online heads refuse it.
     plain = pipeline["root"] / "lps_plain.pt"
     assert main([*args[:-1], str(plain)]) == 0
     assert not list(out.parent.glob("lps_plain_u*.pt"))
-    with pytest.raises(SystemExit, match="snapshot-every"):
+    with pytest.raises(SystemExit, match="save-head-every"):
         main(["train-head", "--algo", "lpds", "--decoder", str(pipeline["ckpt"]), "--env", "four_modes:unequal",
-              "--snapshot-every", "2", "--out", str(pipeline["root"] / "x.pt")])
+              "--save-head-every", "2", "--out", str(pipeline["root"] / "x.pt")])
 
 
 def test_dataset_observation_equals_the_assembler_of_the_exported_manifest(pipeline):

@@ -1,7 +1,7 @@
 """Where along its training an offline LPS head on pick_place is good, per training seed.
 
-Each seed's head is trained once with `--snapshot-every`, every snapshot is exported and all of
-them are evaluated on the same seeded episodes, beside the frozen base. The question it answers:
+Each seed's head is trained once with `--save-head-every`, every saved head is exported and all
+of them are evaluated on the same seeded episodes, beside the frozen base. The question it answers:
 do training seeds that end apart (docs/training.md, "LPS") part early and stay apart, or does each
 run swing along its training, so that where a run stops decides as much as its seed?
 
@@ -9,8 +9,9 @@ run swing along its training, so that where a run stops decides as much as its s
     scripts/with-env python training/checks/lps_along_training.py --seeds 1 3 --out runs/checks/along
     scripts/with-env python training/checks/lps_along_training.py --summarise runs/checks/along \\
         --png runs/checks/along/along.png
-    # seeds 0 and 1 on to 12,000 updates, evaluated where the runs above stopped
-    scripts/with-env python training/checks/lps_along_training.py --seeds 0 --steps 12000 \\
+    # a seed on to 15,000 updates, its heads from 6,000 on evaluated (the first 5,000 updates are
+    # the run above's, update for update)
+    scripts/with-env python training/checks/lps_along_training.py --seeds 0 --steps 15000 \\
         --evaluate-from 6000 --out runs/checks/along_long
     scripts/with-env python training/checks/lps_along_training.py --summarise runs/checks/along \\
         runs/checks/along_long --png runs/checks/along/along_long.png
@@ -28,32 +29,33 @@ import shlex
 from pathlib import Path
 
 import numpy as np
+from lps_train.cli import head_at
 from lps_train.cli import main as lps_train
 
 
 def run_seed(seed: int, out: Path, args: argparse.Namespace) -> Path:
+    """Train (unless its final head is there), export (unless exported) and evaluate one seed."""
     evaluation = out / f"eval_s{seed}.json"
     if evaluation.exists():
         print(f"seed {seed}: {evaluation} exists, skipped", flush=True)
         return evaluation
     head = out / f"lps_s{seed}.pt"
-    train = ["train-head", "--preset", args.preset, "--lps.seed", str(seed), "--lps.steps", str(args.steps),
-             "--snapshot-every", str(args.every), "--out", str(head)]
-    print("lps-train " + shlex.join(train), flush=True)
-    if lps_train(train) != 0:
-        raise SystemExit(f"seed {seed}: training failed")
-    snapshots = []
+    if not head.exists():
+        train = ["train-head", "--preset", args.preset, "--lps.seed", str(seed), "--lps.steps", str(args.steps),
+                 "--save-head-every", str(args.every), "--out", str(head)]
+        print("lps-train " + shlex.join(train), flush=True)
+        lps_train(train)
+    onnx_files = []
     for updates in range(max(args.every, args.evaluate_from), args.steps + 1, args.every):
         onnx = out / f"lps_s{seed}_u{updates}.onnx"
-        if lps_train(["export", "--checkpoint", str(head.with_name(f"{head.stem}_u{updates}.pt")),
-                      "--decoder-onnx", args.decoder, "--out", str(onnx)]) != 0:
-            raise SystemExit(f"seed {seed}: export of the snapshot at {updates} updates failed")
-        snapshots.append(str(onnx))
-    evaluate = ["evaluate", "--decoder", args.decoder, "--head", "none", *snapshots, "--episodes",
+        if not onnx.exists():
+            lps_train(["export", "--checkpoint", str(head_at(head, updates)), "--decoder-onnx", args.decoder,
+                       "--out", str(onnx)])
+        onnx_files.append(str(onnx))
+    evaluate = ["evaluate", "--decoder", args.decoder, "--head", "none", *onnx_files, "--episodes",
                 str(args.episodes), "--profile", args.profile, "--out", str(evaluation)]
     print("lps-train " + shlex.join(evaluate), flush=True)
-    if lps_train(evaluate) != 0:
-        raise SystemExit(f"seed {seed}: evaluation failed")
+    lps_train(evaluate)
     return evaluation
 
 
@@ -71,24 +73,27 @@ def summarise(folders: list[Path], png: Path | None) -> dict:
         res = json.loads(path.read_text())
         seed = int(path.stem.removeprefix("eval_s"))
         base = next(r for r in res["results"] if r["head"] == "none")
-        run = found.setdefault(seed, {"episodes": res["episodes"], "base": base["successes"],
+        run = found.setdefault(seed, {"episodes": res["episodes"], "base": base["successes"], "profile": res["profile"],
                                       "outcomes": base["outcomes"], "points": {}})
-        if (res["episodes"], base["outcomes"]) != (run["episodes"], run["outcomes"]):
+        if (res["episodes"], res["profile"], base["outcomes"]) != (run["episodes"], run["profile"], run["outcomes"]):
             raise SystemExit(f"{path}: not the episodes of seed {seed}'s other evaluations")
         for r in res["results"]:
             if r["head"] != "none":
                 run["points"].setdefault(_updates(r["head"]), (r["successes"], res["paired_with_base"][r["head"]]))
     if not found:
         raise SystemExit(f"no eval_s*.json under {', '.join(map(str, folders))}")
+    profiles = {run["profile"] for run in found.values()}
+    if len(profiles) > 1:
+        raise SystemExit(f"evaluations of several profiles ({', '.join(sorted(profiles))}): summarise one at a time")
     runs = {}
     for seed, run in sorted(found.items()):
         ups = sorted(run["points"])
-        runs[seed] = {"episodes": run["episodes"], "base": run["base"], "updates": ups,
+        runs[seed] = {"episodes": run["episodes"], "base": run["base"], "profile": run["profile"], "updates": ups,
                       "successes": [run["points"][u][0] for u in ups], "paired": [run["points"][u][1] for u in ups]}
     updates = sorted(set.union(*(set(r["updates"]) for r in runs.values())))
     common = sorted(set.intersection(*(set(r["updates"]) for r in runs.values())))
     episodes = runs[next(iter(runs))]["episodes"]
-    print(f"pick_place, nominal, {episodes} episodes per cell; successes of each training seed's head "
+    print(f"pick_place, {profiles.pop()}, {episodes} episodes per cell; successes of each training seed's head "
           f"at each snapshot (base {sorted({r['base'] for r in runs.values()})})\n")
     print("| training seed | " + " | ".join(f"{u:,}" for u in updates) + " | range within the run |")
     print("|---|" + "---|" * (len(updates) + 1))
@@ -126,7 +131,7 @@ def _plot(runs: dict, png: Path) -> None:
     base = runs[next(iter(runs))]
     ax.axhline(100 * base["base"] / base["episodes"], color="k", ls="--", label="frozen base")
     ax.set_xlabel("LPS updates")
-    ax.set_ylabel(f"success, % of {base['episodes']} nominal episodes")
+    ax.set_ylabel(f"success, % of {base['episodes']} {base['profile']} episodes")
     ax.set_title("offline LPS on pick_place along its training")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

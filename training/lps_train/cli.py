@@ -245,9 +245,18 @@ def cmd_train_base(a: TrainBase, command: str) -> None:
     print(f"{a.out} (+ .csv, .png learning curves, .config.json), {wall:.0f} s")
 
 
+def head_at(out: str | Path, updates: int) -> Path:
+    """Where `train-head --save-head-every` saves the head after `updates` updates."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_u{updates}.pt")
+
+
 def cmd_train_head(a: TrainHead, command: str) -> None:
     if not a.decoder or not a.out:
         raise SystemExit("train-head needs --decoder and --out (or a --preset)")
+    if a.save_head_every < 0 or (a.save_head_every and a.algo != "lps"):
+        raise SystemExit(f"--save-head-every must be >= 0 and is an option of --algo lps, got {a.save_head_every} "
+                         f"with --algo {a.algo}")
     if a.critic_features != "none" and a.algo == "dsrl":
         raise SystemExit("--critic-features is an option of the action critics of lpds and lps, got --algo dsrl")
     dec, norm, dec_ckpt = load_decoder(a.decoder)
@@ -268,15 +277,14 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
     learnt_from = _data_record(a.demos)
     t0 = time.perf_counter()
 
-    def save_head(path: str | Path, actor: torch.nn.Module, wall: float) -> None:
+    def save_head(path: str | Path, actor: torch.nn.Module, wall: float, updates: int | None = None) -> None:
+        # A head saved along the run says after how many of the run's updates (`config` holds the
+        # whole run's settings).
         torch.save({"head_type": a.algo, "head": actor, "decoder": str(a.decoder), "task": task,
                     "decoder_onnx": a.decoder_onnx, "config": a.recorded_config(), "run": dataclasses.asdict(a),
                     "command": command, "train_wall_s": round(wall, 1), "seed": cfg.seed,
-                    **learnt_from}, path)
+                    **({"updates": updates} if updates is not None else {}), **learnt_from}, path)
 
-    if a.snapshot_every < 0 or (a.snapshot_every and a.algo != "lps"):
-        raise SystemExit(f"--snapshot-every must be >= 0 and is an option of --algo lps, got {a.snapshot_every} "
-                         f"with --algo {a.algo}")
     if a.algo == "lps":
         if not a.demos:
             raise SystemExit("train-head --algo lps needs --demos (LPS is offline)")
@@ -288,17 +296,16 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
         data = ReplayBuffer.from_arrays(norm.normalize_obs(d["obs"]), norm.normalize_actions(d["actions"]),
                                         d["rewards"], norm.normalize_obs(d["next_obs"]), d["dones"],
                                         next_actions=next_actions)
-        snapshot = None
-        if a.snapshot_every:
+        along = None
+        if a.save_head_every:
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
 
-            def snapshot(step: int, agent: lps.LPSAgent) -> dict[str, float]:
-                path = Path(a.out).with_name(f"{Path(a.out).stem}_u{step}.pt")
-                save_head(path, agent.actor, time.perf_counter() - t0)
+            def along(step: int, agent: lps.LPSAgent) -> dict[str, float]:
+                save_head(head_at(a.out, step), agent.actor, time.perf_counter() - t0, updates=step)
                 return {}
 
-        agent, log = lps.train(dataclasses.replace(cfg, eval_every=a.snapshot_every), data, dec, logger=log,
-                               eval_fn=snapshot, action_features=critic_features(cfg.critic_steps or dec.chunk_length))
+        agent, log = lps.train(dataclasses.replace(cfg, eval_every=a.save_head_every), data, dec, logger=log,
+                               eval_fn=along, action_features=critic_features(cfg.critic_steps or dec.chunk_length))
     else:
         if a.task:
             from lps_train.pick_place.env import ControllerEnv
@@ -474,6 +481,8 @@ def cmd_export(a: Export, command: str) -> None:
             "demos_sha256": dec_extra.get("demos_sha256")}
         if made.get("demos"):
             metrics |= {"demos": made["demos"], "demos_sha256": made.get("demos_sha256")}
+        if made.get("updates") is not None:
+            metrics["train_updates"] = made["updates"]  # saved along a longer run (--save-head-every)
         metrics |= {"decoder_parity_max_abs_err": dec_err, "decoder_config": made_by.get("config", {}),
                     "decoder_train_command": made_by.get("train_command", ""),
                     "decoder_demos_sha256": made_by.get("demos_sha256")}

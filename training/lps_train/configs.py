@@ -127,9 +127,10 @@ class TrainHead:
     (`lps_train.features`); the exported head is unchanged"""
     out: str = ""
     """output checkpoint .pt (+ .csv, .png learning curves, .config.json)"""
-    snapshot_every: int = 0
+    save_head_every: int = 0
     """lps: also save the head every this many updates as <out>_u<updates>.pt, a checkpoint like the
-    final one (export, evaluate), to see where along its training a head is good (0: none)"""
+    final one (export, evaluate) that records its update count, to see where along its training a
+    head is good (0: none)"""
     lps: LPSConfig = field(default_factory=LPSConfig)
     lpds: LPDSConfig = field(default_factory=LPDSConfig)
     dsrl: DSRLConfig = field(default_factory=DSRLConfig)

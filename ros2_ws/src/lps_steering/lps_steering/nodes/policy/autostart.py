@@ -28,7 +28,8 @@ STOP_GRACE_S = 0.5
 
 
 def _in_executor(executor: Any, stop: threading.Event, fn: Any) -> Any:
-    """Run `fn` in the executor thread (serialised with every service call) and wait for it."""
+    """Run `fn` in the executor thread (serialised with every service call) and wait for it; None
+    if a stop came and it did not finish within STOP_GRACE_S."""
     task = executor.create_task(fn)
     while not task.done():
         if stop.wait(0.02):
@@ -49,7 +50,8 @@ def autostart(node: Any, executor: Any, stop: threading.Event) -> bool:
     """Configure, then activate once joint states (and readiness) are there; True when active."""
     log = node.get_logger()
     if _in_executor(executor, stop, node.trigger_configure) != TransitionCallbackReturn.SUCCESS:
-        log.error('autostart: configure failed (reason above); the node stays unconfigured')
+        if not stop.is_set():  # a stop during a long configure (the models loading) is no failure
+            log.error('autostart: configure failed (reason above); the node stays unconfigured')
         return False
     timeout = node.settings.startup_timeout_s
     started = time.monotonic()
@@ -59,14 +61,16 @@ def autostart(node: Any, executor: Any, stop: threading.Event) -> bool:
         if missing is None:
             return False
         if not missing:
-            # A node being stopped is never activated: checked in the executor thread, where the
-            # activation runs, so a stop that came during the input check counts.
+            # Once a stop is set the activation never starts: checked in the executor thread, where
+            # it runs, so a stop that came during the input check counts.
             activate = functools.partial(_unless_stopped, stop, node.trigger_activate)
             if _in_executor(executor, stop, activate) == TransitionCallbackReturn.SUCCESS:
                 log.info(f'autostart: active after {time.monotonic() - started:.1f} s')
                 return True
             missing = node.safety_reason
         waited = time.monotonic() - started
+        if stop.is_set():
+            return False
         if waited >= timeout:
             reason = f'autostart gave up after {waited:.1f} s (startup_timeout_s): {missing}'
             log.error(f'{reason}; the node stays inactive: activate it through its lifecycle '
