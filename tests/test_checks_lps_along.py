@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lps_steering.evaluation.stats import mcnemar_p
 from lps_train.pick_place.evaluation import EvalResult, paired_with_base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +30,7 @@ def _record(folder: Path, seed: int, base: str, snapshots: dict[int, str], profi
     b = _result("none", base)
     heads = [_result(f"runs/x/lps_s{seed}_u{u}.onnx", o) for u, o in snapshots.items()]
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"eval_s{seed}.config.json").write_text("{}")  # what lps-train evaluate writes beside it
     (folder / f"eval_s{seed}.json").write_text(json.dumps({
         "profile": profile, "episodes": len(base), "seed": 100_000, "command": "lps-train evaluate",
         "results": [r.to_dict() for r in [b, *heads]],
@@ -49,7 +51,10 @@ def test_the_summary_reads_each_seed_along_its_snapshots(tmp_path, capsys):
     out = _module().summarise([tmp_path], png)
     assert out["runs"][0]["updates"] == [1000, 2000, 3000] and out["runs"][0]["successes"] == [30, 50, 40]
     assert out["runs"][3]["successes"] == [10, 12, 5]
-    assert out["within"] == pytest.approx(((50 - 30) + (12 - 5)) / 2)
+    # From the middle snapshot (2,000) on: seed 0 moves 50 -> 40, seed 3 12 -> 5.
+    assert out["within"] == pytest.approx((10 + 7) / 2)
+    # Tested on the same episodes: seed 0's 50 -> 40 loses 10 episodes and wins none.
+    assert out["move_p"][0] == pytest.approx(mcnemar_p(0, 10))
     assert out["between_last"] == 40 - 5
     assert out["mean_curve"] == pytest.approx([20, 31, 22.5])
     assert png.stat().st_size > 0
@@ -78,7 +83,7 @@ def test_a_longer_run_of_a_seed_continues_its_row_and_other_episodes_are_refused
     assert out["runs"][0]["successes"] == [10, 20, 30, 2]
     # Within-run and between-run spreads over the updates both seeds reached.
     assert out["common_updates"] == [1000, 2000]
-    assert out["within"] == pytest.approx(10) and out["between_last"] == 5
+    assert out["within"] == pytest.approx((10 + 10) / 2) and out["between_last"] == 5
     row1 = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |"))
     cells = [c.strip().rstrip("+−") for c in row1.split("|")[2:6]]
     assert cells == ["5", "15", "", ""]  # seed 1 has no snapshot at 3,000 or 4,000

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 from pathlib import Path
 
 import numpy as np
+from lps_steering.evaluation.stats import mcnemar_p
 from lps_train.cli import head_at
 from lps_train.cli import main as lps_train
 
@@ -69,7 +71,9 @@ def summarise(folders: list[Path], png: Path | None) -> dict:
     longer run of the same seed, evaluated from where the shorter one stopped) are merged when they
     were made on the same episodes."""
     found: dict[int, dict] = {}
-    for path in sorted(p for folder in folders for p in folder.glob("eval_s*.json")):
+    # eval_s<seed>.json, not the .config.json `lps-train evaluate` writes beside it
+    records = [p for folder in folders for p in folder.glob("eval_s*.json") if re.fullmatch(r"eval_s\d+\.json", p.name)]
+    for path in sorted(records):
         res = json.loads(path.read_text())
         seed = int(path.stem.removeprefix("eval_s"))
         base = next(r for r in res["results"] if r["head"] == "none")
@@ -79,7 +83,8 @@ def summarise(folders: list[Path], png: Path | None) -> dict:
             raise SystemExit(f"{path}: not the episodes of seed {seed}'s other evaluations")
         for r in res["results"]:
             if r["head"] != "none":
-                run["points"].setdefault(_updates(r["head"]), (r["successes"], res["paired_with_base"][r["head"]]))
+                run["points"].setdefault(_updates(r["head"]), (r["successes"], res["paired_with_base"][r["head"]],
+                                                               r["outcomes"]))
     if not found:
         raise SystemExit(f"no eval_s*.json under {', '.join(map(str, folders))}")
     profiles = {run["profile"] for run in found.values()}
@@ -89,7 +94,8 @@ def summarise(folders: list[Path], png: Path | None) -> dict:
     for seed, run in sorted(found.items()):
         ups = sorted(run["points"])
         runs[seed] = {"episodes": run["episodes"], "base": run["base"], "profile": run["profile"], "updates": ups,
-                      "successes": [run["points"][u][0] for u in ups], "paired": [run["points"][u][1] for u in ups]}
+                      "successes": [run["points"][u][0] for u in ups], "paired": [run["points"][u][1] for u in ups],
+                      "outcomes": [run["points"][u][2] for u in ups]}
     updates = sorted(set.union(*(set(r["updates"]) for r in runs.values())))
     common = sorted(set.intersection(*(set(r["updates"]) for r in runs.values())))
     episodes = runs[next(iter(runs))]["episodes"]
@@ -105,17 +111,32 @@ def summarise(folders: list[Path], png: Path | None) -> dict:
     # Over the snapshots every seed has, so that a longer run does not widen its own range alone.
     table = np.array([[dict(zip(r["updates"], r["successes"], strict=True))[u] for u in common]
                       for r in runs.values()], float)
-    within = float(np.mean(table.max(1) - table.min(1)))
+    # A run's moves once its first half of updates is behind it (the rise from nothing is learning,
+    # not a swing), against how far apart the runs end.
+    half = (len(common) - 1) // 2
+    moves = np.abs(np.diff(table[:, half:], axis=1)).max(1) if len(common) - half > 1 else np.zeros(len(table))
+    within = float(moves.mean())
+    # Each such move tested on the same episodes, as two heads are against each other.
+    move_p = []
+    for r in runs.values():
+        at = {u: o for u, o in zip(r["updates"], r["outcomes"], strict=True)}
+        pairs = [(at[a], at[b]) for a, b in zip(common[half:-1], common[half + 1:], strict=True)]
+        if pairs:
+            x, y = max(pairs, key=lambda p: abs(p[0].count("1") - p[1].count("1")))
+            pairs_xy = list(zip(x, y, strict=True))
+            move_p.append(mcnemar_p(pairs_xy.count(("1", "0")), pairs_xy.count(("0", "1"))))
     between = float(table[:, -1].max() - table[:, -1].min())
     mean_curve = table.mean(0)
     print("\n+ / −: separated above / below the base (Newcombe 95% interval and McNemar mid-p < 0.05)")
     print(f"over the updates every seed reached ({', '.join(f'{u:,}' for u in common)}):")
     print("mean over the seeds: " + ", ".join(f"{m:.1f}" for m in mean_curve))
-    print(f"mean range within a run: {within:.1f}; range between the runs at {common[-1]:,} updates: {between:.0f}")
+    print(f"largest move between consecutive saved heads from {common[half]:,} updates on, per seed: "
+          f"{', '.join(f'{m:.0f}' for m in moves)} (mean {within:.1f}; McNemar mid-p of each, same episodes: "
+          f"{', '.join(f'{p:.2g}' for p in move_p)}); range between the runs at {common[-1]:,} updates: {between:.0f}")
     if png is not None:
         _plot(runs, png)
     return {"runs": runs, "common_updates": common, "mean_curve": mean_curve.tolist(), "within": within,
-            "between_last": between}
+            "move_p": move_p, "between_last": between}
 
 
 def _plot(runs: dict, png: Path) -> None:
