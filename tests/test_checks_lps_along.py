@@ -26,9 +26,9 @@ def _result(head: str, outcomes: str) -> EvalResult:
     return EvalResult(head, n, outcomes.count("1"), 0.0, 1.0, 0.0, 0, 0.0, outcomes)
 
 
-def _record(folder: Path, seed: int, base: str, snapshots: dict[int, str], profile: str = "nominal") -> None:
+def _record(folder: Path, seed: int, base: str, heads: dict[int, str], profile: str = "nominal") -> None:
     b = _result("none", base)
-    heads = [_result(f"runs/x/lps_s{seed}_u{u}.onnx", o) for u, o in snapshots.items()]
+    heads = [_result(f"runs/x/lps_s{seed}_u{u}.onnx", o) for u, o in heads.items()]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"eval_s{seed}.config.json").write_text("{}")  # what lps-train evaluate writes beside it
     (folder / f"eval_s{seed}.json").write_text(json.dumps({
@@ -37,21 +37,21 @@ def _record(folder: Path, seed: int, base: str, snapshots: dict[int, str], profi
         "paired_with_base": {h.head: paired_with_base(b, h) for h in heads}}))
 
 
-def test_the_summary_reads_each_seed_along_its_snapshots(tmp_path, capsys):
+def test_the_summary_reads_each_seed_along_its_saved_heads(tmp_path, capsys):
     rng = np.random.default_rng(0)
     base = "".join(rng.choice(["0", "1"], 60))
 
     def flipped(ones: int) -> str:
         return "1" * ones + "0" * (60 - ones)
 
-    # Listed out of order: the summary sorts the snapshots by their update count.
+    # Listed out of order: the summary sorts the saved heads by their update count.
     _record(tmp_path, 0, base, {2000: flipped(50), 1000: flipped(30), 3000: flipped(40)})
     _record(tmp_path, 3, base, {1000: flipped(10), 2000: flipped(12), 3000: flipped(5)})
     png = tmp_path / "along.png"
     out = _module().summarise([tmp_path], png)
     assert out["runs"][0]["updates"] == [1000, 2000, 3000] and out["runs"][0]["successes"] == [30, 50, 40]
     assert out["runs"][3]["successes"] == [10, 12, 5]
-    # From the middle snapshot (2,000) on: seed 0 moves 50 -> 40, seed 3 12 -> 5.
+    # From the middle saved head (2,000) on: seed 0 moves 50 -> 40, seed 3 12 -> 5.
     assert out["within"] == pytest.approx((10 + 7) / 2)
     # Tested on the same episodes: seed 0's 50 -> 40 loses 10 episodes and wins none.
     assert out["move_p"][0] == pytest.approx(mcnemar_p(0, 10))
@@ -86,7 +86,7 @@ def test_a_longer_run_of_a_seed_continues_its_row_and_other_episodes_are_refused
     assert out["within"] == pytest.approx((10 + 10) / 2) and out["between_last"] == 5
     row1 = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |"))
     cells = [c.strip().rstrip("+−") for c in row1.split("|")[2:6]]
-    assert cells == ["5", "15", "", ""]  # seed 1 has no snapshot at 3,000 or 4,000
+    assert cells == ["5", "15", "", ""]  # seed 1 has no head saved at 3,000 or 4,000
     other = tmp_path / "other"
     _record(other, 0, "01" * 20, {5000: "1" * 40})
     with pytest.raises(SystemExit, match="not the episodes"):

@@ -100,26 +100,26 @@ def test_lps_reads_the_demonstrators_next_action_at_the_rows_next_state(pipeline
 
 
 def test_lps_heads_saved_along_its_training_export_and_the_last_is_the_final_head(pipeline):
-    out = pipeline["root"] / "lps_snap.pt"
+    out = pipeline["root"] / "lps_along.pt"
     args = ["train-head", "--algo", "lps", "--decoder", str(pipeline["ckpt"]), "--demos", str(pipeline["demos"]),
             "--lps.steps", "6", "--lps.hidden", "16", "--lps.critic-layers", "1", "--lps.actor-layers", "1",
             "--lps.batch-size", "8", "--out", str(out)]
     assert main([*args, "--save-head-every", "2"]) == 0
-    snaps = {u: torch.load(out.with_name(f"lps_snap_u{u}.pt"), weights_only=False) for u in (2, 4, 6)}
-    assert sorted(p.name for p in out.parent.glob("lps_snap_u*.pt")) == [f"lps_snap_u{u}.pt" for u in (2, 4, 6)]
+    saved = {u: torch.load(out.with_name(f"lps_along_u{u}.pt"), weights_only=False) for u in (2, 4, 6)}
+    assert sorted(p.name for p in out.parent.glob("lps_along_u*.pt")) == [f"lps_along_u{u}.pt" for u in (2, 4, 6)]
     final = torch.load(out, weights_only=False)
     obs = torch.randn(5, final["head"].net[0].in_features)
     with torch.no_grad():
-        assert torch.equal(snaps[6]["head"](obs), final["head"](obs))
-        assert not torch.equal(snaps[2]["head"](obs), final["head"](obs))  # the snapshots differ along training
-    assert snaps[2]["command"] == final["command"] and snaps[2]["demos_sha256"] == final["demos_sha256"]
-    # A snapshot is a head checkpoint like the final one: it exports with its manifest.
-    onnx = pipeline["root"] / "lps_snap_u2.onnx"
-    assert main(["export", "--checkpoint", str(out.with_name("lps_snap_u2.pt")), "--decoder-onnx",
+        assert torch.equal(saved[6]["head"](obs), final["head"](obs))
+        assert not torch.equal(saved[2]["head"](obs), final["head"](obs))  # the saved heads differ along training
+    assert saved[2]["command"] == final["command"] and saved[2]["demos_sha256"] == final["demos_sha256"]
+    # A saved head is a checkpoint like the final one: it exports with its manifest.
+    onnx = pipeline["root"] / "lps_along_u2.onnx"
+    assert main(["export", "--checkpoint", str(out.with_name("lps_along_u2.pt")), "--decoder-onnx",
                  str(pipeline["onnx"]), "--out", str(onnx)]) == 0
     metrics = load_manifest(onnx).provenance.metrics
     assert metrics["demos"] == str(pipeline["demos"]) and metrics["train_updates"] == 2
-    assert snaps[6]["updates"] == 6 and "updates" not in final
+    assert saved[6]["updates"] == 6 and "updates" not in final
     # Without the option nothing but the head is written, and with it the online heads refuse it.
     plain = pipeline["root"] / "lps_plain.pt"
     assert main([*args[:-1], str(plain)]) == 0

@@ -16,7 +16,7 @@ run swing along its training, so that where a run stops decides as much as its s
     scripts/with-env python training/checks/lps_along_training.py --summarise runs/checks/along \\
         runs/checks/along_long --png runs/checks/along/along_long.png
 
-Every run's head checkpoints, ONNX snapshots and `eval_s<seed>.json` (the `lps-train evaluate`
+Every run's head checkpoints, exported heads and `eval_s<seed>.json` (the `lps-train evaluate`
 record: per-episode outcomes, paired with the base) stay under `--out`; started again, a seed whose
 evaluation exists is skipped.
 """
@@ -66,7 +66,7 @@ def _updates(head: str) -> int:
 
 
 def summarise(folders: list[Path], png: Path | None) -> dict:
-    """Per training seed: success at each snapshot, and the spread within a run against the spread
+    """Per training seed: success of each saved head, and the spread within a run against the spread
     between runs at the last update they all reached. A seed's evaluations in several folders (a
     longer run of the same seed, evaluated from where the shorter one stopped) are merged when they
     were made on the same episodes."""
@@ -99,8 +99,8 @@ def summarise(folders: list[Path], png: Path | None) -> dict:
     updates = sorted(set.union(*(set(r["updates"]) for r in runs.values())))
     common = sorted(set.intersection(*(set(r["updates"]) for r in runs.values())))
     episodes = runs[next(iter(runs))]["episodes"]
-    print(f"pick_place, {profiles.pop()}, {episodes} episodes per cell; successes of each training seed's head "
-          f"at each snapshot (base {sorted({r['base'] for r in runs.values()})})\n")
+    print(f"pick_place, {profiles.pop()}, {episodes} episodes per cell; successes of each training seed's "
+          f"saved heads (base {sorted({r['base'] for r in runs.values()})})\n")
     print("| training seed | " + " | ".join(f"{u:,}" for u in updates) + " | range within the run |")
     print("|---|" + "---|" * (len(updates) + 1))
     for seed, r in runs.items():
@@ -108,7 +108,7 @@ def summarise(folders: list[Path], png: Path | None) -> dict:
                                         for s, p in zip(r["successes"], r["paired"], strict=True)), strict=True))
         print(f"| {seed} | " + " | ".join(cells.get(u, "") for u in updates)
               + f" | {min(r['successes'])}-{max(r['successes'])} |")
-    # Over the snapshots every seed has, so that a longer run does not widen its own range alone.
+    # Over the saved heads every seed has, so that a longer run does not widen its own range alone.
     table = np.array([[dict(zip(r["updates"], r["successes"], strict=True))[u] for u in common]
                       for r in runs.values()], float)
     # A run's moves once its first half of updates is behind it (the rise from nothing is learning,
@@ -168,11 +168,11 @@ def main() -> None:
     p.add_argument("--decoder", default="models/pick_place/decoder.onnx", help="the exported decoder the head steers")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="training seeds")
     p.add_argument("--steps", type=int, default=5000, help="LPS updates (the preset's: 5,000)")
-    p.add_argument("--every", type=int, default=1000, help="updates between snapshots")
+    p.add_argument("--every", type=int, default=1000, help="updates between saved heads")
     p.add_argument("--evaluate-from", type=int, default=0,
-                   help="evaluate the snapshots from this update on (a longer run of a seed already "
-                        "evaluated: its first snapshots are the shorter run's, update for update)")
-    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes per snapshot")
+                   help="evaluate the saved heads from this update on (a longer run of a seed already "
+                        "evaluated: its first saved heads are the shorter run's, update for update)")
+    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes per saved head")
     p.add_argument("--profile", default="nominal")
     p.add_argument("--out", default="runs/checks/along")
     p.add_argument("--summarise", type=Path, nargs="+", help="tabulate the evaluations under these folders instead")
@@ -182,7 +182,7 @@ def main() -> None:
         summarise(args.summarise, args.png)
         return
     if args.every < 1 or args.steps % args.every or args.evaluate_from % args.every or args.evaluate_from > args.steps:
-        p.error("--every must be >= 1 and divide --steps (the last snapshot is the final head) and "
+        p.error("--every must be >= 1 and divide --steps (the last saved head is the final one) and "
                 "--evaluate-from, which is at most --steps")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
