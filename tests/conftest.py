@@ -37,3 +37,21 @@ def tiny_models_gaussian(tmp_path_factory):
 
     return build_tiny_models(tmp_path_factory.mktemp("tiny_models_gaussian"), seed=1,
                              latent_geometry="gaussian", head_types=("lpds",))
+
+
+@pytest.fixture(scope="session")
+def load_check():
+    """`load_check("trace_episodes")`: a script of training/checks/ as a module (they are scripts,
+    not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    checks = Path(__file__).resolve().parents[1] / "training" / "checks"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, checks / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

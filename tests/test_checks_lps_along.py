@@ -1,7 +1,6 @@
 """training/checks/lps_along_training.py: the table and plot of heads' success along their training,
 from `lps-train evaluate` records of the same shape."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,16 +8,6 @@ import numpy as np
 import pytest
 from lps_steering.evaluation.stats import mcnemar_p
 from lps_train.pick_place.evaluation import EvalResult, paired_with_base
-
-ROOT = Path(__file__).resolve().parents[1]
-CHECK = ROOT / "training" / "checks" / "lps_along_training.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("lps_along_training", CHECK)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _result(head: str, outcomes: str) -> EvalResult:
@@ -37,7 +26,7 @@ def _record(folder: Path, seed: int, base: str, heads: dict[int, str], profile: 
         "paired_with_base": {h.head: paired_with_base(b, h) for h in heads}}))
 
 
-def test_the_summary_reads_each_seed_along_its_saved_heads(tmp_path, capsys):
+def test_the_summary_reads_each_seed_along_its_saved_heads(tmp_path, capsys, load_check):
     rng = np.random.default_rng(0)
     base = "".join(rng.choice(["0", "1"], 60))
 
@@ -48,7 +37,7 @@ def test_the_summary_reads_each_seed_along_its_saved_heads(tmp_path, capsys):
     _record(tmp_path, 0, base, {2000: flipped(50), 1000: flipped(30), 3000: flipped(40)})
     _record(tmp_path, 3, base, {1000: flipped(10), 2000: flipped(12), 3000: flipped(5)})
     png = tmp_path / "along.png"
-    out = _module().summarise([tmp_path], png)
+    out = load_check("lps_along_training").summarise([tmp_path], png)
     assert out["runs"][0]["updates"] == [1000, 2000, 3000] and out["runs"][0]["successes"] == [30, 50, 40]
     assert out["runs"][3]["successes"] == [10, 12, 5]
     # From the middle saved head (2,000) on: seed 0 moves 50 -> 40, seed 3 12 -> 5.
@@ -67,18 +56,18 @@ def test_the_summary_reads_each_seed_along_its_saved_heads(tmp_path, capsys):
     assert "5−" in row3
 
 
-def test_the_summary_of_an_empty_folder_says_so(tmp_path):
+def test_the_summary_of_an_empty_folder_says_so(tmp_path, load_check):
     with pytest.raises(SystemExit, match="no eval_s"):
-        _module().summarise([tmp_path], None)
+        load_check("lps_along_training").summarise([tmp_path], None)
 
 
-def test_a_longer_run_of_a_seed_continues_its_row_and_other_episodes_are_refused(tmp_path, capsys):
+def test_a_longer_run_of_a_seed_continues_its_row_and_other_episodes_are_refused(tmp_path, capsys, load_check):
     base = "10" * 20
     short, longer = tmp_path / "short", tmp_path / "long"
     _record(short, 0, base, {1000: "1" * 10 + "0" * 30, 2000: "1" * 20 + "0" * 20})
     _record(short, 1, base, {1000: "1" * 5 + "0" * 35, 2000: "1" * 15 + "0" * 25})
     _record(longer, 0, base, {3000: "1" * 30 + "0" * 10, 4000: "1" * 2 + "0" * 38})
-    out = _module().summarise([short, longer], None)
+    out = load_check("lps_along_training").summarise([short, longer], None)
     assert out["runs"][0]["updates"] == [1000, 2000, 3000, 4000]
     assert out["runs"][0]["successes"] == [10, 20, 30, 2]
     # Within-run and between-run spreads over the updates both seeds reached.
@@ -90,8 +79,8 @@ def test_a_longer_run_of_a_seed_continues_its_row_and_other_episodes_are_refused
     other = tmp_path / "other"
     _record(other, 0, "01" * 20, {5000: "1" * 40})
     with pytest.raises(SystemExit, match="not the episodes"):
-        _module().summarise([short, other], None)
+        load_check("lps_along_training").summarise([short, other], None)
     gap = tmp_path / "gap"
     _record(gap, 2, base, {1000: "1" * 40}, profile="sim2real")
     with pytest.raises(SystemExit, match="several profiles"):
-        _module().summarise([short, gap], None)
+        load_check("lps_along_training").summarise([short, gap], None)

@@ -1,7 +1,6 @@
 """training/checks/trace_episodes.py: traces of real episodes through the runtime's controller, and
 the phase each failure ended in."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -18,21 +17,14 @@ CHECK = ROOT / "training" / "checks" / "trace_episodes.py"
 DECODER = ROOT / "models" / "pick_place" / "decoder.onnx"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("trace_episodes", CHECK)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_a_traced_episode_follows_the_cube_and_gets_its_phase(tmp_path):
+def test_a_traced_episode_follows_the_cube_and_gets_its_phase(tmp_path, load_check):
     out = tmp_path / "trace.json"
     r = subprocess.run([sys.executable, str(CHECK), "--decoder", str(DECODER), "--episodes", "2", "--out", str(out)],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert sum(res["phases"].values()) == 2 and out.with_suffix(".png").stat().st_size > 0
-    assert res["close"] == _module().close_summary(res["episodes"]) and res["close"]["episodes"] == 2
+    assert res["close"] == load_check("trace_episodes").close_summary(res["episodes"]) and res["close"]["episodes"] == 2
     # The same seeds through lps-train's evaluation succeed as often.
     assert res["phases"]["success"] == evaluate(str(DECODER), "", 2, seed=100_000, progress=False).successes
     radius = PickPlaceConfig().target_radius
@@ -45,8 +37,8 @@ def test_a_traced_episode_follows_the_cube_and_gets_its_phase(tmp_path):
             assert cube[:, 2].max() - e["cube_half"] > LIFT_HEIGHT
 
 
-def test_phases_of_failures():
-    mod = _module()
+def test_phases_of_failures(load_check):
+    mod = load_check("trace_episodes")
 
     def ep(lifts, holds=0, success=False):
         return {"success": success, "hold_periods": holds, "cube_half": 0.02,
@@ -59,8 +51,8 @@ def test_phases_of_failures():
     assert mod.phase(ep([0, 0.1, 0.09])) == "not_placed"
 
 
-def test_the_close_point_is_where_the_width_first_drops_under_the_open_hand():
-    mod = _module()
+def test_the_close_point_is_where_the_width_first_drops_under_the_open_hand(load_check):
+    mod = load_check("trace_episodes")
     ep = {"gripper": [0.08, 0.08, 0.065, 0.02, 0.08], "tcp": [[0.0, 0.0, 0.3]] * 2 + [[0.53, 0.04, 0.05]] * 3,
           "cube": [[0.5, 0.0, 0.0225]] * 5}
     horizontal, height = mod.close_point(ep)

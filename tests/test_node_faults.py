@@ -613,10 +613,10 @@ def test_a_transition_finishing_as_the_stop_comes_is_reported_and_one_never_run_
         time.sleep(0.1)
         return 'done'
 
-    with _spun_executor() as executor:
+    with _executor() as executor:
         assert _in_executor(executor, stop, transition) == 'done'
     # Nobody spins any more: a task queued under a stop is given up after the grace.
-    with _spun_executor(spin=False) as executor:
+    with _executor(spin=False) as executor:
         started = time.monotonic()
         assert _in_executor(executor, stop, lambda: 'never') is None
         assert STOP_GRACE_S <= time.monotonic() - started < STOP_GRACE_S + 1.0
@@ -650,14 +650,15 @@ def test_autostart_never_activates_a_node_whose_stop_came_while_it_checked_its_i
             calls.append('activate')
             return TransitionCallbackReturn.SUCCESS
 
-    with _spun_executor() as executor:
+    with _executor() as executor:
         assert auto.autostart(Node(), executor, stop) is False
     assert calls == ['configure', 'check']
 
 
 @contextlib.contextmanager
-def _spun_executor(spin: bool = True):
-    """A real executor in its own context, spun by a thread as the node's main() spins its own."""
+def _executor(spin: bool = True):
+    """A real executor in its own context, spun (unless `spin` is False) by a thread as the node's
+    main() spins its own."""
     from rclpy.executors import SingleThreadedExecutor
 
     context = rclpy.Context()

@@ -90,14 +90,8 @@ def test_mode_metrics_tell_a_single_goal_policy_from_a_four_goal_one():
 
 
 @pytest.mark.slow  # ~20 s of CPU: trains a base policy, an LP-DS head and a DSRL head
-def test_paper_check_fast_version_writes_results_and_measures_the_constraint(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "training" / "checks" / "four_modes_check.py"
-    spec = importlib.util.spec_from_file_location("four_modes_check", path)
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
+def test_paper_check_fast_version_writes_results_and_measures_the_constraint(tmp_path, load_check):
+    check = load_check("four_modes_check")
     res = check.run("unequal", steps=400, deltas=[0.05], seed=0, eval_every=200, eval_episodes=20,
                     base_steps=300, progress=False, out=tmp_path)
     assert {"results.json", "modes_and_drift.png", "goal_shares.png", "dsrl.csv"} <= {p.name for p in tmp_path.iterdir()}

@@ -111,20 +111,20 @@ def summarise(folders: list[Path], png: Path | None) -> dict:
     # Over the saved heads every seed has, so that a longer run does not widen its own range alone.
     table = np.array([[dict(zip(r["updates"], r["successes"], strict=True))[u] for u in common]
                       for r in runs.values()], float)
-    # A run's moves once its first half of updates is behind it (the rise from nothing is learning,
-    # not a swing), against how far apart the runs end.
+    # Each run's largest move between consecutive heads once its first half of updates is behind it
+    # (the rise from nothing is learning, not a swing), tested on the same episodes as two heads are
+    # against each other; set against how far apart the runs end.
     half = (len(common) - 1) // 2
-    moves = np.abs(np.diff(table[:, half:], axis=1)).max(1) if len(common) - half > 1 else np.zeros(len(table))
-    within = float(moves.mean())
-    # Each such move tested on the same episodes, as two heads are against each other.
-    move_p = []
+    moves, move_p = [], []
     for r in runs.values():
-        at = {u: o for u, o in zip(r["updates"], r["outcomes"], strict=True)}
-        pairs = [(at[a], at[b]) for a, b in zip(common[half:-1], common[half + 1:], strict=True)]
+        at = dict(zip(r["updates"], r["outcomes"], strict=True))
+        pairs = [list(zip(at[a], at[b], strict=True)) for a, b in zip(common[half:-1], common[half + 1:], strict=True)]
         if pairs:
-            x, y = max(pairs, key=lambda p: abs(p[0].count("1") - p[1].count("1")))
-            pairs_xy = list(zip(x, y, strict=True))
-            move_p.append(mcnemar_p(pairs_xy.count(("1", "0")), pairs_xy.count(("0", "1"))))
+            largest = max(pairs, key=lambda p: abs(p.count(("1", "0")) - p.count(("0", "1"))))
+            gained, lost = largest.count(("1", "0")), largest.count(("0", "1"))
+            moves.append(abs(gained - lost))
+            move_p.append(mcnemar_p(gained, lost))
+    within = float(np.mean(moves)) if moves else 0.0
     between = float(table[:, -1].max() - table[:, -1].min())
     mean_curve = table.mean(0)
     print("\n+ / −: separated above / below the base (Newcombe 95% interval and McNemar mid-p < 0.05)")

@@ -275,6 +275,7 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
         return ChunkTcpFeatures(norm, steps, ("object", "target") if a.critic_features == "tcp-target" else ("object",))
 
     learnt_from = _data_record(a.demos)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
     def save_head(path: str | Path, actor: torch.nn.Module, wall: float, updates: int | None = None) -> None:
@@ -298,7 +299,6 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
                                         next_actions=next_actions)
         along = None
         if a.save_head_every:
-            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
 
             def along(step: int, agent: lps.LPSAgent) -> dict[str, float]:
                 save_head(head_at(a.out, step), agent.actor, time.perf_counter() - t0, updates=step)
@@ -331,7 +331,6 @@ def cmd_train_head(a: TrainHead, command: str) -> None:
                                          "task": a.task, "env": a.env, "profile": a.profile,
                                          "terminate_on_hold": a.terminate_on_hold, "lift_bonus": a.lift_bonus})
     wall = agent.wall_s if a.algo == "dsrl" else time.perf_counter() - t0
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     save_head(a.out, agent.actor, wall)
     write_run_config(a.out, a, command)
     Path(a.out).with_suffix(".state.pt").unlink(missing_ok=True)  # the run is done: nothing to go on from
